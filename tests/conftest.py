@@ -1,0 +1,52 @@
+"""Shared test fixtures: where the shared corpus and tools live."""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("MMSC_SHARED", ROOT.parent / "shared")).resolve()
+CORPUS = SHARED / "corpus"
+TOOLS = SHARED / "tools"
+
+
+@dataclass(frozen=True)
+class Vector:
+    file: str
+    pdu_type: str
+    notes: str
+
+    @property
+    def path(self) -> Path:
+        return CORPUS / "mms" / self.file
+
+    @property
+    def negative(self) -> bool:
+        return "NEGATIVE" in self.pdu_type or "truncated" in self.pdu_type
+
+    @property
+    def kind(self) -> str:
+        if self.file.endswith(".tpdu"):
+            return "tpdu"
+        if self.file.endswith(".wsp"):
+            return "push"
+        return "mms"
+
+
+def mms_manifest() -> list[Vector]:
+    manifest = CORPUS / "mms" / "MANIFEST.tsv"
+    if not manifest.exists():
+        raise RuntimeError(f"shared corpus not found at {CORPUS} (set MMSC_SHARED)")
+    with open(manifest, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh, delimiter="\t"))
+    return [Vector(r["file"], r["pdu_type"], r["notes"]) for r in rows]
+
+
+@pytest.fixture(scope="session")
+def corpus_dir() -> Path:
+    return CORPUS
