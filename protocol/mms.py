@@ -271,7 +271,10 @@ _DECODE_TABLE: dict[int, tuple[str, int, Reader, dict[int, str], bool]] = {
     if kind in _READERS and code not in (0x04, 0x0C, 0x0D, 0x18)
 }
 _INDEXED_TYPES = frozenset(("m-mbox-delete-conf", "m-delete-conf"))
-_INDEXED_FIELDS = frozenset((0x03, 0x12, 0x13))
+# Content-Location and Response-Status of a delete-conf may carry the index of the
+# message they answer. (Response-Text may too, but its indexed form cannot be told
+# from an Encoded-string-value with a charset, so it is read as the latter.)
+_INDEXED_FIELDS = frozenset((0x03, 0x12))
 
 
 def _add(headers: dict[str, Any], name: str, value: Any, always_list: bool) -> None:
@@ -341,7 +344,9 @@ def _decode(buf: bytes, end: int) -> MmsPdu:
             spec = table.get(code)
             if spec is not None:
                 name, kind, reader, tokens, always_list = spec
-                if kind == _K_TOKEN and v >= 0x80:
+                if 0 < v < 31 and code in _INDEXED_FIELDS and mtype in _INDEXED_TYPES:
+                    value, pos = _read_indexed(code, buf, pos, end)
+                elif kind == _K_TOKEN and v >= 0x80:
                     value = tokens.get(v, v)  # unknown tokens kept as numbers
                     pos += 1
                 elif kind == _K_TEXT or (kind == _K_ENC and v >= 32):
@@ -360,8 +365,6 @@ def _decode(buf: bytes, end: int) -> MmsPdu:
                 elif code == 0x09 and v == 1 and pos + 1 < end and buf[pos + 1] == 0x81:
                     value = None  # From: Insert-address-token
                     pos += 2
-                elif mtype in _INDEXED_TYPES and code in _INDEXED_FIELDS and v < 31:
-                    value, pos = _read_indexed(code, buf, pos, end)
                 else:
                     try:
                         value, pos = reader(buf, pos, end, tokens)
@@ -426,10 +429,8 @@ def _read_indexed(code: int, buf: bytes, pos: int, end: int) -> tuple[Any, int]:
     index, p = read_integer(buf, p, stop)
     if code == 0x03:
         value, _ = read_text(buf, p, stop)
-    elif code == 0x12:
-        value, _ = _r_token(buf, p, stop, FIELDS[0x12][3])
     else:
-        value, _ = read_encoded_string(buf, p, stop)
+        value, _ = _r_token(buf, p, stop, FIELDS[0x12][3])
     return {"index": index, "value": value}, stop
 
 
@@ -606,8 +607,18 @@ def encode(pdu: MmsPdu, *, version: str | None = None, check_mandatory: bool = T
     """Encode ``pdu`` for ``version`` (default: the PDU's own), strictly ordered.
 
     Fields that the target version does not define are left out, so one stored
-    message can be served to a 1.0 and a 1.3 handset alike.
+    message can be served to a 1.0 and a 1.3 handset alike. Raises
+    :class:`EncodeError` (and nothing else) for a PDU that cannot be encoded.
     """
+    try:
+        return _encode(pdu, version, check_mandatory)
+    except EncodeError:
+        raise
+    except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
+        raise EncodeError(f"cannot encode {pdu.message_type!r}: {exc}") from None
+
+
+def _encode(pdu: MmsPdu, version: str | None, check_mandatory: bool) -> bytes:
     target_text = version or pdu.mms_version or DEFAULT_VERSION
     target = parse_version(target_text)
     if target not in SUPPORTED_VERSIONS:
@@ -647,14 +658,9 @@ def encode(pdu: MmsPdu, *, version: str | None = None, check_mandatory: bool = T
         if code == 0x03 and pdu.message_type == "m-notification-ind":
             last.append((code, value))  # Content-Location last (feature-matrix §4.2)
             continue
-        values = value if isinstance(value, list) else [value]
-        for v in values:
-            out.append(code | 0x80)
-            _w_value(out, code, spec[1], v)
+        _write_field(out, code, value)
     for code, value in last:
-        for v in value if isinstance(value, list) else [value]:
-            out.append(code | 0x80)
-            _w_value(out, code, FIELDS[code][1], v)
+        _write_field(out, code, value)
 
     if pdu.content_type is None:
         if pdu.parts is not None or pdu.body is not None:
@@ -669,6 +675,18 @@ def encode(pdu: MmsPdu, *, version: str | None = None, check_mandatory: bool = T
     if pdu.body is not None:
         return b"".join((out, pdu.body))
     return bytes(out)
+
+
+def _write_field(out: bytearray, code: int, value: Any) -> None:
+    name, kind = FIELDS[code][0], FIELDS[code][1]
+    for v in value if isinstance(value, list) else [value]:
+        out.append(code | 0x80)
+        try:
+            _w_value(out, code, kind, v)
+        except EncodeError:
+            raise
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
+            raise EncodeError(f"{name}: cannot encode {v!r} as {kind}: {exc}") from None
 
 
 def _check_mandatory(pdu: MmsPdu) -> None:

@@ -207,6 +207,8 @@ def skip_value(buf: bytes, pos: int, end: int) -> tuple[Raw | str | int, int]:
         return b & 0x7F, pos + 1
     if b >= 32:
         return read_text(buf, pos, end)
+    if b == 0:  # an empty Text-string and a zero Short-length are the same octet
+        return "", pos + 1
     length, p = read_value_length(buf, pos, end)
     return Raw(bytes(buf[p : p + length])), p + length
 
@@ -523,6 +525,10 @@ def _text_octets(text: str) -> bytes:
     raw = text.encode("utf-8")
     if b"\x00" in raw:
         raise EncodeError("text contains NUL")
+    if raw and (raw[0] < 0x20 or raw[0] == 0x7F):
+        # TEXT excludes control characters (WAP-230-WSP §8.4.2.1); a leading one
+        # would be read back as a length or a quote.
+        raise EncodeError(f"text starts with control character 0x{raw[0]:02X}")
     return raw
 
 
@@ -532,6 +538,14 @@ def write_text(out: bytearray, text: str) -> None:
         out.append(0x7F)  # Quote: the first octet would otherwise read as a short-integer
     out += raw
     out.append(0)
+
+
+def write_text_value(out: bytearray, text: str) -> None:
+    """Text where decoders strip a leading quote: quote it when it starts with one."""
+    if text.startswith('"'):
+        write_quoted(out, text)
+    else:
+        write_text(out, text)
 
 
 def write_quoted(out: bytearray, text: str) -> None:
@@ -665,7 +679,7 @@ def write_parameters(out: bytearray, params: dict[str, Any]) -> None:
                 write_text(out, value)
         elif code is not None and PARAMETERS[code][1] == "text-string":
             out.append(code | 0x80)
-            write_text(out, str(value))
+            write_text_value(out, str(value))
         elif code is not None and PARAMETERS[code][1] in ("integer", "delta-seconds", "date"):
             out.append(code | 0x80)
             write_integer(out, int(value))
@@ -724,7 +738,7 @@ def _write_part_header(out: bytearray, name: str, value: Any) -> None:
         if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 0x80:
             out.append(value | 0x80)
         else:
-            write_text(out, str(value))
+            write_text_value(out, str(value))
 
 
 def _write_raw_value(out: bytearray, value: Raw | int) -> None:
