@@ -168,13 +168,20 @@ def _r_from(buf: bytes, pos: int, end: int, _t: Any) -> tuple[Any, int]:
         return read_encoded_string(buf, p + 1, end)
 
 
+def _version_text(octet: int) -> str:
+    major, minor = (octet >> 4) & 0x07, octet & 0x0F  # lenient: the high bit may be missing
+    return f"{major}.0" if minor == 0x0F else f"{major}.{minor}"
+
+
+_VERSION_TEXTS = {b: _version_text(b) for b in (*range(0x20), *range(0x80, 0x100))}
+
+
 def _r_version(buf: bytes, pos: int, end: int, _t: Any) -> tuple[Any, int]:
     b = buf[pos]
     if 32 <= b < 0x80:
         text, pos = read_text(buf, pos, end)
         return text.strip(), pos
-    major, minor = (b >> 4) & 0x07, b & 0x0F  # lenient: the high bit may be missing
-    return (f"{major}.0" if minor == 0x0F else f"{major}.{minor}"), pos + 1
+    return _VERSION_TEXTS[b], pos + 1
 
 
 def _r_prev_by(buf: bytes, pos: int, end: int, _t: Any) -> tuple[Any, int]:
@@ -271,10 +278,11 @@ _DECODE_TABLE: dict[int, tuple[str, int, Reader, dict[int, str], bool]] = {
     if kind in _READERS and code not in (0x04, 0x0C, 0x0D, 0x18)
 }
 _INDEXED_TYPES = frozenset(("m-mbox-delete-conf", "m-delete-conf"))
-# Content-Location and Response-Status of a delete-conf may carry the index of the
-# message they answer. (Response-Text may too, but its indexed form cannot be told
-# from an Encoded-string-value with a charset, so it is read as the latter.)
-_INDEXED_FIELDS = frozenset((0x03, 0x12))
+# OMA-MMS-ENC 1.3 §7.3.x: in a (mbox-)delete-conf, Content-Location, Response-Status
+# and Response-Text may carry the index of the message they answer. A Response-Text
+# with a value-length there is read as indexed (as Wireshark does); a charset-labelled
+# Response-Text is therefore ambiguous in these two PDU types and is best avoided.
+_INDEXED_FIELDS = frozenset((0x03, 0x12, 0x13))
 
 
 def _add(headers: dict[str, Any], name: str, value: Any, always_list: bool) -> None:
@@ -294,7 +302,7 @@ def _add(headers: dict[str, Any], name: str, value: Any, always_list: bool) -> N
         headers[name] = value
 
 
-class _Repeated(list):
+class _Repeated(list[Any]):
     """A non-list field that occurred more than once (kept, in order)."""
 
 
@@ -389,7 +397,11 @@ def _decode(buf: bytes, end: int) -> MmsPdu:
             elif code == 0x18:
                 tid, pos = read_text(buf, pos, end)
             elif code == 0x0D:
-                version, pos = _r_version(buf, pos, end, None)
+                if v >= 0x80:
+                    version = _VERSION_TEXTS[v]
+                    pos += 1
+                else:
+                    version, pos = _r_version(buf, pos, end, None)
             elif code == 0x04:
                 pdu_ct, ct_params, pos = read_content_type(buf, pos, end)
                 if mtype is None or mtype in BODY_TYPES or mtype.startswith(UNKNOWN_TYPE):
@@ -427,10 +439,13 @@ def _read_indexed(code: int, buf: bytes, pos: int, end: int) -> tuple[Any, int]:
     length, p = read_value_length(buf, pos, end)
     stop = p + length
     index, p = read_integer(buf, p, stop)
+    value: Any
     if code == 0x03:
         value, _ = read_text(buf, p, stop)
-    else:
+    elif code == 0x12:
         value, _ = _r_token(buf, p, stop, FIELDS[0x12][3])
+    else:
+        value, _ = read_encoded_string(buf, p, stop)
     return {"index": index, "value": value}, stop
 
 
@@ -511,11 +526,13 @@ def _w_from(out: bytearray, value: Any) -> None:
     out += body
 
 
-def _w_wrapped(out: bytearray, build: Callable[[bytearray], None]) -> None:
-    body = bytearray()
-    build(body)
+def _w_prefixed(out: bytearray, body: bytearray) -> None:
+    """A Value-length and the value: the shape of every structured field."""
     write_value_length(out, len(body))
     out += body
+
+
+_STRING_KINDS = frozenset(("address", "encoded-string", "text"))
 
 
 def _w_value(out: bytearray, code: int, kind: str, value: Any) -> None:
@@ -524,18 +541,17 @@ def _w_value(out: bytearray, code: int, kind: str, value: Any) -> None:
         out += value.data
         return
     if isinstance(value, dict) and "index" in value and code in _INDEXED_FIELDS:
-        inner = value["value"]
-
-        def build(b: bytearray) -> None:
-            write_integer(b, int(value["index"]))
-            _w_value(b, code, FIELDS[code][1], inner)
-
-        _w_wrapped(out, build)
+        body = bytearray()
+        write_integer(body, int(value["index"]))
+        _w_value(body, code, FIELDS[code][1], value["value"])
+        _w_prefixed(out, body)
         return
+    if kind in _STRING_KINDS and not isinstance(value, str):
+        raise EncodeError(f"{FIELDS[code][0]}: expected a string, got {value!r}")
     if kind in ("address", "encoded-string"):
-        write_encoded_string(out, str(value), getattr(value, "charset", None))
+        write_encoded_string(out, value, getattr(value, "charset", None))
     elif kind == "text":
-        write_text(out, str(value))
+        write_text(out, value)
     elif kind == "long-integer":
         write_long_integer(out, int(value))
     elif kind == "integer":
@@ -552,27 +568,23 @@ def _w_value(out: bytearray, code: int, kind: str, value: Any) -> None:
     elif kind == "from":
         _w_from(out, value)
     elif kind == "prev-sent-by":
-        _w_wrapped(
-            out,
-            lambda b: (
-                write_integer(b, int(value["forward_count"])),
-                write_encoded_string(b, str(value["address"])),
-            ),
-        )
+        body = bytearray()
+        write_integer(body, int(value["forward_count"]))
+        write_encoded_string(body, str(value["address"]))
+        _w_prefixed(out, body)
     elif kind == "prev-sent-date":
-        _w_wrapped(
-            out,
-            lambda b: (
-                write_integer(b, int(value["forward_count"])),
-                write_long_integer(b, int(value["date"])),
-            ),
-        )
+        body = bytearray()
+        write_integer(body, int(value["forward_count"]))
+        write_long_integer(body, int(value["date"]))
+        _w_prefixed(out, body)
     elif kind == "mm-flags":
         ops = {v.lower(): k for k, v in MM_FLAGS_OPS.items()}
         op = ops.get(str(value.get("op", "")).lower())
         if op is None:
             raise EncodeError(f"MM-Flags op must be Add, Remove or Filter: {value!r}")
-        _w_wrapped(out, lambda b: (b.append(op), write_encoded_string(b, str(value["value"]))))
+        body = bytearray((op,))
+        write_encoded_string(body, str(value["value"]))
+        _w_prefixed(out, body)
     elif kind == "mbox-total":
         if not isinstance(value, dict) or len(value) != 1:
             raise EncodeError(f"Mbox total must be {{'messages': n}} or {{'bytes': n}}: {value!r}")
@@ -580,20 +592,19 @@ def _w_value(out: bytearray, code: int, kind: str, value: Any) -> None:
         token = {"messages": 0x80, "bytes": 0x81}.get(which)
         if token is None:
             raise EncodeError(f"Mbox total kind {which!r}")
-        _w_wrapped(out, lambda b: (b.append(token), write_integer(b, int(amount))))
+        body = bytearray((token,))
+        write_integer(body, int(amount))
+        _w_prefixed(out, body)
     elif kind == "field-name":
         fcode = FIELD_CODES.get(str(value).lower())
         if fcode is None:
             raise EncodeError(f"X-Mms-Attributes: unknown field {value!r}")
         out.append(fcode | 0x80)
     elif kind == "element-descriptor":
-        _w_wrapped(
-            out,
-            lambda b: (
-                write_text(b, str(value["reference"])),
-                write_parameters(b, value.get("params") or {}),
-            ),
-        )
+        body = bytearray()
+        write_text(body, str(value["reference"]))
+        write_parameters(body, value.get("params") or {})
+        _w_prefixed(out, body)
     elif kind == "generic":
         if isinstance(value, int):
             out.append(value | 0x80)
@@ -669,8 +680,8 @@ def _encode(pdu: MmsPdu, version: str | None, check_mandatory: bool) -> bytes:
     out.append(0x84)
     write_content_type(out, pdu.content_type, pdu.content_type_params)
     if pdu.parts is not None:
-        chunks = multipart_chunks(pdu.parts)
-        chunks.insert(0, out)
+        chunks: list[bytes | bytearray | memoryview] = [out]
+        chunks.extend(multipart_chunks(pdu.parts))
         return b"".join(chunks)
     if pdu.body is not None:
         return b"".join((out, pdu.body))

@@ -315,6 +315,7 @@ def read_parameters(buf: bytes, pos: int, end: int) -> dict[str, Any]:
     loop runs for every part of every message.
     """
     params: dict[str, Any] = {}
+    value: Any
     while pos < end:
         b = buf[pos]
         if b >= 0x80:
@@ -385,6 +386,7 @@ _DATE_HEADERS = frozenset((0x12, 0x14, 0x17, 0x1B, 0x1D, 0x3F))
 def read_part_headers(buf: bytes, pos: int, end: int) -> dict[str, Any]:
     """Headers of a multipart entry (§8.4.2.6): well-known fields and application headers."""
     headers: dict[str, Any] = {}
+    value: Any
     while pos < end:
         b = buf[pos]
         if b >= 0x80:
@@ -598,25 +600,24 @@ def write_encoded_string(out: bytearray, text: str, charset: int | None = None) 
     if charset is None and text.isascii():
         write_text(out, text)
         return
-    codec_info = CHARSETS.get(charset) if charset not in (None, 0) else None
-    raw: bytes | None = None
-    if codec_info is not None:
-        try:
-            raw = text.encode(codec_info[1])
-        except UnicodeEncodeError:
-            raw = None
-    if raw is None:
-        charset, raw = 106, text.encode("utf-8")
-    if codec_info and codec_info[1].startswith("utf-16"):
+    code = 106
+    codec = "utf-8"
+    if charset is not None and charset in CHARSETS:
+        code, codec = charset, CHARSETS[charset][1]
+    try:
+        raw = text.encode(codec)
+    except UnicodeEncodeError:  # the remembered charset cannot carry the new text
+        code, codec, raw = 106, "utf-8", text.encode("utf-8")
+    if codec.startswith("utf-16"):
         term = b"\x00\x00"
-    elif codec_info and codec_info[1].startswith("utf-32"):
+    elif codec.startswith("utf-32"):
         term = b"\x00\x00\x00\x00"
     else:
         term = b"\x00"
         if b"\x00" in raw:
             raise EncodeError("text contains NUL")
     body = bytearray()
-    write_integer(body, charset)
+    write_integer(body, code)
     if raw and raw[0] >= 0x80 and term == b"\x00":
         body.append(0x7F)
     body += raw
@@ -639,17 +640,19 @@ def write_content_type(out: bytearray, ct: str, params: dict[str, Any] | None = 
     """Well-known types as a short integer, others as text; general form when parameters."""
     code = content_type_code(ct)
     if not params:
-        if code is not None:
-            write_integer(out, code)
-        else:
+        if code is not None and code < 0x80:
+            out.append(code | 0x80)
+            return
+        if code is None:
             write_text(out, ct)
-        return
+            return
+        # A Long-integer media code only exists in the general form (§8.4.2.24).
     body = bytearray()
     if code is not None:
         write_integer(body, code)
     else:
         write_text(body, ct)
-    write_parameters(body, params)
+    write_parameters(body, params or {})
     write_value_length(out, len(body))
     out += body
 

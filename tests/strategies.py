@@ -163,6 +163,15 @@ def mms_pdus(draw: st.DrawFn, message_type: str | None = None) -> MmsPdu:
     optional = draw(st.sets(st.sampled_from(allowed), max_size=8))
     headers: dict[str, Any] = {}
     for c in sorted(mandatory | optional, key=lambda c: (c not in mandatory, c)):
+        if c == 0x13 and mtype in ("m-delete-conf", "m-mbox-delete-conf"):
+            # A charset-labelled Response-Text reads as indexed here (see mms.py).
+            headers[FIELDS[c][0]] = draw(
+                st.one_of(
+                    ascii_text,
+                    st.fixed_dictionaries({"index": st.integers(0, 1000), "value": text}),
+                )
+            )
+            continue
         headers[FIELDS[c][0]] = draw(_header_value(c))
     if draw(st.booleans()):
         headers["X-App-" + draw(token_text)] = draw(ascii_text)
