@@ -32,9 +32,10 @@ from protocol.mms_tables import (
     TOKEN_CODES,
     Version,
 )
+from protocol.values import Raw
+from protocol.values import Repeated as _Repeated
 from protocol.wsp import (
     Part,
-    Raw,
     multipart_chunks,
     read_content_type,
     read_encoded_string,
@@ -302,10 +303,6 @@ def _add(headers: dict[str, Any], name: str, value: Any, always_list: bool) -> N
         headers[name] = value
 
 
-class _Repeated(list[Any]):
-    """A non-list field that occurred more than once (kept, in order)."""
-
-
 def _is_multipart(ct: str) -> bool:
     low = ct.lower()
     return low.startswith("application/vnd.wap.multipart.") or low.startswith("multipart/")
@@ -352,7 +349,7 @@ def _decode(buf: bytes, end: int) -> MmsPdu:
             spec = table.get(code)
             if spec is not None:
                 name, kind, reader, tokens, always_list = spec
-                if 0 < v < 31 and code in _INDEXED_FIELDS and mtype in _INDEXED_TYPES:
+                if 0 < v <= 31 and code in _INDEXED_FIELDS and mtype in _INDEXED_TYPES:
                     value, pos = _read_indexed(code, buf, pos, end)
                 elif kind == _K_TOKEN and v >= 0x80:
                     value = tokens.get(v, v)  # unknown tokens kept as numbers

@@ -13,7 +13,8 @@ from typing import Any
 
 from protocol.errors import EncodeError
 from protocol.mms import MmsPdu
-from protocol.wsp import Part, Raw
+from protocol.values import Raw
+from protocol.wsp import Part
 
 
 def _value_to_json(value: Any) -> Any:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from protocol.errors import DecodeError, EncodeError
+from protocol.values import EncodedString, Raw
 from protocol.wsp_tables import (
     CHARSET_CODES,
     CHARSETS,
@@ -28,25 +29,6 @@ from protocol.wsp_tables import (
 
 MAX_UINTVAR_OCTETS = 5  # 32-bit values (WAP-230-WSP §8.1.2)
 UNKNOWN_CONTENT_TYPE = "application/x-wsp-content-type-"  # + two hex digits
-
-
-@dataclass(frozen=True, slots=True)
-class Raw:
-    """A value we could not interpret, kept byte for byte so it can be re-emitted."""
-
-    data: bytes
-
-
-class EncodedString(str):
-    """A decoded Encoded-string-value that remembers the charset it came with."""
-
-    __slots__ = ("charset",)
-    charset: int | None
-
-    def __new__(cls, text: str, charset: int | None = None) -> EncodedString:
-        obj = super().__new__(cls, text)
-        obj.charset = charset
-        return obj
 
 
 @dataclass(slots=True)

@@ -18,9 +18,23 @@ fi
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
+# Reinstall when the project metadata changed, or when a module that setup.py
+# compiles with mypyc changed (its .so would otherwise shadow the new source).
 stamp=.venv/.mmsc-installed
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test,bench]'
+stale=""
+if [ -f "$stamp" ]; then
+  stale=$(find pyproject.toml setup.py protocol -name '*.py' -newer "$stamp" -o \
+               -name pyproject.toml -newer "$stamp" | head -n 1)
+fi
+if [ ! -f "$stamp" ] || [ -n "$stale" ]; then
+  echo "setup: installing mmsc into .venv (compiling the codec with mypyc takes a minute)"
+  log=.venv/install.log
+  if ! { .venv/bin/python -m pip install --disable-pip-version-check --upgrade pip &&
+         .venv/bin/python -m pip install --disable-pip-version-check -e '.[test,bench]'; } \
+       >"$log" 2>&1; then
+    tail -n 40 "$log" >&2
+    echo "setup: pip install failed (full log: $log)" >&2
+    exit 1
+  fi
   touch "$stamp"
 fi

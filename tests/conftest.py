@@ -9,7 +9,11 @@ from pathlib import Path
 
 import pytest
 
+import protocol
+
 ROOT = Path(__file__).resolve().parent.parent
+if os.environ.get("MMSC_EXPECT_PURE_PYTHON") == "1" and protocol.COMPILED:
+    raise RuntimeError(f"expected the plain-Python codec, imported {protocol._mms.__file__}")
 SHARED = Path(os.environ.get("MMSC_SHARED", ROOT.parent / "shared")).resolve()
 CORPUS = SHARED / "corpus"
 TOOLS = SHARED / "tools"

@@ -6,7 +6,8 @@ import pytest
 
 from protocol import mms
 from protocol.errors import DecodeError, EncodeError
-from protocol.wsp import Part, Raw
+from protocol.values import Raw
+from protocol.wsp import Part
 
 
 def notification(**headers) -> mms.MmsPdu:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -16,7 +17,18 @@ from protocol.mms_tables import MESSAGE_TYPES
 from tests.conftest import mms_manifest
 from tests.strategies import mms_pdus
 
-PROFILE = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# MMSC_HYPOTHESIS_SCALE shrinks or grows every example count (the plain-Python rerun
+# in test_pure_python.py uses a fraction; a long fuzzing session can use more).
+SCALE = float(os.environ.get("MMSC_HYPOTHESIS_SCALE", "1"))
+
+
+def examples(n: int) -> int:
+    return max(5, int(n * SCALE))
+
+
+PROFILE = settings(
+    max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 
 
 def _normal(pdu: mms.MmsPdu) -> tuple:
@@ -93,7 +105,7 @@ CORPUS_PUSHES = [v.path.read_bytes() for v in mms_manifest() if v.kind == "push"
 SMALL_SEEDS = [d for d in CORPUS_PDUS if len(d) < 4096]
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(400), deadline=None)
 @given(st.binary(max_size=512))
 def test_random_bytes_only_raise_decode_error(data: bytes) -> None:
     decoders = (
@@ -128,7 +140,7 @@ def mutated(draw: st.DrawFn, seeds: list[bytes]) -> bytes:
     return bytes(data)
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=examples(500), deadline=None)
 @given(mutated(SMALL_SEEDS + CORPUS_PUSHES))
 def test_mutated_corpus_only_raises_decode_error(data: bytes) -> None:
     """Whatever decodes can be shown as JSON and re-encoded (or refused with EncodeError)."""
