@@ -531,7 +531,11 @@ def main(argv: list[str] | None = None) -> int:
         from importlib.metadata import version
 
         pm_version = version("python-messaging")
-    print(f"python {sys.version.split()[0]}; codec {ROOT / 'protocol'}; p-m = python-messaging")
+    import protocol
+
+    build = "mypyc-compiled" if protocol.COMPILED else "plain Python (not compiled)"
+    print(f"python {sys.version.split()[0]}; codec {ROOT / 'protocol'} ({build})")
+    print("  p-m = python-messaging")
     print(
         f"  {pm_version}; best of {args.headline_repeat} x ~{args.target} s (synthetic rows), "
         f"best of {args.repeat} x ~{args.corpus_target} s (corpus rows); "
