@@ -1,11 +1,20 @@
-"""The admin listener: health, readiness and Prometheus metrics (DESIGN.md §3)."""
+"""The admin listener: health, readiness, Prometheus metrics and the message API."""
 
 from __future__ import annotations
 
+import logging
+from typing import TYPE_CHECKING
+
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from sqlalchemy import text
 
+if TYPE_CHECKING:
+    from mmsc.core import Mmsc
+
+log = logging.getLogger("mmsc.admin")
 READY_KEY = web.AppKey("ready", dict)
+CORE_KEY: web.AppKey[Mmsc | None] = web.AppKey("admin_core")
 
 
 async def healthz(_request: web.Request) -> web.Response:
@@ -14,22 +23,42 @@ async def healthz(_request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Readiness: every component registered in the app has reported ready."""
+    """Readiness: every component reported ready and the database answers now."""
     state = request.app[READY_KEY]
     pending = sorted(name for name, ok in state.items() if not ok)
+    core = request.app[CORE_KEY]
+    if core is not None:
+        try:
+            async with core.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except Exception as exc:
+            pending.append(f"database ({type(exc).__name__})")
     if pending:
         return web.Response(status=503, text="not ready: " + ", ".join(pending) + "\n")
     return web.Response(text="ready\n")
 
 
-def make_app(registry: CollectorRegistry = REGISTRY) -> web.Application:
+async def message(request: web.Request) -> web.Response:
+    """GET /api/messages/{id}: the message, its recipients and its event history."""
+    core = request.app[CORE_KEY]
+    if core is None:
+        return web.json_response({"error": "no message store"}, status=503)
+    trace = await core.trace(request.match_info["id"])
+    if trace is None:
+        return web.json_response({"error": "no such message"}, status=404)
+    return web.json_response(trace)
+
+
+def make_app(registry: CollectorRegistry = REGISTRY, core: Mmsc | None = None) -> web.Application:
     async def metrics(_request: web.Request) -> web.Response:
         body = generate_latest(registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     app = web.Application()
     app[READY_KEY] = {}
+    app[CORE_KEY] = core
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
+    app.router.add_get("/api/messages/{id}", message)
     return app

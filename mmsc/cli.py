@@ -174,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        return int(args.func(args))
     except FileNotFoundError as exc:
         return _fail(f"no such file: {exc.filename}")
     except KeyboardInterrupt:

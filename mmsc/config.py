@@ -76,7 +76,7 @@ def apply_env(config: dict[str, Any], environ: Mapping[str, str]) -> None:
 
 def load(
     path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None
-) -> dict:
+) -> dict[str, Any]:
     """Defaults, then the file (``conf/mmsc.toml`` when none is given), then the environment."""
     config: dict[str, Any] = {section: dict(values) for section, values in DEFAULTS.items()}
     file = Path(path) if path is not None else DEFAULT_CONFIG

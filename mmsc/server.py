@@ -1,7 +1,9 @@
 """`mmsc serve`: run every configured listener in one process until a signal stops it.
 
-For now only the admin listener exists (health, readiness, metrics); the MM1
-and MM7 interfaces attach here as they land.
+Start-up order: database (upgraded to the newest schema), payload store,
+notification backend, core, scheduler, then the listeners. Stopping runs
+the other way round: listeners close first (no new work), then the scheduler
+finishes its pass, then the writer commits what is queued.
 """
 
 from __future__ import annotations
@@ -10,18 +12,37 @@ import asyncio
 import contextlib
 import logging
 import signal
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
-from mmsc import admin
-from mmsc.config import Listen
+from mmsc import admin, mm1
+from mmsc.config import ConfigError, Listen
+from mmsc.core import Mmsc, Policy
+from mmsc.notify.base import make_backend
+from mmsc.scheduler import Scheduler
+from storage import db
+from storage.payloads import FilesystemPayloadStore
 
 log = logging.getLogger("mmsc.server")
 
 
+async def _start_site(app: web.Application, listen: Listen, name: str) -> web.AppRunner:
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=10)
+    await runner.setup()
+    site = web.TCPSite(runner, listen.host, listen.port, reuse_address=True)
+    await site.start()
+    server: Any = site._server  # the only way to learn the port of a port-0 binding
+    for sock in getattr(server, "sockets", None) or []:
+        host, port = sock.getsockname()[:2]
+        log.info("%s listening on %s:%d", name, host, port)
+        print(f"mmsc: {name} listening on http://{host}:{port}", flush=True)
+    return runner
+
+
 async def run(config: dict[str, Any], stop: asyncio.Event | None = None) -> None:
-    """Start the listeners, report where they listen, and wait for ``stop`` or a signal."""
+    """Start everything, then wait for ``stop`` or SIGINT/SIGTERM, then drain and stop."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -29,18 +50,49 @@ async def run(config: dict[str, Any], stop: asyncio.Event | None = None) -> None
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, stop.set)
 
+    storage_cfg = config.get("storage", {})
+    mm1_listen = Listen.parse(config["mm1"]["listen"], "mm1.listen")
     admin_listen = Listen.parse(config["admin"]["listen"], "admin.listen")
-    app = admin.make_app()
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, admin_listen.host, admin_listen.port, reuse_address=True)
-    await site.start()
-    for sock in site._server.sockets if site._server else []:
-        host, port = sock.getsockname()[:2]
-        log.info("admin listening on %s:%d", host, port)
-        print(f"mmsc: admin listening on http://{host}:{port}", flush=True)
+    sched_cfg = config.get("scheduler", {})
+    backend = make_backend(config)
+    try:
+        engine = db.create_engine(
+            str(storage_cfg.get("database_url", "sqlite+aiosqlite:///var/mmsc.db")),
+            sqlite_synchronous=str(storage_cfg.get("sqlite_synchronous", "FULL")),
+        )
+    except ValueError as exc:
+        raise ConfigError(f"storage: {exc}") from None
+    await db.upgrade(engine)
+    log.info("database ready (%s)", engine.url.render_as_string(hide_password=True))
+    payload_dir = Path(str(storage_cfg.get("payload_dir", "var/payloads")))
+    payloads = FilesystemPayloadStore(payload_dir)
+    core = Mmsc(engine, payloads, Policy.from_config(config))
+    await core.start()
+    await backend.start()
+    log.info("notification backend: %s", backend.name)
+    scheduler = Scheduler(
+        core,
+        backend,
+        poll_interval=float(sched_cfg.get("poll_interval", 1.0)),
+        batch=int(sched_cfg.get("batch", 100)),
+    )
+    await scheduler.start()
+
+    admin_app = admin.make_app(core=core)
+    runners = [
+        await _start_site(mm1.make_app(core, config), mm1_listen, "mm1"),
+        await _start_site(admin_app, admin_listen, "admin"),
+    ]
+    admin_app[admin.READY_KEY]["database"] = True
     try:
         await stop.wait()
     finally:
         log.info("shutting down")
-        await runner.cleanup()
+        for runner in runners:
+            await runner.cleanup()
+        await scheduler.close()
+        await backend.close()
+        await core.close()
+        await payloads.close()
+        await engine.dispose()
+        log.info("stopped")

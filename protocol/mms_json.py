@@ -17,28 +17,28 @@ from protocol.values import Raw
 from protocol.wsp import Part
 
 
-def _value_to_json(value: Any) -> Any:
+def value_to_json(value: Any) -> Any:
     if isinstance(value, Raw):
         return {"raw": value.data.hex()}
     if isinstance(value, str):
         return str(value)
     if isinstance(value, list):
-        return [_value_to_json(v) for v in value]
+        return [value_to_json(v) for v in value]
     if isinstance(value, dict):
-        return {k: _value_to_json(v) for k, v in value.items()}
+        return {k: value_to_json(v) for k, v in value.items()}
     return value
 
 
-def _value_from_json(value: Any) -> Any:
+def value_from_json(value: Any) -> Any:
     if isinstance(value, dict):
         if set(value) == {"raw"}:
             try:
                 return Raw(bytes.fromhex(value["raw"]))
             except (ValueError, TypeError):
                 raise EncodeError(f"bad raw hex value {value['raw']!r}") from None
-        return {k: _value_from_json(v) for k, v in value.items()}
+        return {k: value_from_json(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_value_from_json(v) for v in value]
+        return [value_from_json(v) for v in value]
     return value
 
 
@@ -47,17 +47,17 @@ def pdu_to_json(pdu: MmsPdu) -> dict[str, Any]:
         "message_type": pdu.message_type,
         "transaction_id": pdu.transaction_id,
         "mms_version": pdu.mms_version,
-        "headers": {k: _value_to_json(v) for k, v in pdu.headers.items()},
+        "headers": {k: value_to_json(v) for k, v in pdu.headers.items()},
     }
     if pdu.content_type is not None:
         out["content_type"] = pdu.content_type
-        out["content_type_params"] = _value_to_json(pdu.content_type_params)
+        out["content_type_params"] = value_to_json(pdu.content_type_params)
     if pdu.parts is not None:
         out["parts"] = [
             {
                 "content_type": part.content_type,
-                "params": _value_to_json(part.params),
-                "headers": _value_to_json(part.headers),
+                "params": value_to_json(part.params),
+                "headers": value_to_json(part.headers),
                 "data_base64": base64.b64encode(part.data).decode("ascii"),
             }
             for part in pdu.parts
@@ -95,8 +95,8 @@ def pdu_from_json(obj: Any) -> MmsPdu:
             parts.append(
                 Part(
                     p["content_type"],
-                    _value_from_json(p.get("params") or {}),
-                    _value_from_json(p.get("headers") or {}),
+                    value_from_json(p.get("params") or {}),
+                    value_from_json(p.get("headers") or {}),
                     _b64(p.get("data_base64"), f"part {i} data_base64"),
                 )
             )
@@ -106,9 +106,9 @@ def pdu_from_json(obj: Any) -> MmsPdu:
         message_type=mtype,
         transaction_id=obj.get("transaction_id"),
         mms_version=str(version) if version is not None else None,
-        headers={str(k): _value_from_json(v) for k, v in headers.items()},
+        headers={str(k): value_from_json(v) for k, v in headers.items()},
         content_type=obj.get("content_type"),
-        content_type_params=_value_from_json(obj.get("content_type_params") or {}),
+        content_type_params=value_from_json(obj.get("content_type_params") or {}),
         parts=parts,
         body=body,
     )

@@ -94,20 +94,34 @@ def test_push_command_prints_sms_user_data(tmp_path: Path) -> None:
     assert pdu.headers["X-Mms-Content-Location"] == "http://m/abc"
 
 
-@pytest.mark.timeout(60)
-def test_serve_answers_healthz_and_stops_on_sigterm(tmp_path: Path) -> None:
-    env = dict(os.environ, MMSC_ADMIN__LISTEN="127.0.0.1:0")
+@pytest.mark.timeout(120)
+def test_serve_with_no_configuration(tmp_path: Path) -> None:
+    """The README's run command: no config file, SQLite under ./var, then SIGTERM."""
+    env = dict(
+        os.environ,
+        MMSC_MM1__LISTEN="127.0.0.1:0",
+        MMSC_ADMIN__LISTEN="127.0.0.1:0",
+        PYTHONPATH=str(ROOT),
+    )
     proc = subprocess.Popen(
-        [*MMSC, "serve"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        [*MMSC, "serve"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
     try:
-        line = proc.stdout.readline().decode()  # blocks until the listener is bound
-        assert "admin listening on http://127.0.0.1:" in line, proc.stderr.read1().decode()
-        base = line.split()[-1]
-        with urllib.request.urlopen(base + "/healthz", timeout=10) as resp:
+        urls: dict[str, str] = {}
+        seen = []
+        while len(urls) < 2:
+            line = proc.stdout.readline().decode()  # blocks until each listener is bound
+            assert line, "".join(seen)
+            seen.append(line)
+            if "listening on http://" in line and line.startswith("mmsc: "):
+                urls[line.split()[1]] = line.split()[-1]
+        with urllib.request.urlopen(urls["admin"] + "/healthz", timeout=10) as resp:
             assert resp.status == 200 and resp.read() == b"ok\n"
-        with urllib.request.urlopen(base + "/metrics", timeout=10) as resp:
-            assert b"# TYPE" in resp.read()
+        with urllib.request.urlopen(urls["admin"] + "/readyz", timeout=10) as resp:
+            assert resp.status == 200
+        with urllib.request.urlopen(urls["admin"] + "/metrics", timeout=10) as resp:
+            assert b"# TYPE mmsc_messages_received_total counter" in resp.read()
+        assert (tmp_path / "var" / "mmsc.db").exists()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
     finally:

@@ -1,0 +1,594 @@
+"""The store-and-forward core: accept, notify, retrieve, report. Interface-neutral.
+
+The MM1 HTTP handlers (mmsc/mm1.py) and the scheduler (mmsc/scheduler.py)
+call into this; every durable change goes through the group-commit writer,
+and every state change writes an event row that is also logged and counted.
+Answers to a sender are given only after the writer reports the commit.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import secrets
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from mmsc import metrics
+from mmsc.addresses import Address, AddressError, NumberPlan, parse_address
+from protocol import mms
+from protocol.mms import MmsPdu
+from protocol.mms_json import value_to_json
+from storage import repository as repo
+from storage.payloads import PayloadNotFound, PayloadStore
+from storage.writer import GroupCommitWriter
+
+log = logging.getLogger("mmsc.core")
+event_log = logging.getLogger("mmsc.events")
+
+DAY = 86400.0
+
+
+def new_id() -> str:
+    """120 random bits in lower-case base32: unguessable, URL- and file-name-safe, 24 chars."""
+    return base64.b32encode(secrets.token_bytes(15)).decode("ascii").lower()
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The knobs of the store-and-forward behaviour, read from [mm1] and [scheduler]."""
+
+    public_url: str = "http://127.0.0.1:8002/mms"
+    default_expiry: float = 7 * DAY
+    max_expiry: float = 30 * DAY
+    min_expiry: float = 60.0
+    notify_backoff: float = 300.0
+    notify_backoff_max: float = 6 * 3600.0
+    notify_max_attempts: int = 6
+    push_retry: float = 5.0
+    push_retry_max: float = 600.0
+    push_max_attempts: int = 50
+    notification_version: str = "1.2"
+    notify_subject: bool = True
+    plan: NumberPlan = field(default_factory=NumberPlan)
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Policy:
+        mm1 = config.get("mm1", {})
+        sched = config.get("scheduler", {})
+        notify = config.get("notify", {})
+        plan = NumberPlan.from_config(config)
+        return cls(
+            public_url=str(mm1.get("public_url", cls.public_url)).rstrip("/"),
+            default_expiry=float(mm1.get("default_expiry", cls.default_expiry)),
+            max_expiry=float(mm1.get("max_expiry", cls.max_expiry)),
+            min_expiry=float(mm1.get("min_expiry", cls.min_expiry)),
+            notify_backoff=float(sched.get("notify_backoff", cls.notify_backoff)),
+            notify_backoff_max=float(sched.get("notify_backoff_max", cls.notify_backoff_max)),
+            notify_max_attempts=int(sched.get("notify_max_attempts", cls.notify_max_attempts)),
+            push_retry=float(notify.get("retry_initial", cls.push_retry)),
+            push_retry_max=float(notify.get("retry_max", cls.push_retry_max)),
+            push_max_attempts=int(notify.get("max_attempts", cls.push_max_attempts)),
+            notification_version=str(mm1.get("notification_version", "1.2")),
+            notify_subject=bool(notify.get("include_subject", True)),
+            plan=plan,
+        )
+
+    def renotify_delay(self, attempts: int) -> float:
+        """Exponential back-off after the ``attempts``-th notification (1-based)."""
+        return float(min(self.notify_backoff * 2 ** max(attempts - 1, 0), self.notify_backoff_max))
+
+    def push_delay(self, attempts: int) -> float:
+        return float(min(self.push_retry * 2 ** max(attempts - 1, 0), self.push_retry_max))
+
+
+class SendRefused(Exception):
+    """An m-send-req we answer with an error status instead of accepting it."""
+
+    def __init__(self, status: str, text: str) -> None:
+        super().__init__(text)
+        self.status = status
+        self.text = text
+
+
+@dataclass
+class Accepted:
+    message_id: str
+    recipients: list[tuple[int, str]]  # (recipient id, canonical address)
+
+
+def _expiry(pdu: MmsPdu, now: float, policy: Policy) -> float:
+    value = pdu.headers.get("X-Mms-Expiry")
+    expires = now + policy.default_expiry
+    if isinstance(value, dict):
+        if isinstance(value.get("relative"), int):
+            expires = now + value["relative"]
+        elif isinstance(value.get("absolute"), int):
+            expires = float(value["absolute"])
+    return min(max(expires, now + policy.min_expiry), now + policy.max_expiry)
+
+
+def _recipients(pdu: MmsPdu, plan: NumberPlan) -> list[tuple[str, Address | None, str]]:
+    """(kind, parsed address or None when unparseable, raw text) for To, Cc and Bcc."""
+    out: list[tuple[str, Address | None, str]] = []
+    for kind, name in (("to", "To"), ("cc", "Cc"), ("bcc", "Bcc")):
+        values = pdu.headers.get(name) or []
+        for raw in values if isinstance(values, list) else [values]:
+            text = str(raw)
+            try:
+                out.append((kind, parse_address(text, plan), text))
+            except AddressError:
+                out.append((kind, None, text))
+    return out
+
+
+def _route(address: Address | None) -> str:
+    if address is None:
+        return "invalid"
+    if address.kind in ("msisdn", "shortcode"):
+        return "local"
+    return "unsupported"  # e-mail (MM3) and IP handsets: not delivered by this MMSC yet
+
+
+def _log_events(rows: Sequence[repo.Event]) -> None:
+    for e in rows:
+        metrics.events_total.labels(e.event).inc()
+        event_log.info(
+            "message=%s recipient=%s event=%s state=%s %s",
+            e.message_id,
+            e.recipient_id if e.recipient_id is not None else "-",
+            e.event,
+            e.state or "-",
+            e.detail or "",
+        )
+
+
+class Mmsc:
+    """Owns the database writer and the payload store; everything durable goes through it."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        payloads: PayloadStore,
+        policy: Policy,
+        *,
+        node_id: str | None = None,
+    ) -> None:
+        self.engine = engine
+        self.payloads = payloads
+        self.policy = policy
+        self.node_id = node_id or new_id()[:12]
+        self.writer = GroupCommitWriter(engine)
+        self.wakeup_callbacks: list[Any] = []
+
+    async def start(self) -> None:
+        await self.writer.start()
+
+    async def close(self) -> None:
+        await self.writer.close()
+
+    async def write(self, unit: Any) -> Any:
+        """Run a unit in the group-commit writer; it returns (result, events)."""
+        result, rows = await self.writer.submit(unit)
+        _log_events(rows)
+        return result
+
+    def _wake(self) -> None:
+        for callback in self.wakeup_callbacks:
+            callback()
+
+    # ----------------------------------------------------------------- accept
+
+    async def accept(
+        self,
+        pdu: MmsPdu,
+        raw: bytes,
+        sender: Address,
+        *,
+        interface: str = "mm1",
+        vasp: str | None = None,
+    ) -> Accepted:
+        """Store an m-send-req durably; raises SendRefused for what must not be accepted."""
+        now = time.time()
+        rcpts = _recipients(pdu, self.policy.plan)
+        if not rcpts:
+            raise SendRefused("Error-permanent-message-format-corrupt", "no recipient")
+        if not any(_route(a) == "local" for _k, a, _t in rcpts):
+            raise SendRefused(
+                "Error-permanent-sending-address-unresolved", "no recipient can be reached"
+            )
+        message_id = new_id()
+        payload_key = message_id
+        await self.payloads.put(payload_key, raw)  # durable before the row that names it
+        envelope = {
+            k: v
+            for k, v in pdu.headers.items()
+            if k
+            in (
+                "To",
+                "Cc",
+                "Subject",
+                "X-Mms-Message-Class",
+                "X-Mms-Priority",
+                "X-Mms-Delivery-Report",
+                "X-Mms-Read-Report",
+                "X-Mms-Reply-Charging",
+                "X-Mms-Content-Class",
+                "X-Mms-DRM-Content",
+            )
+        }
+        earliest = pdu.headers.get("X-Mms-Delivery-Time")
+        earliest_at: float | None = None
+        if isinstance(earliest, dict):
+            if isinstance(earliest.get("relative"), int):
+                earliest_at = now + earliest["relative"]
+            elif isinstance(earliest.get("absolute"), int):
+                earliest_at = float(earliest["absolute"])
+        message = repo.NewMessage(
+            id=message_id,
+            transaction_id=pdu.transaction_id,
+            originator=str(sender),
+            origin_interface=interface,
+            vasp=vasp,
+            mms_version=pdu.mms_version or "1.2",
+            message_class=str(pdu.headers.get("X-Mms-Message-Class", "Personal")),
+            priority=_str_or_none(pdu.headers.get("X-Mms-Priority")),
+            subject=_str_or_none(pdu.headers.get("Subject")),
+            content_type=pdu.content_type or "application/vnd.wap.multipart.mixed",
+            size=len(raw),
+            payload_key=payload_key,
+            headers=_jsonable(envelope),
+            delivery_report=pdu.headers.get("X-Mms-Delivery-Report") == "Yes",
+            read_report=pdu.headers.get("X-Mms-Read-Report") == "Yes",
+            sender_visible=pdu.headers.get("X-Mms-Sender-Visibility") != "Hide",
+            created_at=now,
+            expires_at=_expiry(pdu, now, self.policy),
+            earliest_delivery_at=earliest_at,
+        )
+        due = max(now, earliest_at or now)
+        new_rcpts: list[repo.NewRecipient] = []
+        seen: set[str] = set()
+        for kind, address, text in rcpts:
+            key = str(address) if address is not None else text
+            if key in seen:
+                continue  # the same address twice gets one copy
+            seen.add(key)
+            route = _route(address)
+            local = route == "local"
+            new_rcpts.append(
+                repo.NewRecipient(
+                    token=new_id(),
+                    address=key,
+                    kind=kind,
+                    route=route,
+                    state=repo.PENDING if local else repo.REJECTED,
+                    next_attempt_at=due if local else None,
+                )
+            )
+
+        async def unit(conn: AsyncConnection) -> tuple[list[int], list[repo.Event]]:
+            ids = await repo.insert_message(conn, message, new_rcpts)
+            rows = [repo.Event(message_id, "accepted", now, state="accepted", detail=interface)]
+            rows += [
+                repo.Event(message_id, "recipient-added", now, rid, r.state, f"{r.kind} {r.route}")
+                for rid, r in zip(ids, new_rcpts, strict=True)
+            ]
+            await repo.add_events(conn, rows)
+            return ids, rows
+
+        try:
+            ids = await self.write(unit)
+        except Exception:
+            await self.payloads.delete(payload_key)  # no row names it: nothing half-stored
+            raise
+        metrics.messages_received.labels(interface).inc()
+        self._wake()
+        return Accepted(message_id, [(i, r.address) for i, r in zip(ids, new_rcpts, strict=True)])
+
+    def _address(self, canonical: str) -> Address:
+        return parse_address(canonical, self.policy.plan)
+
+    # -------------------------------------------------------------- notifying
+
+    def content_location(self, token: str) -> str:
+        return f"{self.policy.public_url}/{token}"
+
+    def notification_pdu(self, row: Any, now: float) -> bytes:
+        """The m-notification-ind for one recipient (AOSP's mandatory fields, Location last)."""
+        headers: dict[str, Any] = {}
+        if row.m_sender_visible:
+            headers["From"] = self._address(row.m_originator).to_mms()
+        if self.policy.notify_subject and row.m_subject:
+            headers["Subject"] = row.m_subject
+        headers["X-Mms-Message-Class"] = row.m_message_class
+        headers["X-Mms-Message-Size"] = int(row.m_size)
+        headers["X-Mms-Expiry"] = {"relative": max(int(row.m_expires_at - now), 1)}
+        if row.m_delivery_report:
+            headers["X-Mms-Delivery-Report"] = "Yes"
+        headers["X-Mms-Content-Location"] = self.content_location(row.token)
+        pdu = MmsPdu("m-notification-ind", row.token, self.policy.notification_version, headers)
+        return mms.encode(pdu)
+
+    async def notify_due(self, now: float, limit: int = 200) -> int:
+        """Queue a notification push for every recipient due, and plan the next attempt."""
+        policy = self.policy
+
+        async def unit(conn: AsyncConnection) -> tuple[int, list[repo.Event]]:
+            rows = await repo.due_recipients(conn, now, limit)
+            out: list[repo.Event] = []
+            for row in rows:
+                attempts = row.attempts + 1
+                nxt = (
+                    now + policy.renotify_delay(attempts)
+                    if attempts < policy.notify_max_attempts
+                    else None  # attempt cap reached: wait for retrieval or expiry
+                )
+                await repo.update_recipient(
+                    conn, row.id, attempts=attempts, next_attempt_at=nxt, updated_at=now
+                )
+                await repo.enqueue_push(
+                    conn,
+                    kind="notification",
+                    destination=row.address,
+                    pdu=self.notification_pdu(row, now),
+                    now=now,
+                    message_id=row.message_id,
+                    recipient_id=row.id,
+                )
+                out.append(
+                    repo.Event(
+                        row.message_id,
+                        "notification-queued",
+                        now,
+                        row.id,
+                        None,
+                        f"attempt {attempts}",
+                    )
+                )
+            await repo.add_events(conn, out)
+            return len(rows), out
+
+        count: int = await self.write(unit)
+        return count
+
+    async def expire_due(self, now: float, limit: int = 200) -> int:
+        async def unit(conn: AsyncConnection) -> tuple[int, list[repo.Event]]:
+            rows = await repo.expired_recipients(conn, now, limit)
+            out: list[repo.Event] = []
+            for row in rows:
+                await repo.set_recipient_state(
+                    conn, row.id, repo.EXPIRED, now, next_attempt_at=None
+                )
+                out.append(repo.Event(row.message_id, "expired", now, row.id, repo.EXPIRED))
+                out += await self._delivery_report(conn, row, "Expired", now)
+            await repo.add_events(conn, out)
+            return len(rows), out
+
+        count: int = await self.write(unit)
+        return count
+
+    async def _delivery_report(
+        self, conn: AsyncConnection, row: Any, status: str, now: float, allowed: bool = True
+    ) -> list[repo.Event]:
+        """Queue an m-delivery-ind to the originator when it asked for one (OMA-MMS-ENC §6.8)."""
+        if not (row.m_delivery_report and allowed and row.m_origin_interface == "mm1"):
+            return []
+        originator = self._address(row.m_originator)
+        if originator.kind != "msisdn":
+            return []
+        pdu = MmsPdu(
+            "m-delivery-ind",
+            None,
+            self.policy.notification_version,
+            {
+                "Message-ID": row.message_id,
+                "To": [self._address(row.address).to_mms()],
+                "Date": int(now),
+                "X-Mms-Status": status,
+            },
+        )
+        await repo.enqueue_push(
+            conn,
+            kind="delivery-ind",
+            destination=str(originator),
+            pdu=mms.encode(pdu),
+            now=now,
+            message_id=row.message_id,
+            recipient_id=row.id,
+        )
+        return [repo.Event(row.message_id, "delivery-report-queued", now, row.id, None, status)]
+
+    # -------------------------------------------------------------- retrieval
+
+    async def recipient(self, token: str) -> Any:
+        async with self.engine.connect() as conn:
+            return await repo.get_recipient_by_token(conn, token)
+
+    async def retrieve_conf(self, row: Any, version: str | None = None) -> bytes:
+        """The m-retrieve-conf for a recipient: stored envelope + stored body."""
+        raw = await self.payloads.get(row.m_payload_key)
+        original = mms.decode(raw)
+        headers: dict[str, Any] = {"Message-ID": row.message_id, "Date": int(row.m_created_at)}
+        if row.m_sender_visible:
+            headers["From"] = self._address(row.m_originator).to_mms()
+        for name in (
+            "To",
+            "Cc",
+            "Subject",
+            "X-Mms-Message-Class",
+            "X-Mms-Priority",
+            "X-Mms-Delivery-Report",
+            "X-Mms-Read-Report",
+            "X-Mms-Content-Class",
+            "X-Mms-DRM-Content",
+        ):
+            if name in original.headers:
+                headers[name] = original.headers[name]
+        headers["X-Mms-Retrieve-Status"] = "Ok"
+        pdu = MmsPdu(
+            "m-retrieve-conf",
+            row.token,
+            version or row.m_mms_version or "1.2",
+            headers,
+            original.content_type,
+            original.content_type_params,
+            original.parts,
+            original.body,
+        )
+        return mms.encode(pdu, check_mandatory=False)
+
+    async def mark_retrieved(self, row: Any, *, report_allowed: bool = True, cause: str) -> bool:
+        now = time.time()
+
+        async def unit(conn: AsyncConnection) -> tuple[bool, list[repo.Event]]:
+            moved = await repo.set_recipient_state(
+                conn, row.id, repo.RETRIEVED, now, retrieved_at=now, next_attempt_at=None
+            )
+            if not moved:
+                return False, []
+            out = [repo.Event(row.message_id, "retrieved", now, row.id, repo.RETRIEVED, cause)]
+            out += await self._delivery_report(conn, row, "Retrieved", now, report_allowed)
+            await repo.add_events(conn, out)
+            return True, out
+
+        moved: bool = await self.write(unit)
+        if moved:
+            metrics.messages_delivered.labels("mm1").inc()
+            metrics.delivery_latency.observe(max(now - row.m_created_at, 0.0))
+            self._wake()
+        return moved
+
+    async def notify_response(self, row: Any, status: str, report_allowed: bool) -> None:
+        """m-notifyresp-ind (OMA-MMS-ENC §6.2): Retrieved, Rejected, Deferred, Unrecognised."""
+        now = time.time()
+        if status == "Retrieved":
+            await self.mark_retrieved(row, report_allowed=report_allowed, cause="notifyresp")
+            return
+        state = {
+            "Rejected": repo.REJECTED,
+            "Deferred": repo.DEFERRED,
+            "Unrecognised": repo.UNRECOGNISED,
+        }.get(status)
+        if state is None:
+            log.info("notifyresp with status %r for %s ignored", status, row.message_id)
+            return
+
+        async def unit(conn: AsyncConnection) -> tuple[None, list[repo.Event]]:
+            # Deferred: the user fetches later; stop re-notifying but keep it open.
+            only_from = (
+                (repo.PENDING, repo.NOTIFIED) if state == repo.DEFERRED else repo.OPEN_STATES
+            )
+            moved = await repo.set_recipient_state(
+                conn, row.id, state, now, only_from=only_from, next_attempt_at=None
+            )
+            if not moved:
+                return None, []
+            out = [repo.Event(row.message_id, status.lower(), now, row.id, state, "notifyresp")]
+            out += await self._delivery_report(conn, row, status, now, report_allowed)
+            await repo.add_events(conn, out)
+            return None, out
+
+        await self.write(unit)
+        self._wake()
+
+    async def acknowledge(self, row: Any, report_allowed: bool) -> None:
+        """m-acknowledge-ind after a retrieval (OMA-MMS-ENC §6.4)."""
+        now = time.time()
+        moved = await self.mark_retrieved(row, report_allowed=report_allowed, cause="acknowledge")
+        if not moved:
+
+            async def unit(conn: AsyncConnection) -> tuple[None, list[repo.Event]]:
+                out = [repo.Event(row.message_id, "acknowledged", now, row.id, None, None)]
+                await repo.add_events(conn, out)
+                return None, out
+
+            await self.write(unit)
+
+    async def read_report(self, reader: Address, pdu: MmsPdu) -> bool:
+        """m-read-rec-ind from a recipient -> m-read-orig-ind to the originator (§6.7)."""
+        message_id = pdu.headers.get("Message-ID")
+        if not isinstance(message_id, str):
+            return False
+        now = time.time()
+
+        async def unit(conn: AsyncConnection) -> tuple[bool, list[repo.Event]]:
+            message = await repo.get_message(conn, message_id)
+            if message is None:
+                return False, []
+            rcpt = await repo.find_recipient(conn, message_id, str(reader))
+            if rcpt is None:
+                return False, []
+            status = str(pdu.headers.get("X-Mms-Read-Status", "Read"))
+            await repo.update_recipient(conn, rcpt.id, read_status=status, updated_at=now)
+            out = [repo.Event(message_id, "read-report", now, rcpt.id, None, status)]
+            originator = self._address(message.originator)
+            if (
+                message.read_report
+                and originator.kind == "msisdn"
+                and (message.origin_interface == "mm1")
+            ):
+                orig = MmsPdu(
+                    "m-read-orig-ind",
+                    None,
+                    self.policy.notification_version,
+                    {
+                        "Message-ID": message_id,
+                        "To": [originator.to_mms()],
+                        "From": reader.to_mms(),
+                        "Date": int(now),
+                        "X-Mms-Read-Status": status,
+                    },
+                )
+                await repo.enqueue_push(
+                    conn,
+                    kind="read-orig-ind",
+                    destination=str(originator),
+                    pdu=mms.encode(orig),
+                    now=now,
+                    message_id=message_id,
+                    recipient_id=rcpt.id,
+                )
+                out.append(repo.Event(message_id, "read-report-queued", now, rcpt.id, None, status))
+            await repo.add_events(conn, out)
+            return True, out
+
+        ok: bool = await self.write(unit)
+        if ok:
+            self._wake()
+        return ok
+
+    # ------------------------------------------------------------------ trace
+
+    async def trace(self, message_id: str) -> dict[str, Any] | None:
+        """Where is my MMS: the message, each recipient and every event, for the admin API."""
+        async with self.engine.connect() as conn:
+            message = await repo.get_message(conn, message_id)
+            if message is None:
+                return None
+            rcpts = await repo.list_recipients(conn, message_id)
+            evs = await repo.list_events(conn, message_id)
+        msg = dict(message._mapping)
+        return {
+            "message": msg,
+            "recipients": [{k: v for k, v in r._mapping.items() if k != "token"} for r in rcpts],
+            "events": [dict(e._mapping) for e in evs],
+        }
+
+    async def payload_exists(self, key: str) -> bool:
+        try:
+            await self.payloads.get(key)
+        except PayloadNotFound:
+            return False
+        return True
+
+
+def _str_or_none(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _jsonable(value: Any) -> Any:
+    return value_to_json(value)

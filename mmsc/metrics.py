@@ -1,0 +1,42 @@
+"""Prometheus metrics. The names and labels of DESIGN.md §3 are part of the contract."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 6 * 3600, 86400)
+REQUEST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+
+messages_received = Counter(
+    "mmsc_messages_received", "Messages accepted (after commit)", ["interface"]
+)
+messages_delivered = Counter(
+    "mmsc_messages_delivered", "Messages retrieved by a recipient", ["interface"]
+)
+notifications = Counter(
+    "mmsc_notifications", "Pushes handed to the notification backend, by result", ["result"]
+)
+delivery_latency = Histogram(
+    "mmsc_delivery_latency_seconds",
+    "Accepted -> retrieved by the recipient",
+    buckets=LATENCY_BUCKETS,
+)
+notification_latency = Histogram(
+    "mmsc_notification_latency_seconds",
+    "Accepted -> the SMS gateway accepted the first notification push",
+    buckets=LATENCY_BUCKETS,
+)
+request_duration = Histogram(
+    "mmsc_request_duration_seconds",
+    "Time to answer a request",
+    ["interface", "operation"],
+    buckets=REQUEST_BUCKETS,
+)
+queue_depth = Gauge("mmsc_queue_depth", "Open recipients by state, and pushes waiting", ["state"])
+smpp_connected = Gauge("mmsc_smpp_connected", "SMPP binds that are bound", ["bind"])
+adaptation_seconds = Histogram(
+    "mmsc_adaptation_seconds", "Time to adapt a message to a device", buckets=REQUEST_BUCKETS
+)
+events_total = Counter(
+    "mmsc_events", "Message and recipient state changes, as written to the events table", ["event"]
+)

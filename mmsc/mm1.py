@@ -1,0 +1,270 @@
+"""MM1 over HTTP: what handsets POST to the MMSC and the GET of a notified message.
+
+Errors are answered in the protocol (an m-send-conf or m-retrieve-conf with an
+error status, HTTP 200) because handsets show those to the user; an HTTP 4xx
+only goes back when not even a transaction id can be read (OMA-MMS-ENC §6,
+feature-matrix §4.14).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from typing import Any
+
+from aiohttp import web
+
+from mmsc import metrics
+from mmsc.addresses import resolve_sender
+from mmsc.core import Mmsc, SendRefused
+from protocol import mms
+from protocol.errors import DecodeError, EncodeError
+from protocol.mms import MmsPdu
+from protocol.wsp import read_text
+
+log = logging.getLogger("mmsc.mm1")
+
+MMS_TYPE = "application/vnd.wap.mms-message"
+TOKEN_LENGTH = 24  # mmsc.core.new_id()
+TOKEN_RE = re.compile(r"[a-z2-7]{24}")
+CORE_KEY = web.AppKey("core", Mmsc)
+CONFIG_KEY = web.AppKey("config", dict)
+
+# Requests of features this MMSC does not offer, and the answer each gets.
+_DENIED = "Error-permanent-service-denied"
+UNSUPPORTED: dict[str, tuple[str, str, str]] = {
+    "m-mbox-store-req": ("m-mbox-store-conf", "X-Mms-Store-Status", _DENIED),
+    "m-mbox-view-req": ("m-mbox-view-conf", "X-Mms-Response-Status", _DENIED),
+    "m-mbox-upload-req": ("m-mbox-upload-conf", "X-Mms-Response-Status", _DENIED),
+    "m-mbox-delete-req": ("m-mbox-delete-conf", "X-Mms-Response-Status", _DENIED),
+    "m-delete-req": ("m-delete-conf", "X-Mms-Response-Status", _DENIED),
+    "m-cancel-req": ("m-cancel-conf", "X-Mms-Cancel-Status", "Cancel Request corrupted"),
+    "m-forward-req": ("m-forward-conf", "X-Mms-Response-Status", _DENIED),
+}
+
+
+def _pdu_response(data: bytes) -> web.Response:
+    return web.Response(body=data, content_type=MMS_TYPE)
+
+
+def _answer_version(pdu: MmsPdu) -> str:
+    """Answer in the client's version (never above 1.3, never a version it lacks)."""
+    version = pdu.mms_version or "1.2"
+    return version if version in ("1.0", "1.1", "1.2", "1.3") else "1.2"
+
+
+def send_conf(
+    tid: str, version: str, status: str, *, message_id: str | None = None, text: str | None = None
+) -> bytes:
+    headers: dict[str, Any] = {"X-Mms-Response-Status": status}
+    if text:
+        headers["X-Mms-Response-Text"] = text
+    if message_id:
+        headers["Message-ID"] = message_id
+    return mms.encode(MmsPdu("m-send-conf", tid, version, headers))
+
+
+def retrieve_error(tid: str | None, status: str, text: str) -> bytes:
+    """An m-retrieve-conf that carries only an error (still with Date and Content-Type)."""
+    pdu = MmsPdu(
+        "m-retrieve-conf",
+        tid,
+        "1.2",
+        {"Date": int(time.time()), "X-Mms-Retrieve-Status": status, "X-Mms-Retrieve-Text": text},
+        "text/plain",
+        {"charset": "utf-8"},
+        None,
+        text.encode(),
+    )
+    return mms.encode(pdu)
+
+
+def _salvage_tid(data: bytes) -> str | None:
+    """The transaction id of a PDU we cannot decode, if it sits where OMA puts it."""
+    if len(data) > 3 and data[0] == 0x8C and data[2] == 0x98:
+        try:
+            return read_text(data, 3, len(data))[0]
+        except DecodeError:
+            return None
+    return None
+
+
+def token_from_path(tail: str) -> str | None:
+    """The recipient token at the start of the path tail; carrier configs append the
+    transaction id (which is the token again) or more path after it."""
+    match = TOKEN_RE.match(tail.lower())
+    return match.group(0) if match else None
+
+
+class Mm1Handlers:
+    def __init__(self, core: Mmsc, config: dict[str, Any]) -> None:
+        self.core = core
+        mm1 = config.get("mm1", {})
+        self.max_size = int(mm1.get("max_message_size", 1048576))
+        self.msisdn_headers = list(mm1.get("msisdn_headers", ["X-MSISDN"]))
+        self.trust_pdu_sender = bool(mm1.get("trust_pdu_sender", False))
+
+    async def post(self, request: web.Request) -> web.StreamResponse:
+        start = time.perf_counter()
+        operation = "unknown"
+        try:
+            data = await request.read()
+            try:
+                pdu = mms.decode(data)
+            except DecodeError as exc:
+                operation = "corrupt"
+                tid = _salvage_tid(data)
+                log.info("undecodable PDU from %s: %s", request.remote, exc)
+                if tid is None:
+                    return web.Response(status=400, text=f"not an MMS PDU: {exc}\n")
+                return _pdu_response(
+                    send_conf(tid, "1.0", "Error-permanent-message-format-corrupt", text=exc.reason)
+                )
+            operation = pdu.message_type
+            return await self.dispatch(request, pdu, data)
+        finally:
+            metrics.request_duration.labels("mm1", operation).observe(time.perf_counter() - start)
+
+    async def post_to_location(self, request: web.Request) -> web.StreamResponse:
+        """Some carrier configs POST m-notifyresp-ind / m-acknowledge-ind to the fetch URL."""
+        return await self.post(request)
+
+    async def dispatch(self, request: web.Request, pdu: MmsPdu, data: bytes) -> web.StreamResponse:
+        mtype = pdu.message_type
+        if mtype == "m-send-req":
+            return await self.send_req(request, pdu, data)
+        if mtype == "m-notifyresp-ind":
+            return await self.notifyresp(pdu)
+        if mtype == "m-acknowledge-ind":
+            return await self.acknowledge(pdu)
+        if mtype == "m-read-rec-ind":
+            return await self.read_rec(request, pdu)
+        if pdu.transaction_id is None:
+            return web.Response(status=400, text=f"{mtype} is not something a client sends\n")
+        conf = UNSUPPORTED.get(mtype)
+        version = _answer_version(pdu)
+        if conf is not None:
+            ctype, field, value = conf
+            try:
+                body = mms.encode(
+                    MmsPdu(ctype, pdu.transaction_id, max(version, "1.2"), {field: value})
+                )
+            except EncodeError:
+                body = send_conf(pdu.transaction_id, version, "Error-unsupported-message")
+            return _pdu_response(body)
+        return _pdu_response(send_conf(pdu.transaction_id, version, "Error-unsupported-message"))
+
+    async def send_req(self, request: web.Request, pdu: MmsPdu, data: bytes) -> web.Response:
+        tid = pdu.transaction_id or ""
+        version = _answer_version(pdu)
+        if len(data) > self.max_size:
+            return _pdu_response(
+                send_conf(
+                    tid,
+                    version,
+                    "Error-permanent-content-not-accepted",
+                    text=f"message larger than {self.max_size} octets",
+                )
+            )
+        sender = resolve_sender(
+            request.headers,
+            pdu.headers.get("From"),
+            msisdn_headers=self.msisdn_headers,
+            trust_pdu_sender=self.trust_pdu_sender,
+            plan=self.core.policy.plan,
+        )
+        if sender is None:
+            return _pdu_response(
+                send_conf(
+                    tid,
+                    version,
+                    "Error-permanent-sending-address-unresolved",
+                    text="sender unknown",
+                )
+            )
+        try:
+            accepted = await self.core.accept(pdu, data, sender)
+        except SendRefused as refused:
+            return _pdu_response(send_conf(tid, version, refused.status, text=refused.text))
+        except Exception:
+            log.exception("could not store m-send-req %s", tid)
+            return _pdu_response(
+                send_conf(tid, version, "Error-transient-failure", text="try again later")
+            )
+        return _pdu_response(send_conf(tid, version, "Ok", message_id=accepted.message_id))
+
+    async def _recipient_for(self, pdu: MmsPdu) -> Any:
+        token = token_from_path(pdu.transaction_id or "")
+        return None if token is None else await self.core.recipient(token)
+
+    async def notifyresp(self, pdu: MmsPdu) -> web.Response:
+        row = await self._recipient_for(pdu)
+        if row is None:
+            log.info("notifyresp for unknown transaction %r", pdu.transaction_id)
+            return web.Response(status=204)
+        status = str(pdu.headers.get("X-Mms-Status", ""))
+        allowed = pdu.headers.get("X-Mms-Report-Allowed", "Yes") != "No"
+        await self.core.notify_response(row, status, allowed)
+        return web.Response(status=204)
+
+    async def acknowledge(self, pdu: MmsPdu) -> web.Response:
+        row = await self._recipient_for(pdu)
+        if row is not None:
+            allowed = pdu.headers.get("X-Mms-Report-Allowed", "Yes") != "No"
+            await self.core.acknowledge(row, allowed)
+        return web.Response(status=204)
+
+    async def read_rec(self, request: web.Request, pdu: MmsPdu) -> web.Response:
+        reader = resolve_sender(
+            request.headers,
+            pdu.headers.get("From"),
+            msisdn_headers=self.msisdn_headers,
+            trust_pdu_sender=self.trust_pdu_sender,
+            plan=self.core.policy.plan,
+        )
+        if reader is not None:
+            await self.core.read_report(reader, pdu)
+        return web.Response(status=204)
+
+    async def get(self, request: web.Request) -> web.Response:
+        start = time.perf_counter()
+        try:
+            token = token_from_path(request.match_info.get("tail", ""))
+            row = await self.core.recipient(token) if token else None
+            if (
+                row is None
+                or row.state in ("expired", "cancelled")
+                or row.m_expires_at < time.time()
+            ):
+                return _pdu_response(
+                    retrieve_error(token, "Error-permanent-message-not-found", "message not found")
+                )
+            try:
+                body = await self.core.retrieve_conf(row)
+            except KeyError:  # payload gone (deleted after expiry)
+                return _pdu_response(
+                    retrieve_error(token, "Error-permanent-message-not-found", "message not found")
+                )
+            except Exception:
+                log.exception("retrieval of %s failed", row.message_id)
+                return _pdu_response(
+                    retrieve_error(token, "Error-transient-failure", "try again later")
+                )
+            return _pdu_response(body)
+        finally:
+            metrics.request_duration.labels("mm1", "retrieve").observe(time.perf_counter() - start)
+
+
+def make_app(core: Mmsc, config: dict[str, Any]) -> web.Application:
+    handlers = Mm1Handlers(core, config)
+    # Room for the largest accepted message plus headers; bigger bodies are cut off by
+    # aiohttp with 413 before we could read a transaction id.
+    app = web.Application(client_max_size=2 * handlers.max_size + 65536)
+    app[CORE_KEY] = core
+    app[CONFIG_KEY] = config
+    app.router.add_post("/mms", handlers.post)
+    app.router.add_post("/mms/", handlers.post)
+    app.router.add_get("/mms/{tail:.*}", handlers.get)
+    app.router.add_post("/mms/{tail:.*}", handlers.post_to_location)
+    return app

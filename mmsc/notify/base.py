@@ -1,0 +1,174 @@
+"""The interface between the scheduler and whatever carries WAP Push to a handset.
+
+The scheduler builds an m-notification-ind, cuts it into SMS with
+``protocol.wap_push.notification_segments`` and hands the segments to a
+backend. Backends differ only in transport (an SMPP bind we own, Kannel's
+sendsms HTTP interface, or nothing at all in a lab without an SMS gateway), so
+the contract is deliberately small and failure is a value, not an exception:
+the scheduler must be able to tell "try again later" from "give up" for every
+recipient without knowing which gateway said it (DESIGN.md §2, retry with
+back-off until expiry).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from mmsc.config import ConfigError
+from protocol.wap_push import SmsSegment
+
+DEFAULT_TIMEOUT_SECONDS = 10.0
+DEFAULT_MAX_CONCURRENCY = 16
+DEFAULT_SENDSMS_URL = "http://127.0.0.1:13013/cgi-bin/sendsms"
+
+# Kannel's sendsms accepts only these in ``to`` (sendsms-chars default "0123456789 +-");
+# a normalised MSISDN or short code is digits with an optional leading "+".
+_DESTINATION = re.compile(r"\+?[0-9]{1,20}")
+
+
+@dataclass(frozen=True, slots=True)
+class PushRequest:
+    """One WAP Push to one handset, already framed as SMS.
+
+    The segments are built by the caller, not the backend, so that a retry can
+    resend the very same bytes (same concatenation reference, same TID): a
+    handset that already holds some segments of the first attempt can then
+    still reassemble the datagram.
+    """
+
+    destination: str
+    segments: tuple[SmsSegment, ...]
+    reference: str
+    source: str | None = None
+
+    def __post_init__(self) -> None:
+        # Coerce a list into a tuple so the request stays hashable and immutable.
+        if not isinstance(self.segments, tuple):
+            object.__setattr__(self, "segments", tuple(self.segments))
+        if not self.segments:
+            raise ValueError(f"push {self.reference!r} has no SMS segments")
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    """What became of a push.
+
+    ``permanent`` is only meaningful when ``ok`` is False: True means that
+    sending the same push again will never succeed (the gateway rejected it as
+    malformed, or the destination is invalid), so the scheduler should stop
+    retrying this recipient; False means "try again later".
+    """
+
+    ok: bool
+    permanent: bool = False
+    detail: str = ""
+    gateway_ids: tuple[str, ...] = ()
+
+    @property
+    def transient(self) -> bool:
+        """A failure worth retrying."""
+        return not self.ok and not self.permanent
+
+
+@runtime_checkable
+class NotificationBackend(Protocol):
+    """A transport for WAP Push SMS.
+
+    ``send`` must not raise for gateway or network trouble (refused
+    connections, timeouts, HTTP errors): it returns a transient failure and
+    the scheduler retries. It may raise for programming errors, such as
+    sending before ``start`` or after ``close``.
+    """
+
+    name: str
+
+    async def start(self) -> None:
+        """Acquire long-lived resources (HTTP session, SMPP bind); call once, in the loop."""
+        ...
+
+    async def send(self, push: PushRequest) -> SendResult:
+        """Send every segment of ``push``, in order; report, never raise for I/O trouble."""
+        ...
+
+    async def close(self) -> None:
+        """Release what ``start`` acquired; safe to call more than once."""
+        ...
+
+
+def valid_destination(destination: str) -> bool:
+    """Whether ``destination`` looks like a normalised MSISDN or short code."""
+    return _DESTINATION.fullmatch(destination) is not None
+
+
+# ----------------------------------------------------------------------------- configuration
+
+
+def _optional_text(section: Mapping[str, Any], key: str) -> str | None:
+    """A string setting; integers are accepted because ``MMSC_NOTIFY__SENDSMS_PASSWORD=1234``
+    reaches us as the TOML integer 1234 (mmsc.config parses environment values as TOML)."""
+    value = section.get(key)
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise ConfigError(f"notify.{key}: expected a string, got {value!r}")
+    return str(value)
+
+
+def _positive_number(section: Mapping[str, Any], key: str, default: float) -> float:
+    value = section.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ConfigError(f"notify.{key}: expected a positive number, got {value!r}")
+    return float(value)
+
+
+def _positive_int(section: Mapping[str, Any], key: str, default: int) -> int:
+    value = section.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"notify.{key}: expected a positive integer, got {value!r}")
+    return value
+
+
+def make_backend(config: Mapping[str, Any]) -> NotificationBackend:
+    """The backend the ``[notify]`` section of a loaded configuration asks for.
+
+    ``backend = "none"`` is the default so that ``mmsc serve`` runs on a laptop
+    with no SMS gateway. Every problem with the section is reported as a
+    ConfigError naming the key, at startup rather than at the first push.
+    """
+    section = config.get("notify", {})
+    if not isinstance(section, Mapping):
+        raise ConfigError("[notify] is not a table")
+    raw_name = section.get("backend", "none")
+    name = raw_name.strip().lower() if isinstance(raw_name, str) else raw_name
+    if name == "none":
+        from mmsc.notify.none import NoneBackend
+
+        return NoneBackend()
+    if name == "kannel":
+        from mmsc.notify.kannel import KannelBackend
+
+        url = _optional_text(section, "sendsms_url") or DEFAULT_SENDSMS_URL
+        try:
+            return KannelBackend(
+                url,
+                username=_optional_text(section, "sendsms_username"),
+                password=_optional_text(section, "sendsms_password"),
+                source=_optional_text(section, "sendsms_from"),
+                smsc=_optional_text(section, "sendsms_smsc"),
+                timeout_seconds=_positive_number(
+                    section, "timeout_seconds", DEFAULT_TIMEOUT_SECONDS
+                ),
+                max_concurrency=_positive_int(section, "max_concurrency", DEFAULT_MAX_CONCURRENCY),
+            )
+        except ValueError as exc:
+            if isinstance(exc, ConfigError):
+                raise
+            raise ConfigError(f"notify.sendsms_url: {exc}") from None
+    if name == "smpp":
+        raise ConfigError(
+            'notify.backend: the smpp backend is not available yet; use "kannel" or "none"'
+        )
+    raise ConfigError(f'notify.backend: unknown backend {raw_name!r}; expected "kannel" or "none"')

@@ -1,0 +1,179 @@
+"""The background loops: queue due notifications, expire, and drain the push outbox.
+
+Nothing here runs inside an HTTP request. The scheduler moves due recipients
+into the outbox (one transaction: the next attempt is planned in the same
+commit that queues this one, so two nodes never queue the same attempt); the
+sender claims outbox rows with a lease, hands them to the notification
+backend and records the outcome. A crash between claim and outcome only
+delays: the lease runs out and another pass (or node) sends again, so
+pushes are delivered at least once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from mmsc import metrics
+from mmsc.core import Mmsc
+from mmsc.notify.base import NotificationBackend, PushRequest
+from protocol import wap_push
+from storage import repository as repo
+
+log = logging.getLogger("mmsc.scheduler")
+
+LEASE_SECONDS = 60.0
+
+
+class Scheduler:
+    def __init__(
+        self,
+        core: Mmsc,
+        backend: NotificationBackend,
+        *,
+        poll_interval: float = 1.0,
+        batch: int = 100,
+        send_concurrency: int = 32,
+        ref16: bool = False,
+    ) -> None:
+        self.core = core
+        self.backend = backend
+        self.poll_interval = poll_interval
+        self.batch = batch
+        self.ref16 = ref16
+        self._sem = asyncio.Semaphore(send_concurrency)
+        self._wake = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._reference = 0
+        core.wakeup_callbacks.append(self.wake)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="scheduler")
+
+    async def close(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.clear()
+            try:
+                busy = await self.run_once()
+            except Exception:
+                log.exception("scheduler pass failed; retrying")
+                busy = False
+            if busy:
+                continue  # more may be due right away
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+
+    async def run_once(self, now: float | None = None) -> bool:
+        """One pass; True if it did work (so another pass may find more at once)."""
+        now = time.time() if now is None else now
+        expired = await self.core.expire_due(now, self.batch)
+        queued = await self.core.notify_due(now, self.batch)
+        sent = await self.send_pushes(now)
+        await self.update_depths()
+        return bool(expired or queued or sent)
+
+    async def update_depths(self) -> None:
+        async with self.core.engine.connect() as conn:
+            depths = await repo.queue_depths(conn)
+        for state, count in depths.items():
+            metrics.queue_depth.labels(state).set(count)
+
+    async def send_pushes(self, now: float) -> int:
+        owner = self.core.node_id
+
+        async def claim(conn: AsyncConnection) -> tuple[list[Any], list[repo.Event]]:
+            return await repo.claim_outbox(conn, now, self.batch, owner, LEASE_SECONDS), []
+
+        rows = await self.core.write(claim)
+        if rows:
+            await asyncio.gather(*(self._send_one(row) for row in rows))
+        return len(rows)
+
+    def _next_reference(self) -> int:
+        self._reference = (self._reference + 1) & (0xFFFF if self.ref16 else 0xFF)
+        return self._reference
+
+    async def _send_one(self, row: Any) -> None:
+        core = self.core
+        policy = core.policy
+        segments = wap_push.notification_segments(
+            row.pdu, tid=row.id & 0xFF, reference=self._next_reference(), ref16=self.ref16
+        )
+        request = PushRequest(
+            destination=row.destination,
+            segments=tuple(segments),
+            reference=f"{row.kind}:{row.id}",
+            source=None,
+        )
+        async with self._sem:
+            try:
+                result = await self.backend.send(request)
+            except Exception as exc:
+                log.exception("backend %s raised", self.backend.name)
+                from mmsc.notify.base import SendResult
+
+                result = SendResult(ok=False, permanent=False, detail=f"backend error: {exc}")
+        now = time.time()
+        if result.ok:
+            state, retry_at, label = repo.SENT, None, "sent"
+        elif result.permanent or row.attempts >= policy.push_max_attempts:
+            state, retry_at, label = repo.FAILED, None, "failed"
+        else:
+            state, retry_at, label = repo.QUEUED, now + policy.push_delay(row.attempts), "retry"
+        metrics.notifications.labels(label).inc()
+
+        async def record(conn: AsyncConnection) -> tuple[Any, list[repo.Event]]:
+            owned = await repo.finish_push(
+                conn,
+                row.id,
+                core.node_id,
+                state=state,
+                now=now,
+                error=None if result.ok else result.detail,
+                retry_at=retry_at,
+            )
+            if not owned or row.message_id is None:
+                return None, []
+            detail = f"{row.kind} to {row.destination}: {result.detail}".strip()
+            out = [repo.Event(row.message_id, f"push-{label}", now, row.recipient_id, None, detail)]
+            first_notification = False
+            if result.ok and row.kind == "notification" and row.recipient_id is not None:
+                first_notification = await repo.set_recipient_state(
+                    conn,
+                    row.recipient_id,
+                    repo.NOTIFIED,
+                    now,
+                    only_from=(repo.PENDING,),
+                    notified_at=now,
+                )
+                if first_notification:
+                    out.append(
+                        repo.Event(
+                            row.message_id, "notified", now, row.recipient_id, repo.NOTIFIED, None
+                        )
+                    )
+            await repo.add_events(conn, out)
+            return first_notification, out
+
+        first = await core.write(record)
+        if first:
+            async with core.engine.connect() as conn:
+                message = await repo.get_message(conn, row.message_id)
+            if message is not None:
+                metrics.notification_latency.observe(max(now - message.created_at, 0.0))

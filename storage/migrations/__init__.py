@@ -1,0 +1,1 @@
+"""Alembic migrations of the mmsc schema (run by storage.db.upgrade at start-up)."""

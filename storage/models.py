@@ -1,0 +1,142 @@
+"""The database schema, as SQLAlchemy Core tables.
+
+Core rather than the ORM: the accept path inserts three kinds of rows per
+message and the measured cost per commit through the async ORM is about 1.6x
+that of Core (../shared/research/performance.md, c3 vs c4).
+
+Times are float seconds since the epoch (UTC) in every table: the scheduler
+does arithmetic on them and both engines store a double exactly.
+
+Each row's life:
+- ``messages``: one per accepted MM; its body lives in the payload store.
+- ``recipients``: one per (message, address), with its own state machine
+  (pending -> notified -> retrieved/rejected/expired ...); ``next_attempt_at``
+  makes it the durable queue of notifications still to send.
+- ``outbox``: pushes to send through the notification backend (notifications,
+  delivery and read reports), claimed with a lease so a crash only delays.
+- ``events``: every state change of a message or recipient, with its cause.
+- ``subscribers``: what we learned about a handset (User-Agent, UAProf, version).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# A BIGINT primary key that SQLite still treats as its ROWID alias.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", String(40), primary_key=True),  # our Message-ID, random
+    Column("transaction_id", String(100)),  # the sender's X-Mms-Transaction-ID
+    Column("originator", String(128), nullable=False),  # canonical address
+    Column("origin_interface", String(8), nullable=False),  # "mm1" | "mm7"
+    Column("vasp", String(64)),
+    Column("mms_version", String(8), nullable=False),
+    Column("message_class", String(32), nullable=False),
+    Column("priority", String(16)),
+    Column("subject", Text),
+    Column("content_type", String(200), nullable=False),
+    Column("size", Integer, nullable=False),  # X-Mms-Message-Size announced
+    Column("payload_key", String(64), nullable=False),
+    Column("headers", JSON, nullable=False),  # envelope fields for m-retrieve-conf
+    Column("delivery_report", Boolean, nullable=False),
+    Column("read_report", Boolean, nullable=False),
+    Column("sender_visible", Boolean, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("earliest_delivery_at", Float),
+    Column("state", String(16), nullable=False),  # accepted | done | expired | cancelled
+)
+
+recipients = Table(
+    "recipients",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column(
+        "message_id",
+        String(40),
+        ForeignKey("messages.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("token", String(40), nullable=False, unique=True),  # Content-Location secret
+    Column("address", String(128), nullable=False),
+    Column("kind", String(3), nullable=False),  # to | cc | bcc
+    Column("route", String(16), nullable=False),  # local | vasp | none
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", Float),  # due for (re-)notification; NULL: none planned
+    Column("notified_at", Float),
+    Column("retrieved_at", Float),
+    Column("read_status", String(32)),
+    Column("updated_at", Float, nullable=False),
+    Index("ix_recipients_due", "next_attempt_at"),
+    Index("ix_recipients_address", "address"),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("kind", String(16), nullable=False),  # notification | delivery-ind | read-orig-ind
+    Column("destination", String(128), nullable=False),
+    Column("message_id", String(40), index=True),
+    Column("recipient_id", BigInteger),
+    Column("pdu", LargeBinary, nullable=False),  # the MMS PDU the push carries
+    Column("state", String(12), nullable=False),  # queued | sending | sent | failed
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("due_at", Float, nullable=False),
+    Column("claimed_by", String(64)),
+    Column("claimed_until", Float),
+    Column("last_error", Text),
+    Column("created_at", Float, nullable=False),
+    Column("sent_at", Float),
+    Index("ix_outbox_due", "state", "due_at"),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("message_id", String(40), nullable=False, index=True),
+    Column("recipient_id", BigInteger),
+    Column("at", Float, nullable=False),
+    Column("event", String(40), nullable=False),
+    Column("state", String(16)),  # the state entered, when the event changes one
+    Column("detail", Text),
+)
+
+subscribers = Table(
+    "subscribers",
+    metadata,
+    Column("address", String(128), primary_key=True),
+    Column("user_agent", Text),
+    Column("uaprof_url", Text),
+    Column("mms_version", String(8)),
+    Column("last_seen", Float, nullable=False),
+)

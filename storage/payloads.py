@@ -1,0 +1,381 @@
+"""The payload (blob) store: where message bodies live.
+
+A message is accepted (m-send-conf Ok, SubmitRsp 1000) only after its body is
+stored here *and* its row is committed, and an accepted message must survive
+kill -9 and power loss at any instant. So a completed :meth:`PayloadStore.put`
+means "durable": the bytes and the directory entry that names them are on
+stable storage, not just in the page cache.
+
+The database holds the metadata and is the source of truth about which
+payloads exist; this store only maps opaque keys (derived from our own message
+ids) to bytes. :class:`PayloadStore` is the interface the rest of the server
+depends on, so an S3-compatible store can be added later without touching the
+callers. :class:`FilesystemPayloadStore` is the embedded default and
+:class:`InMemoryPayloadStore` is for unit tests of other modules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import re
+import tempfile
+import time
+from pathlib import Path
+from typing import Final, Protocol, runtime_checkable
+
+__all__ = [
+    "MAX_KEY_LENGTH",
+    "FilesystemPayloadStore",
+    "InMemoryPayloadStore",
+    "PayloadNotFound",
+    "PayloadStore",
+    "validate_key",
+]
+
+MAX_KEY_LENGTH: Final = 200
+"""Longest accepted key; keeps the temp-file name well under NAME_MAX (255)."""
+
+_KEY_RE: Final = re.compile(rf"[A-Za-z0-9._-]{{1,{MAX_KEY_LENGTH}}}")
+_TEMP_SUFFIX: Final = ".tmp"
+_SHARD_RE: Final = re.compile(r"[0-9a-f]{2}")
+
+
+class PayloadNotFound(KeyError):
+    """No payload is stored under the key (a ``KeyError``, so ``except KeyError`` works)."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def validate_key(key: str) -> str:
+    """Return ``key`` if it is a safe payload key, else raise ``ValueError``.
+
+    Keys come from our own message ids, but they end up as file names, so they
+    are never trusted as paths: only ``[A-Za-z0-9._-]``, 1 to 200 characters,
+    not ``.`` or ``..``, and not ending in ``.tmp`` (that suffix is reserved for
+    in-flight writes, which :meth:`FilesystemPayloadStore.sweep_temp` deletes).
+    Every store validates the same way so the in-memory store cannot accept a
+    key the filesystem store would refuse.
+    """
+    if not isinstance(key, str):
+        raise ValueError(f"payload key must be a str, not {type(key).__name__}")
+    if _KEY_RE.fullmatch(key) is None:
+        raise ValueError(f"invalid payload key {key[: MAX_KEY_LENGTH + 1]!r}")
+    if key in (".", ".."):
+        raise ValueError(f"invalid payload key {key!r}")
+    if key.endswith(_TEMP_SUFFIX):
+        raise ValueError(f"payload key may not end in {_TEMP_SUFFIX!r}: {key!r}")
+    return key
+
+
+def _as_bytes_view(data: bytes | memoryview) -> memoryview:
+    """A flat, byte-sized view of ``data`` without copying it."""
+    view = memoryview(data)
+    if view.format != "B" or view.ndim != 1:
+        view = view.cast("B")
+    return view
+
+
+@runtime_checkable
+class PayloadStore(Protocol):
+    """Where message bodies are kept, keyed by opaque strings (see :func:`validate_key`).
+
+    Every method validates the key first and raises ``ValueError`` for a bad one.
+    """
+
+    async def put(self, key: str, data: bytes | memoryview) -> int:
+        """Store ``data`` under ``key``, replacing any previous value; return its size.
+
+        The payload is durable (survives a crash or power loss) when this returns.
+        A reader sees either the old value or the new one, never a partial write.
+        """
+        ...
+
+    async def get(self, key: str) -> bytes:
+        """Return the payload stored under ``key``; raise :class:`PayloadNotFound` if absent."""
+        ...
+
+    async def delete(self, key: str) -> bool:
+        """Remove ``key``; True if something was deleted, False if it was already gone."""
+        ...
+
+    async def exists(self, key: str) -> bool:
+        """Whether a payload is stored under ``key``."""
+        ...
+
+    async def close(self) -> None:
+        """Release resources; idempotent."""
+        ...
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make the entries of directory ``path`` (creations, renames, unlinks) durable."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class FilesystemPayloadStore:
+    """Payloads as files under ``root``, written with the power-loss-safe recipe.
+
+    Layout: ``root/ab/cd/<key>`` where ``abcd...`` is the SHA-1 of the key.
+    Two levels of 256 shards keep every directory small (a million payloads
+    is about 15 files per leaf directory), because lookups, ``ls`` and backups
+    of a directory with millions of entries are slow on most filesystems. The
+    hash only spreads keys; it is not a security measure (keys are validated).
+
+    Writes: temp file in the target directory, write everything, fsync it,
+    ``os.replace`` onto the final name, fsync the directory (see :meth:`put`).
+    Files are created mode 0600 (message bodies are private).
+
+    All blocking I/O runs in worker threads (``asyncio.to_thread``), so the
+    event loop never blocks on a disk and many puts proceed concurrently.
+
+    ``fsync=False`` skips every fsync: faster, still atomic against a killed
+    process (the page cache survives that), but not against power loss. Only
+    for tests and throwaway labs.
+
+    The constructor does no I/O; ``root`` (with its parents) is created by the
+    first :meth:`put`. Reads from a store whose root does not exist yet simply
+    find nothing. Assumes a POSIX filesystem with case-sensitive names.
+    """
+
+    def __init__(self, root: str | os.PathLike[str], *, fsync: bool = True) -> None:
+        self._root = Path(root).absolute()
+        self._fsync = fsync
+        # Directories whose own entry in their parent is known to be durable.
+        # Another put may have created a shard directory a moment ago and not yet
+        # fsynced its parent; a put only trusts a directory found in this set, so
+        # it never returns while the path to its file could still vanish.
+        # (set.add / `in` are atomic under the GIL; a race only costs an extra fsync.)
+        self._durable_dirs: set[Path] = set()
+
+    @property
+    def root(self) -> Path:
+        return self._root
+
+    def path_for(self, key: str) -> Path:
+        """The file that holds ``key`` (which need not exist)."""
+        validate_key(key)
+        digest = hashlib.sha1(key.encode("ascii"), usedforsecurity=False).hexdigest()
+        return self._root / digest[:2] / digest[2:4] / key
+
+    # -- the PayloadStore protocol -------------------------------------------------
+
+    async def put(self, key: str, data: bytes | memoryview) -> int:
+        """Store ``data`` durably under ``key`` (atomic replace of any previous value).
+
+        The recipe (write to a temp file, fsync it, rename over the target,
+        fsync the directory) is the standard one for crash- and power-loss-safe
+        replacement; see the comment in ``_put_sync``.
+
+        The caller must not mutate a ``memoryview`` argument until this returns.
+        """
+        path = self.path_for(key)
+        view = _as_bytes_view(data)
+        return await asyncio.to_thread(self._put_sync, path, view)
+
+    async def get(self, key: str) -> bytes:
+        path = self.path_for(key)
+        return await asyncio.to_thread(self._get_sync, key, path)
+
+    async def delete(self, key: str) -> bool:
+        """Remove ``key``; with ``fsync=True`` the removal is durable when this returns."""
+        path = self.path_for(key)
+        return await asyncio.to_thread(self._delete_sync, path)
+
+    async def exists(self, key: str) -> bool:
+        path = self.path_for(key)
+        return await asyncio.to_thread(path.is_file)
+
+    async def close(self) -> None:
+        """Nothing to release: every operation opens and closes its own files."""
+
+    # -- maintenance ---------------------------------------------------------------
+
+    async def sweep_temp(self, older_than_seconds: float = 3600) -> int:
+        """Delete leftover ``*.tmp`` files older than ``older_than_seconds``; return the count.
+
+        A temp file is left behind only when a process died in the middle of a
+        put, whose caller therefore never got an answer and never committed a
+        row pointing at it: it is garbage. ``older_than_seconds`` must exceed
+        the longest a put can take, so that in-flight writes are not removed.
+        Only the shard directories of the layout are scanned.
+        """
+        if older_than_seconds < 0:
+            raise ValueError("older_than_seconds must be >= 0")
+        return await asyncio.to_thread(self._sweep_sync, older_than_seconds)
+
+    # -- blocking implementations (run in worker threads) ----------------------------
+
+    def _ensure_dir(self, directory: Path) -> None:
+        """Create ``directory`` (and missing parents) and make the chain durable.
+
+        A new directory's name lives in its parent, so after ``mkdir`` the parent
+        must be fsynced too, or a power loss can drop the whole subtree (and with
+        it a file whose put already returned).
+        """
+        if directory in self._durable_dirs:
+            return
+        if directory != self._root:
+            self._ensure_dir(directory.parent)
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(directory)
+        else:
+            # The root: create with parents, then fsync every level up to the
+            # first ancestor we did not create (whose entry for the next level
+            # is what was changed).
+            missing = []
+            probe = directory
+            while not probe.exists():
+                missing.append(probe)
+                if probe.parent == probe:
+                    break
+                probe = probe.parent
+            directory.mkdir(parents=True, exist_ok=True)
+            if self._fsync:
+                for created in missing[1:]:  # missing[0] is the root: synced below
+                    _fsync_dir(created.parent)
+        if self._fsync:
+            # Also done when the directory already existed: it may have been made
+            # a moment ago by a concurrent put (or before a crash) and not synced.
+            _fsync_dir(directory.parent)
+        self._durable_dirs.add(directory)
+
+    def _put_sync(self, path: Path, view: memoryview) -> int:
+        directory = path.parent
+        self._ensure_dir(directory)
+        # Durable atomic replace, the standard recipe (see e.g. the LWN article
+        # "Ensuring data reaches disk", https://lwn.net/Articles/457667/, and
+        # SQLite's/PostgreSQL's own file handling):
+        #   1. write the new bytes to a unique temp file in the *same* directory
+        #      (rename is only atomic within one filesystem);
+        #   2. fsync the temp file, so its data and size are on disk before the
+        #      name points at it (else a crash can leave a named, empty file);
+        #   3. os.replace() it onto the final name: readers see old or new, never
+        #      half-written bytes;
+        #   4. fsync the directory, so the rename itself survives power loss.
+        # Unique temp names (mkstemp) let concurrent puts of one key not collide:
+        # the last rename wins.
+        prefix = f".{path.name}."
+        try:
+            fd, tmp_name = tempfile.mkstemp(prefix=prefix, suffix=_TEMP_SUFFIX, dir=directory)
+        except FileNotFoundError:
+            # A directory we knew was removed behind our back (an operator's
+            # cleanup, a restored backup): forget what we knew and recreate it.
+            self._durable_dirs.clear()
+            self._ensure_dir(directory)
+            fd, tmp_name = tempfile.mkstemp(prefix=prefix, suffix=_TEMP_SUFFIX, dir=directory)
+        total = view.nbytes
+        try:
+            try:
+                written = 0
+                while written < total:
+                    written += os.write(fd, view[written:])
+                if self._fsync:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp_name, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp_name)
+            raise
+        if self._fsync:
+            _fsync_dir(directory)
+        return total
+
+    def _get_sync(self, key: str, path: Path) -> bytes:
+        try:
+            with open(path, "rb") as fh:
+                return fh.read()
+        except (FileNotFoundError, NotADirectoryError):
+            raise PayloadNotFound(key) from None
+
+    def _delete_sync(self, path: Path) -> bool:
+        try:
+            os.unlink(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        if self._fsync:
+            _fsync_dir(path.parent)
+        return True
+
+    def _sweep_sync(self, older_than_seconds: float) -> int:
+        cutoff = time.time() - older_than_seconds
+        removed = 0
+        for level1 in _subdirs(self._root):
+            for level2 in _subdirs(level1):
+                with os.scandir(level2) as entries:
+                    for entry in entries:
+                        if not entry.name.endswith(_TEMP_SUFFIX):
+                            continue
+                        try:
+                            if not entry.is_file(follow_symlinks=False):
+                                continue
+                            if entry.stat(follow_symlinks=False).st_mtime >= cutoff:
+                                continue
+                            os.unlink(entry.path)
+                        except FileNotFoundError:
+                            continue  # renamed into place or swept concurrently
+                        removed += 1
+        return removed
+
+
+def _subdirs(directory: Path) -> list[Path]:
+    """The shard directories (two lowercase hex digits) directly under ``directory``."""
+    try:
+        with os.scandir(directory) as entries:
+            return [
+                Path(entry.path)
+                for entry in entries
+                if _SHARD_RE.fullmatch(entry.name) and entry.is_dir(follow_symlinks=False)
+            ]
+    except FileNotFoundError:
+        return []
+
+
+class InMemoryPayloadStore:
+    """A dict-backed :class:`PayloadStore` for unit tests of other modules.
+
+    Same key validation, overwrite, delete and not-found behaviour as
+    :class:`FilesystemPayloadStore`; nothing is durable. Stores a copy of the
+    data, so a caller mutating its buffer afterwards does not change the payload.
+    """
+
+    def __init__(self) -> None:
+        self._data: dict[str, bytes] = {}
+
+    async def put(self, key: str, data: bytes | memoryview) -> int:
+        validate_key(key)
+        blob = _as_bytes_view(data).tobytes()
+        self._data[key] = blob
+        return len(blob)
+
+    async def get(self, key: str) -> bytes:
+        validate_key(key)
+        try:
+            return self._data[key]
+        except KeyError:
+            raise PayloadNotFound(key) from None
+
+    async def delete(self, key: str) -> bool:
+        validate_key(key)
+        return self._data.pop(key, None) is not None
+
+    async def exists(self, key: str) -> bool:
+        validate_key(key)
+        return key in self._data
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+    def keys(self) -> list[str]:
+        """The stored keys, sorted (a test convenience, not part of the protocol)."""
+        return sorted(self._data)

@@ -1,0 +1,311 @@
+"""SQL for the message life cycle: every function takes a connection inside a transaction.
+
+Claims use ``SELECT ... FOR UPDATE SKIP LOCKED`` on PostgreSQL, so that
+several nodes sharing one database each take different rows and no
+recipient is notified twice for one attempt; the claimed rows are moved out
+of the due set in the same transaction. SQLite has one writer at a time, so
+the same statements are already exclusive there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from storage.models import events, messages, outbox, recipients, subscribers
+
+# Recipient states. Terminal ones never change again.
+PENDING = "pending"
+NOTIFIED = "notified"
+DEFERRED = "deferred"
+RETRIEVED = "retrieved"
+REJECTED = "rejected"
+UNRECOGNISED = "unrecognised"
+EXPIRED = "expired"
+FORWARDED = "forwarded"
+CANCELLED = "cancelled"
+OPEN_STATES = (PENDING, NOTIFIED, DEFERRED)
+TERMINAL_STATES = (RETRIEVED, REJECTED, UNRECOGNISED, EXPIRED, FORWARDED, CANCELLED)
+
+# Outbox states.
+QUEUED = "queued"
+SENDING = "sending"
+SENT = "sent"
+FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    id: str
+    transaction_id: str | None
+    originator: str
+    origin_interface: str
+    vasp: str | None
+    mms_version: str
+    message_class: str
+    priority: str | None
+    subject: str | None
+    content_type: str
+    size: int
+    payload_key: str
+    headers: dict[str, Any]
+    delivery_report: bool
+    read_report: bool
+    sender_visible: bool
+    created_at: float
+    expires_at: float
+    earliest_delivery_at: float | None
+    state: str = "accepted"
+
+
+@dataclass(frozen=True, slots=True)
+class NewRecipient:
+    token: str
+    address: str
+    kind: str
+    route: str
+    state: str
+    next_attempt_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    message_id: str
+    event: str
+    at: float
+    recipient_id: int | None = None
+    state: str | None = None
+    detail: str | None = None
+
+
+async def add_events(conn: AsyncConnection, rows: Iterable[Event]) -> None:
+    values = [asdict(e) for e in rows]
+    if values:
+        await conn.execute(insert(events), values)
+
+
+async def insert_message(
+    conn: AsyncConnection, message: NewMessage, rcpts: Sequence[NewRecipient]
+) -> list[int]:
+    """The message row and its recipient rows; returns the recipient ids in order."""
+    await conn.execute(insert(messages).values(**asdict(message)))
+    ids: list[int] = []
+    now = message.created_at
+    for r in rcpts:  # one statement each: RETURNING of executemany is not portable
+        result = await conn.execute(
+            insert(recipients)
+            .values(message_id=message.id, attempts=0, updated_at=now, **asdict(r))
+            .returning(recipients.c.id)
+        )
+        ids.append(int(result.scalar_one()))
+    return ids
+
+
+async def get_message(conn: AsyncConnection, message_id: str) -> Row[Any] | None:
+    result = await conn.execute(select(messages).where(messages.c.id == message_id))
+    return result.first()
+
+
+async def get_recipient_by_token(conn: AsyncConnection, token: str) -> Row[Any] | None:
+    """The recipient row (with its message's columns prefixed ``m_``) for a fetch URL token."""
+    m = messages
+    q = (
+        select(recipients, *[c.label(f"m_{c.name}") for c in m.columns])
+        .join(m, m.c.id == recipients.c.message_id)
+        .where(recipients.c.token == token)
+    )
+    return (await conn.execute(q)).first()
+
+
+async def find_recipient(
+    conn: AsyncConnection, message_id: str, address: str | None
+) -> Row[Any] | None:
+    q = select(recipients).where(recipients.c.message_id == message_id)
+    if address is not None:
+        q = q.where(recipients.c.address == address)
+    return (await conn.execute(q.order_by(recipients.c.id).limit(1))).first()
+
+
+async def list_recipients(conn: AsyncConnection, message_id: str) -> list[Row[Any]]:
+    q = select(recipients).where(recipients.c.message_id == message_id).order_by(recipients.c.id)
+    return list((await conn.execute(q)).all())
+
+
+async def list_events(conn: AsyncConnection, message_id: str) -> list[Row[Any]]:
+    q = select(events).where(events.c.message_id == message_id).order_by(events.c.id)
+    return list((await conn.execute(q)).all())
+
+
+async def set_recipient_state(
+    conn: AsyncConnection,
+    recipient_id: int,
+    state: str,
+    now: float,
+    *,
+    only_from: Sequence[str] = OPEN_STATES,
+    **values: Any,
+) -> bool:
+    """Move a recipient to ``state`` if it is in one of ``only_from``; True if it moved."""
+    result = await conn.execute(
+        update(recipients)
+        .where(recipients.c.id == recipient_id, recipients.c.state.in_(only_from))
+        .values(state=state, updated_at=now, **values)
+    )
+    return bool(result.rowcount)
+
+
+async def update_recipient(conn: AsyncConnection, recipient_id: int, **values: Any) -> None:
+    await conn.execute(update(recipients).where(recipients.c.id == recipient_id).values(**values))
+
+
+def _skip_locked(conn: AsyncConnection, query: Any, *of: Any) -> Any:
+    if conn.dialect.name == "postgresql":
+        return query.with_for_update(skip_locked=True, of=of or None)
+    return query
+
+
+async def due_recipients(conn: AsyncConnection, now: float, limit: int) -> list[Row[Any]]:
+    """Open recipients whose (re-)notification is due, locked for this transaction."""
+    m = messages
+    q = (
+        select(recipients, *[c.label(f"m_{c.name}") for c in m.columns])
+        .join(m, m.c.id == recipients.c.message_id)
+        .where(
+            recipients.c.next_attempt_at <= now,
+            recipients.c.state.in_(OPEN_STATES),
+            m.c.expires_at > now,
+        )
+        .order_by(recipients.c.next_attempt_at)
+        .limit(limit)
+    )
+    return list((await conn.execute(_skip_locked(conn, q, recipients))).all())
+
+
+async def expired_recipients(conn: AsyncConnection, now: float, limit: int) -> list[Row[Any]]:
+    """Open recipients of messages past their expiry, locked for this transaction."""
+    m = messages
+    q = (
+        select(recipients, *[c.label(f"m_{c.name}") for c in m.columns])
+        .join(m, m.c.id == recipients.c.message_id)
+        .where(recipients.c.state.in_(OPEN_STATES), m.c.expires_at <= now)
+        .order_by(m.c.expires_at)
+        .limit(limit)
+    )
+    return list((await conn.execute(_skip_locked(conn, q, recipients))).all())
+
+
+async def enqueue_push(
+    conn: AsyncConnection,
+    *,
+    kind: str,
+    destination: str,
+    pdu: bytes,
+    now: float,
+    message_id: str | None,
+    recipient_id: int | None,
+) -> int:
+    result = await conn.execute(
+        insert(outbox)
+        .values(
+            kind=kind,
+            destination=destination,
+            pdu=pdu,
+            state=QUEUED,
+            attempts=0,
+            due_at=now,
+            created_at=now,
+            message_id=message_id,
+            recipient_id=recipient_id,
+        )
+        .returning(outbox.c.id)
+    )
+    return int(result.scalar_one())
+
+
+async def claim_outbox(
+    conn: AsyncConnection, now: float, limit: int, owner: str, lease: float
+) -> list[Row[Any]]:
+    """Take due pushes (and ones whose sender died: lease over) for ``owner``."""
+    due = or_(
+        and_(outbox.c.state == QUEUED, outbox.c.due_at <= now),
+        and_(outbox.c.state == SENDING, outbox.c.claimed_until < now),
+    )
+    q = select(outbox.c.id).where(due).order_by(outbox.c.due_at).limit(limit)
+    ids = [r.id for r in (await conn.execute(_skip_locked(conn, q))).all()]
+    if not ids:
+        return []
+    await conn.execute(
+        update(outbox)
+        .where(outbox.c.id.in_(ids))
+        .values(
+            state=SENDING,
+            claimed_by=owner,
+            claimed_until=now + lease,
+            attempts=outbox.c.attempts + 1,
+        )
+    )
+    rows = await conn.execute(select(outbox).where(outbox.c.id.in_(ids)).order_by(outbox.c.id))
+    return list(rows.all())
+
+
+async def finish_push(
+    conn: AsyncConnection,
+    push_id: int,
+    owner: str,
+    *,
+    state: str,
+    now: float,
+    error: str | None = None,
+    retry_at: float | None = None,
+) -> bool:
+    """Record the outcome of a claimed push; False if another node took it over meanwhile."""
+    values: dict[str, Any] = {"state": state, "last_error": error, "claimed_until": None}
+    if state == SENT:
+        values["sent_at"] = now
+    if retry_at is not None:
+        values["due_at"] = retry_at
+    result = await conn.execute(
+        update(outbox)
+        .where(outbox.c.id == push_id, outbox.c.claimed_by == owner, outbox.c.state == SENDING)
+        .values(**values)
+    )
+    return bool(result.rowcount)
+
+
+async def queue_depths(conn: AsyncConnection) -> dict[str, int]:
+    """Counts for mmsc_queue_depth: open recipients by state and pushes waiting."""
+    depths: dict[str, int] = dict.fromkeys((*OPEN_STATES, "outbox"), 0)
+    q = (
+        select(recipients.c.state, func.count())
+        .where(recipients.c.state.in_(OPEN_STATES))
+        .group_by(recipients.c.state)
+    )
+    for state, count in (await conn.execute(q)).all():
+        depths[state] = int(count)
+    q2 = select(func.count()).select_from(outbox).where(outbox.c.state.in_((QUEUED, SENDING)))
+    depths["outbox"] = int((await conn.execute(q2)).scalar_one())
+    return depths
+
+
+async def remember_subscriber(
+    conn: AsyncConnection,
+    address: str,
+    now: float,
+    *,
+    user_agent: str | None,
+    uaprof_url: str | None,
+    mms_version: str | None,
+) -> None:
+    """Upsert what a handset told us about itself (portable: update, then insert)."""
+    values = {"user_agent": user_agent, "uaprof_url": uaprof_url, "mms_version": mms_version}
+    values = {k: v for k, v in values.items() if v is not None}
+    result = await conn.execute(
+        update(subscribers).where(subscribers.c.address == address).values(last_seen=now, **values)
+    )
+    if not result.rowcount:
+        await conn.execute(insert(subscribers).values(address=address, last_seen=now, **values))

@@ -1,0 +1,106 @@
+"""Group commit: one task writes the work of many requests in one transaction.
+
+A durable commit costs an fsync; doing one per message caps the accept rate
+at the disk's fsync rate (about 1,700 commits/s measured here through async
+SQLAlchemy, 4,900 rows/s when batched: performance.md c4 vs c7). Requests
+hand their writes to the writer as *units* (an async function of a
+connection) and wait for the commit that includes them, so the answer to the
+sender still comes only after its data is durable.
+
+If a batch fails, each of its units is retried in a transaction of its own,
+so one bad unit fails alone and the others still commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+log = logging.getLogger("mmsc.storage.writer")
+
+T = TypeVar("T")
+Unit = Callable[[AsyncConnection], Awaitable[Any]]
+
+
+class WriterClosed(RuntimeError):
+    """The writer stopped before this unit could be committed."""
+
+
+class GroupCommitWriter:
+    def __init__(self, engine: AsyncEngine, *, max_batch: int = 128) -> None:
+        self.engine = engine
+        self.max_batch = max_batch
+        self._queue: asyncio.Queue[tuple[Unit, asyncio.Future[Any]] | None] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self.batches = 0
+        self.units = 0
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="group-commit-writer")
+
+    async def close(self) -> None:
+        """Commit what is queued, then stop."""
+        if self._task is None:
+            return
+        await self._queue.put(None)
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+
+    async def submit(self, unit: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        """Run ``unit`` in a transaction and return its result once that is committed."""
+        if self._task is None or self._task.done():
+            raise WriterClosed("the database writer is not running")
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        await self._queue.put((unit, future))
+        return await future
+
+    async def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            item = await self._queue.get()
+            if item is None:
+                break
+            batch = [item]
+            while len(batch) < self.max_batch:
+                try:
+                    nxt = self._queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    break
+                if nxt is None:
+                    stopping = True
+                    break
+                batch.append(nxt)
+            await self._commit(batch)
+        # Fail whatever arrived after the stop marker: nothing is silently dropped.
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            if item is not None and not item[1].done():
+                item[1].set_exception(WriterClosed("the database writer stopped"))
+
+    async def _commit(self, batch: list[tuple[Unit, asyncio.Future[Any]]]) -> None:
+        results: list[Any] = []
+        try:
+            async with self.engine.begin() as conn:
+                for unit, _future in batch:
+                    results.append(await unit(conn))
+        except Exception as exc:
+            if len(batch) == 1:
+                if not batch[0][1].done():
+                    batch[0][1].set_exception(exc)
+                return
+            log.warning("batch of %d failed (%s); committing its units one by one", len(batch), exc)
+            for unit, future in batch:
+                await self._commit([(unit, future)])
+            return
+        self.batches += 1
+        self.units += len(batch)
+        for (_unit, future), result in zip(batch, results, strict=True):
+            if not future.done():
+                future.set_result(result)

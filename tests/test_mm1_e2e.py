@@ -1,0 +1,270 @@
+"""MM1 end to end: a real `mmsc serve`, handsets over HTTP, an SMS gateway sink for the pushes."""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+from pathlib import Path
+
+import pytest
+
+from protocol import mms
+from protocol.mms import MmsPdu
+from protocol.wsp import Part
+from tests import tshark
+from tests.harness import SmsSink, http, start_server
+
+A, B, C = "+15550000001", "+15550000002", "+15550000003"
+MMS_TYPE = {"Content-Type": "application/vnd.wap.mms-message"}
+SMIL = b'<smil><body><par dur="5s"><img src="cid:img"/><text src="cid:txt"/></par></body></smil>'
+
+
+def send_req(
+    tid: str,
+    to: list[str],
+    *,
+    report: bool = True,
+    expiry: int | None = None,
+    subject: str = "Grüße",
+) -> bytes:
+    headers: dict[str, object] = {
+        "From": None,
+        "To": [f"{n}/TYPE=PLMN" for n in to],
+        "Subject": subject,
+        "X-Mms-Message-Class": "Personal",
+        "X-Mms-Delivery-Report": "Yes" if report else "No",
+        "X-Mms-Read-Report": "Yes" if report else "No",
+    }
+    if expiry is not None:
+        headers["X-Mms-Expiry"] = {"relative": expiry}
+    pdu = MmsPdu(
+        "m-send-req",
+        tid,
+        "1.2",
+        headers,
+        "application/vnd.wap.multipart.related",
+        {"start": "<smil>", "type": "application/smil"},
+        [
+            Part("application/smil", {"charset": "utf-8"}, {"Content-ID": "<smil>"}, SMIL),
+            Part("text/plain", {"charset": "utf-8"}, {"Content-ID": "<txt>"}, "Hallo 👋".encode()),
+            Part(
+                "image/jpeg", {"name": "a.jpg"}, {"Content-ID": "<img>"}, b"\xff\xd8" + bytes(900)
+            ),
+        ],
+    )
+    return mms.encode(pdu)
+
+
+def post_pdu(url: str, pdu: MmsPdu | bytes, msisdn: str | None = None) -> tuple[int, bytes]:
+    body = pdu if isinstance(pdu, bytes) else mms.encode(pdu, check_mandatory=False)
+    headers = dict(MMS_TYPE)
+    if msisdn:
+        headers["X-MSISDN"] = msisdn
+    status, data, _ = http("POST", url, body, headers)
+    return status, data
+
+
+def fetch_url(server_mm1: str, location: str, suffix: str = "") -> str:
+    """The real fetch URL for a Content-Location whose host is the configured public one."""
+    path = urllib.parse.urlsplit(location).path
+    return server_mm1 + path + suffix
+
+
+@pytest.fixture
+def sink():
+    with SmsSink() as s:
+        yield s
+
+
+def test_send_notify_fetch_and_reports(tmp_path: Path, sink: SmsSink) -> None:
+    server = start_server(
+        tmp_path,
+        {
+            "mm1": {"public_url": "http://mmsc.test/mms"},
+            "notify": {"backend": "kannel", "sendsms_url": sink.url},
+        },
+    )
+    try:
+        request = send_req("T1", [B, C])
+        status, body = post_pdu(server.mm1 + "/mms", request, A)
+        assert status == 200
+        conf = mms.decode(body)
+        assert conf.message_type == "m-send-conf" and conf.transaction_id == "T1"
+        assert conf.headers["X-Mms-Response-Status"] == "Ok"
+        message_id = conf.headers["Message-ID"]
+
+        notes = {p.to: p for p in (sink.next(), sink.next())}
+        assert set(notes) == {B, C}
+        for push in notes.values():
+            n = push.pdu
+            assert n.message_type == "m-notification-ind"
+            assert n.headers["From"] == f"{A}/TYPE=PLMN"
+            assert n.headers["X-Mms-Message-Size"] == len(request)
+            assert n.headers["X-Mms-Content-Location"].startswith("http://mmsc.test/mms/")
+            assert list(n.headers)[-1] == "X-Mms-Content-Location"
+        # Wireshark reads the same push the same way.
+        decoded = tshark.decode("wsppush", notes[B].raw)
+        assert decoded.ok, decoded.result
+        assert decoded.fields("mmse.content_location") == [
+            notes[B].pdu.headers["X-Mms-Content-Location"]
+        ]
+
+        # B fetches, then acknowledges: A gets a delivery report Retrieved.
+        location_b = notes[B].pdu.headers["X-Mms-Content-Location"]
+        status, body, headers = http("GET", fetch_url(server.mm1, location_b))
+        assert status == 200 and headers["Content-Type"] == "application/vnd.wap.mms-message"
+        retrieved = mms.decode(body)
+        assert retrieved.message_type == "m-retrieve-conf"
+        assert retrieved.headers["X-Mms-Retrieve-Status"] == "Ok"
+        assert retrieved.headers["Message-ID"] == message_id
+        assert retrieved.headers["From"] == f"{A}/TYPE=PLMN"
+        assert retrieved.headers["To"] == [f"{B}/TYPE=PLMN", f"{C}/TYPE=PLMN"]
+        assert retrieved.headers["Subject"] == "Grüße"
+        original = mms.decode(request)
+        assert [bytes(p.data) for p in retrieved.parts] == [bytes(p.data) for p in original.parts]
+        assert retrieved.content_type_params == original.content_type_params
+
+        ack = MmsPdu("m-acknowledge-ind", retrieved.transaction_id, "1.2", {})
+        assert post_pdu(server.mm1 + "/mms", ack, B)[0] == 204
+        report = sink.next()
+        assert report.to == A and report.pdu.message_type == "m-delivery-ind"
+        assert report.pdu.headers["X-Mms-Status"] == "Retrieved"
+        assert report.pdu.headers["Message-ID"] == message_id
+        assert report.pdu.headers["To"] == [f"{B}/TYPE=PLMN"]
+
+        # B's read report becomes an m-read-orig-ind to A.
+        read = MmsPdu(
+            "m-read-rec-ind",
+            None,
+            "1.2",
+            {
+                "Message-ID": message_id,
+                "To": [f"{A}/TYPE=PLMN"],
+                "From": None,
+                "X-Mms-Read-Status": "Read",
+            },
+        )
+        assert post_pdu(server.mm1 + "/mms", read, B)[0] == 204
+        orig = sink.next()
+        assert orig.to == A and orig.pdu.message_type == "m-read-orig-ind"
+        assert orig.pdu.headers["From"] == f"{B}/TYPE=PLMN"
+        assert orig.pdu.headers["X-Mms-Read-Status"] == "Read"
+
+        # C defers (posting to the fetch URL, as some carrier configs do), then fetches
+        # with the transaction id appended to the URL and acknowledges.
+        location_c = notes[C].pdu.headers["X-Mms-Content-Location"]
+        tid_c = notes[C].pdu.transaction_id
+        defer = MmsPdu("m-notifyresp-ind", tid_c, "1.2", {"X-Mms-Status": "Deferred"})
+        assert post_pdu(fetch_url(server.mm1, location_c), defer, C)[0] == 204
+        deferred = sink.next()
+        assert deferred.to == A and deferred.pdu.headers["X-Mms-Status"] == "Deferred"
+        status, body, _ = http("GET", fetch_url(server.mm1, location_c, tid_c))
+        late = mms.decode(body)
+        assert late.headers["X-Mms-Retrieve-Status"] == "Ok"
+        ack = MmsPdu("m-acknowledge-ind", late.transaction_id, "1.2", {})
+        assert post_pdu(server.mm1 + "/mms", ack, C)[0] == 204
+        final = sink.next()
+        assert final.to == A and final.pdu.headers["X-Mms-Status"] == "Retrieved"
+        assert final.pdu.headers["To"] == [f"{C}/TYPE=PLMN"]
+
+        # The operator's view: every recipient retrieved, every step an event.
+        status, body, _ = http("GET", f"{server.admin}/api/messages/{message_id}")
+        trace = json.loads(body)
+        assert status == 200
+        assert trace["message"]["originator"] == A
+        assert sorted((r["address"], r["state"]) for r in trace["recipients"]) == [
+            (B, "retrieved"),
+            (C, "retrieved"),
+        ]
+        kinds = [e["event"] for e in trace["events"]]
+        for expected in (
+            "accepted",
+            "notification-queued",
+            "notified",
+            "retrieved",
+            "delivery-report-queued",
+            "read-report",
+            "deferred",
+        ):
+            assert expected in kinds, kinds
+        assert all("token" not in r for r in trace["recipients"])  # fetch secrets stay secret
+
+        status, body, _ = http("GET", server.admin + "/metrics")
+        text = body.decode()
+        assert 'mmsc_messages_received_total{interface="mm1"} 1.0' in text
+        assert 'mmsc_messages_delivered_total{interface="mm1"} 2.0' in text
+        assert 'mmsc_notifications_total{result="sent"}' in text
+        assert "mmsc_delivery_latency_seconds_count 2.0" in text
+        assert "mmsc_notification_latency_seconds_count 2.0" in text
+        status, _body, _ = http("GET", server.admin + "/readyz")
+        assert status == 200
+    finally:
+        assert server.stop() == 0, "".join(server.log)
+
+
+def test_unfetched_message_expires_with_a_report(tmp_path: Path, sink: SmsSink) -> None:
+    server = start_server(
+        tmp_path,
+        {"mm1": {"min_expiry": 1}, "notify": {"backend": "kannel", "sendsms_url": sink.url}},
+    )
+    try:
+        _status, body = post_pdu(server.mm1 + "/mms", send_req("T9", [B], expiry=1), A)
+        message_id = mms.decode(body).headers["Message-ID"]
+        note = sink.next()
+        assert note.to == B
+        expired = sink.next()
+        assert expired.to == A and expired.pdu.message_type == "m-delivery-ind"
+        assert expired.pdu.headers["X-Mms-Status"] == "Expired"
+        location = note.pdu.headers["X-Mms-Content-Location"]
+        _s, body, _h = http("GET", fetch_url(server.mm1, location))
+        gone = mms.decode(body)
+        assert gone.headers["X-Mms-Retrieve-Status"] == "Error-permanent-message-not-found"
+        trace = json.loads(http("GET", f"{server.admin}/api/messages/{message_id}")[1])
+        assert [r["state"] for r in trace["recipients"]] == ["expired"]
+    finally:
+        server.stop()
+
+
+def test_bad_requests_get_protocol_answers(tmp_path: Path) -> None:
+    server = start_server(tmp_path, {"mm1": {"max_message_size": 4000}})
+    url = server.mm1 + "/mms"
+    try:
+        # No trusted MSISDN header: the sender cannot be established.
+        status, body = post_pdu(url, send_req("N1", [B]))
+        assert mms.decode(body).headers["X-Mms-Response-Status"] == (
+            "Error-permanent-sending-address-unresolved"
+        )
+        # Too big.
+        big = send_req("N2", [B], subject="x" * 5000)
+        status, body = post_pdu(url, big, A)
+        conf = mms.decode(body)
+        assert conf.transaction_id == "N2"
+        assert conf.headers["X-Mms-Response-Status"] == "Error-permanent-content-not-accepted"
+        # Corrupt after a readable transaction id.
+        status, body = post_pdu(url, send_req("N3", [B])[:60], A)
+        conf = mms.decode(body)
+        assert (status, conf.transaction_id) == (200, "N3")
+        assert conf.headers["X-Mms-Response-Status"] == "Error-permanent-message-format-corrupt"
+        # Garbage: no transaction id to answer to.
+        status, _body = post_pdu(url, b"\x00\x01garbage", A)
+        assert status == 400
+        # A PDU type we do not serve gets its own conf with a refusal.
+        view = MmsPdu("m-mbox-view-req", "N4", "1.2", {})
+        conf = mms.decode(post_pdu(url, view, A)[1])
+        assert conf.message_type == "m-mbox-view-conf"
+        assert conf.headers["X-Mms-Response-Status"] == "Error-permanent-service-denied"
+        # Unknown fetch URL: m-retrieve-conf with not-found, HTTP 200.
+        status, body, _ = http("GET", server.mm1 + "/mms/" + "a" * 24)
+        assert status == 200
+        assert mms.decode(body).headers["X-Mms-Retrieve-Status"] == (
+            "Error-permanent-message-not-found"
+        )
+        assert http("PUT", url, b"x")[0] == 405
+        # None of that stored anything.
+        status, body, _ = http("GET", server.admin + "/metrics")
+        assert 'mmsc_messages_received_total{interface="mm1"}' not in body.decode()
+        assert not list((tmp_path / "payloads").rglob("*")) or all(
+            p.is_dir() for p in (tmp_path / "payloads").rglob("*")
+        )
+    finally:
+        server.stop()
