@@ -14,3 +14,23 @@ if ! command -v tshark >/dev/null 2>&1; then
   $SUDO apt-get install -y -qq --no-install-recommends tshark >/dev/null
 fi
 tshark --version 2>/dev/null | head -n 1
+
+# PostgreSQL for the multi-node tests: use the one on 127.0.0.1:5432 when it answers,
+# start the installed cluster when it does not, install it when there is none.
+if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+  if ! command -v pg_ctlcluster >/dev/null 2>&1; then
+    echo "test-deps: installing PostgreSQL from Debian's packages"
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get update -qq
+    $SUDO apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+  fi
+  version=$(ls /etc/postgresql | sort -V | tail -n 1)
+  conf=/etc/postgresql/$version/main
+  # Loopback only, trust auth for local test connections (as these machines ship it).
+  if ! grep -q "^host all all 127.0.0.1/32 trust" "$conf/pg_hba.conf"; then
+    $SUDO sed -i '1i host all all 127.0.0.1/32 trust' "$conf/pg_hba.conf"
+  fi
+  $SUDO pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+  for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
+fi
+pg_isready -h 127.0.0.1 -p 5432
