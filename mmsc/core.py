@@ -425,6 +425,8 @@ class Mmsc:
             "X-Mms-Read-Report",
             "X-Mms-Content-Class",
             "X-Mms-DRM-Content",
+            "X-Mms-Previously-Sent-By",
+            "X-Mms-Previously-Sent-Date",
         ):
             if name in original.headers:
                 headers[name] = original.headers[name]
@@ -560,6 +562,85 @@ class Mmsc:
         if ok:
             self._wake()
         return ok
+
+    # ---------------------------------------------------------------- forward
+
+    async def forward(self, forwarder: Address, pdu: MmsPdu, token: str | None) -> Accepted:
+        """m-forward-req (OMA-MMS-ENC §6.5): a recipient sends a message it was notified of
+        on to new recipients without fetching it first. The original recipient becomes
+        Forwarded (and its sender gets that as a delivery report); the new message carries
+        X-Mms-Previously-Sent-By/-Date."""
+        row = await self.recipient(token) if token else None
+        if row is None or row.m_expires_at < time.time():
+            raise SendRefused("Error-permanent-message-not-found", "no such message")
+        if row.address != str(forwarder):
+            raise SendRefused("Error-permanent-service-denied", "not a recipient of that message")
+        original = mms.decode(await self.payloads.get(row.m_payload_key))
+        count = len(original.headers.get("X-Mms-Previously-Sent-By", []))
+        headers: dict[str, Any] = {
+            k: v
+            for k, v in pdu.headers.items()
+            if k
+            in (
+                "To",
+                "Cc",
+                "Bcc",
+                "X-Mms-Expiry",
+                "X-Mms-Delivery-Time",
+                "X-Mms-Delivery-Report",
+                "X-Mms-Read-Report",
+            )
+        }
+        for name in ("Subject", "X-Mms-Message-Class", "X-Mms-Priority"):
+            if name in original.headers:
+                headers[name] = original.headers[name]
+        previous_by = list(original.headers.get("X-Mms-Previously-Sent-By", []))
+        previous_date = list(original.headers.get("X-Mms-Previously-Sent-Date", []))
+        if row.m_sender_visible:
+            previous_by.append(
+                {"forward_count": count, "address": self._address(row.m_originator).to_mms()}
+            )
+            previous_date.append({"forward_count": count, "date": int(row.m_created_at)})
+        if previous_by:
+            headers["X-Mms-Previously-Sent-By"] = previous_by
+            headers["X-Mms-Previously-Sent-Date"] = previous_date
+        headers["From"] = forwarder.to_mms()
+        forwarded = MmsPdu(
+            "m-send-req",
+            pdu.transaction_id or new_id(),
+            pdu.mms_version or "1.2",
+            headers,
+            original.content_type,
+            original.content_type_params,
+            original.parts,
+            original.body,
+        )
+        accepted = await self.accept(forwarded, mms.encode(forwarded), forwarder)
+        now = time.time()
+
+        async def unit(conn: AsyncConnection) -> tuple[None, list[repo.Event]]:
+            moved = await repo.set_recipient_state(
+                conn, row.id, repo.FORWARDED, now, next_attempt_at=None
+            )
+            out = [
+                repo.Event(
+                    row.message_id,
+                    "forwarded",
+                    now,
+                    row.id,
+                    repo.FORWARDED if moved else None,
+                    accepted.message_id,
+                )
+            ]
+            if moved:
+                allowed = pdu.headers.get("X-Mms-Report-Allowed", "Yes") != "No"
+                out += await self._delivery_report(conn, row, "Forwarded", now, allowed)
+            await repo.add_events(conn, out)
+            return None, out
+
+        await self.write(unit)
+        self._wake()
+        return accepted
 
     # ------------------------------------------------------------------ trace
 

@@ -40,7 +40,6 @@ UNSUPPORTED: dict[str, tuple[str, str, str]] = {
     "m-mbox-delete-req": ("m-mbox-delete-conf", "X-Mms-Response-Status", _DENIED),
     "m-delete-req": ("m-delete-conf", "X-Mms-Response-Status", _DENIED),
     "m-cancel-req": ("m-cancel-conf", "X-Mms-Cancel-Status", "Cancel Request corrupted"),
-    "m-forward-req": ("m-forward-conf", "X-Mms-Response-Status", _DENIED),
 }
 
 
@@ -140,6 +139,8 @@ class Mm1Handlers:
             return await self.acknowledge(pdu)
         if mtype == "m-read-rec-ind":
             return await self.read_rec(request, pdu)
+        if mtype == "m-forward-req":
+            return await self.forward_req(request, pdu)
         if pdu.transaction_id is None:
             return web.Response(status=400, text=f"{mtype} is not something a client sends\n")
         conf = UNSUPPORTED.get(mtype)
@@ -193,6 +194,38 @@ class Mm1Handlers:
                 send_conf(tid, version, "Error-transient-failure", text="try again later")
             )
         return _pdu_response(send_conf(tid, version, "Ok", message_id=accepted.message_id))
+
+    async def forward_req(self, request: web.Request, pdu: MmsPdu) -> web.Response:
+        tid = pdu.transaction_id or ""
+        version = _answer_version(pdu)
+
+        def conf(status: str, message_id: str | None = None, text: str | None = None) -> bytes:
+            headers: dict[str, Any] = {"X-Mms-Response-Status": status}
+            if text:
+                headers["X-Mms-Response-Text"] = text
+            if message_id:
+                headers["Message-ID"] = message_id
+            return mms.encode(MmsPdu("m-forward-conf", tid, max(version, "1.1"), headers))
+
+        sender = resolve_sender(
+            request.headers,
+            pdu.headers.get("From"),
+            msisdn_headers=self.msisdn_headers,
+            trust_pdu_sender=self.trust_pdu_sender,
+            plan=self.core.policy.plan,
+        )
+        if sender is None:
+            return _pdu_response(conf("Error-permanent-sending-address-unresolved"))
+        location = str(pdu.headers.get("X-Mms-Content-Location", ""))
+        token = token_from_path(location.rsplit("/", 1)[-1])
+        try:
+            accepted = await self.core.forward(sender, pdu, token)
+        except SendRefused as refused:
+            return _pdu_response(conf(refused.status, text=refused.text))
+        except Exception:  # storage trouble: the handset may retry later
+            log.exception("could not forward %s", tid)
+            return _pdu_response(conf("Error-transient-failure", text="try again later"))
+        return _pdu_response(conf("Ok", accepted.message_id))
 
     async def _recipient_for(self, pdu: MmsPdu) -> Any:
         token = token_from_path(pdu.transaction_id or "")

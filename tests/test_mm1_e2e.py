@@ -268,3 +268,50 @@ def test_bad_requests_get_protocol_answers(tmp_path: Path) -> None:
         )
     finally:
         server.stop()
+
+
+def test_forward_without_fetching(tmp_path: Path, sink: SmsSink) -> None:
+    """B forwards A's message to C (m-forward-req): C gets it with Previously-Sent-By A,
+    A learns 'Forwarded', and nobody but B may forward B's copy."""
+    server = start_server(
+        tmp_path,
+        {
+            "mm1": {"public_url": "http://mmsc.test/mms"},
+            "notify": {"backend": "kannel", "sendsms_url": sink.url},
+        },
+    )
+    try:
+        request = send_req("F1", [B])
+        first_id = mms.decode(post_pdu(server.mm1 + "/mms", request, A)[1]).headers["Message-ID"]
+        note = sink.next()
+        location = note.pdu.headers["X-Mms-Content-Location"]
+        fwd = MmsPdu(
+            "m-forward-req",
+            "F2",
+            "1.2",
+            {"From": None, "To": [f"{C}/TYPE=PLMN"], "X-Mms-Content-Location": location},
+        )
+        # C is not a recipient of A's message: refused.
+        conf = mms.decode(post_pdu(server.mm1 + "/mms", fwd, C)[1])
+        assert conf.message_type == "m-forward-conf"
+        assert conf.headers["X-Mms-Response-Status"] == "Error-permanent-service-denied"
+        conf = mms.decode(post_pdu(server.mm1 + "/mms", fwd, B)[1])
+        assert conf.message_type == "m-forward-conf" and conf.transaction_id == "F2"
+        assert conf.headers["X-Mms-Response-Status"] == "Ok"
+        pushes = {(p.to, p.pdu.message_type): p for p in (sink.next(), sink.next())}
+        report = pushes[(A, "m-delivery-ind")].pdu
+        assert report.headers["X-Mms-Status"] == "Forwarded"
+        assert report.headers["Message-ID"] == first_id
+        note_c = pushes[(C, "m-notification-ind")].pdu
+        assert note_c.headers["From"] == f"{B}/TYPE=PLMN"
+        _s, body, _h = http("GET", fetch_url(server.mm1, note_c.headers["X-Mms-Content-Location"]))
+        got = mms.decode(body)
+        assert got.headers["From"] == f"{B}/TYPE=PLMN"
+        assert got.headers["X-Mms-Previously-Sent-By"][0]["address"] == f"{A}/TYPE=PLMN"
+        assert got.headers["Subject"] == "Grüße"
+        original = mms.decode(request)
+        assert [bytes(p.data) for p in got.parts] == [bytes(p.data) for p in original.parts]
+        trace = json.loads(http("GET", f"{server.admin}/api/messages/{first_id}")[1])
+        assert [r["state"] for r in trace["recipients"]] == ["forwarded"]
+    finally:
+        server.stop()
