@@ -49,6 +49,20 @@ async def message(request: web.Request) -> web.Response:
     return web.json_response(trace)
 
 
+async def subscriber(request: web.Request) -> web.Response:
+    """GET /api/subscribers/{address}: the handset facts learned for an address."""
+    core = request.app[CORE_KEY]
+    if core is None:
+        return web.json_response({"error": "no message store"}, status=503)
+    try:
+        facts = await core.subscriber(request.match_info["address"])
+    except ValueError as exc:  # AddressError
+        return web.json_response({"error": str(exc)}, status=400)
+    if facts is None:
+        return web.json_response({"error": "no such subscriber"}, status=404)
+    return web.json_response(facts)
+
+
 def make_app(registry: CollectorRegistry = REGISTRY, core: Mmsc | None = None) -> web.Application:
     async def metrics(_request: web.Request) -> web.Response:
         body = generate_latest(registry)
@@ -61,4 +75,5 @@ def make_app(registry: CollectorRegistry = REGISTRY, core: Mmsc | None = None) -
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/messages/{id}", message)
+    app.router.add_get("/api/subscribers/{address}", subscriber)
     return app

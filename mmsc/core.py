@@ -563,6 +563,20 @@ class Mmsc:
             self._wake()
         return ok
 
+    async def remember_device(
+        self, address: str, user_agent: str | None, profile: str | None, version: str | None
+    ) -> None:
+        """Learned facts about a subscriber's handset (for adaptation and notification sizes)."""
+        now = time.time()
+
+        async def unit(conn: AsyncConnection) -> tuple[None, list[repo.Event]]:
+            await repo.remember_subscriber(
+                conn, address, now, user_agent=user_agent, uaprof_url=profile, mms_version=version
+            )
+            return None, []
+
+        await self.write(unit)
+
     # ---------------------------------------------------------------- forward
 
     async def forward(self, forwarder: Address, pdu: MmsPdu, token: str | None) -> Accepted:
@@ -658,6 +672,13 @@ class Mmsc:
             "recipients": [{k: v for k, v in r._mapping.items() if k != "token"} for r in rcpts],
             "events": [dict(e._mapping) for e in evs],
         }
+
+    async def subscriber(self, address: str) -> dict[str, Any] | None:
+        """What we learned about a subscriber's handset, for the admin API."""
+        canonical = str(self._address(address))
+        async with self.engine.connect() as conn:
+            row = await repo.get_subscriber(conn, canonical)
+        return None if row is None else dict(row._mapping)
 
     async def payload_exists(self, key: str) -> bool:
         try:

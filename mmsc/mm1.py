@@ -89,6 +89,20 @@ def _salvage_tid(data: bytes) -> str | None:
     return None
 
 
+PROFILE_HEADERS = ("x-wap-profile", "profile", "wap-profile", "19-profile")
+
+
+def device_facts(request: web.Request) -> tuple[str | None, str | None]:
+    """User-Agent and UAProf URL (feature-matrix §4.9: four header names, quoted or not)."""
+    profile = None
+    for name in PROFILE_HEADERS:
+        value = request.headers.get(name)
+        if value:
+            profile = value.split(",")[0].strip().strip('"') or None
+            break
+    return request.headers.get("User-Agent"), profile
+
+
 def token_from_path(tail: str) -> str | None:
     """The recipient token at the start of the path tail; carrier configs append the
     transaction id (which is the token again) or more path after it."""
@@ -193,7 +207,18 @@ class Mm1Handlers:
             return _pdu_response(
                 send_conf(tid, version, "Error-transient-failure", text="try again later")
             )
+        await self._learn(request, str(sender), pdu.mms_version)
         return _pdu_response(send_conf(tid, version, "Ok", message_id=accepted.message_id))
+
+    async def _learn(self, request: web.Request, address: str, version: str | None) -> None:
+        """Remember the handset's User-Agent/UAProf; a failure never reaches the client."""
+        user_agent, profile = device_facts(request)
+        if not (user_agent or profile or version):
+            return
+        try:
+            await self.core.remember_device(address, user_agent, profile, version)
+        except Exception as exc:  # best effort: a lost race between nodes is harmless
+            log.debug("could not record device facts: %s", exc)
 
     async def forward_req(self, request: web.Request, pdu: MmsPdu) -> web.Response:
         tid = pdu.transaction_id or ""
@@ -284,6 +309,7 @@ class Mm1Handlers:
                 return _pdu_response(
                     retrieve_error(token, "Error-transient-failure", "try again later")
                 )
+            await self._learn(request, row.address, None)
             return _pdu_response(body)
         finally:
             metrics.request_duration.labels("mm1", "retrieve").observe(time.perf_counter() - start)

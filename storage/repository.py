@@ -309,3 +309,8 @@ async def remember_subscriber(
     )
     if not result.rowcount:
         await conn.execute(insert(subscribers).values(address=address, last_seen=now, **values))
+
+
+async def get_subscriber(conn: AsyncConnection, address: str) -> Row[Any] | None:
+    result = await conn.execute(select(subscribers).where(subscribers.c.address == address))
+    return result.first()

@@ -111,7 +111,8 @@ def test_send_notify_fetch_and_reports(tmp_path: Path, sink: SmsSink) -> None:
 
         # B fetches, then acknowledges: A gets a delivery report Retrieved.
         location_b = notes[B].pdu.headers["X-Mms-Content-Location"]
-        status, body, headers = http("GET", fetch_url(server.mm1, location_b))
+        phone = {"User-Agent": "TestPhone/1.0", "x-wap-profile": '"http://uap.test/p.rdf"'}
+        status, body, headers = http("GET", fetch_url(server.mm1, location_b), headers=phone)
         assert status == 200 and headers["Content-Type"] == "application/vnd.wap.mms-message"
         retrieved = mms.decode(body)
         assert retrieved.message_type == "m-retrieve-conf"
@@ -188,6 +189,14 @@ def test_send_notify_fetch_and_reports(tmp_path: Path, sink: SmsSink) -> None:
         ):
             assert expected in kinds, kinds
         assert all("token" not in r for r in trace["recipients"])  # fetch secrets stay secret
+
+        status, body, _ = http("GET", server.admin + "/api/subscribers/" + urllib.parse.quote(B))
+        facts = json.loads(body)
+        assert status == 200
+        assert (facts["user_agent"], facts["uaprof_url"]) == (
+            "TestPhone/1.0",
+            "http://uap.test/p.rdf",
+        )
 
         status, body, _ = http("GET", server.admin + "/metrics")
         text = body.decode()
