@@ -24,6 +24,7 @@ from protocol import mms
 from protocol.mms import MmsPdu
 from protocol.mms_json import value_to_json
 from storage import repository as repo
+from storage.models import messages, recipients
 from storage.payloads import PayloadNotFound, PayloadStore
 from storage.writer import GroupCommitWriter
 
@@ -134,6 +135,26 @@ def _route(address: Address | None) -> str:
     return "unsupported"  # e-mail (MM3) and IP handsets: not delivered by this MMSC yet
 
 
+_ADDRESS_MAX: int = recipients.c.address.type.length  # type: ignore[attr-defined]
+
+
+def _overlong(pdu: MmsPdu, sender: Address) -> str | None:
+    """The first envelope value too long for its column: PostgreSQL refuses such a row
+    (a permanent problem, not a transient one) where SQLite would store it."""
+    values = {
+        "transaction_id": pdu.transaction_id,
+        "originator": str(sender),
+        "message_class": str(pdu.headers.get("X-Mms-Message-Class", "Personal")),
+        "priority": _str_or_none(pdu.headers.get("X-Mms-Priority")),
+        "content_type": pdu.content_type,
+    }
+    for name, value in values.items():
+        limit = getattr(messages.c[name].type, "length", None)
+        if value is not None and limit is not None and len(value) > limit:
+            return name
+    return None
+
+
 def _log_events(rows: Sequence[repo.Event]) -> None:
     for e in rows:
         metrics.events_total.labels(e.event).inc()
@@ -201,6 +222,8 @@ class Mmsc:
             raise SendRefused(
                 "Error-permanent-sending-address-unresolved", "no recipient can be reached"
             )
+        if (field_name := _overlong(pdu, sender)) is not None:
+            raise SendRefused("Error-permanent-message-format-corrupt", f"{field_name} too long")
         message_id = new_id()
         payload_key = message_id
         await self.payloads.put(payload_key, raw)  # durable before the row that names it
@@ -262,7 +285,7 @@ class Mmsc:
             new_rcpts.append(
                 repo.NewRecipient(
                     token=new_id(),
-                    address=key,
+                    address=key[:_ADDRESS_MAX],  # only an unroutable one can be longer
                     kind=kind,
                     route=route,
                     state=repo.PENDING if local else repo.REJECTED,

@@ -1,0 +1,973 @@
+"""Storage, core and scheduler behaviour, run against SQLite (a file) and PostgreSQL.
+
+Why: DESIGN.md §4 promises that an accepted message is durable and that no
+recipient is notified twice by two nodes sharing one PostgreSQL database. The
+HTTP tests only see the outside; these drive the real storage layer, the core
+and the scheduler directly with explicit clocks (no sleeps), so that every
+row, state change and outbox push can be checked, on both engines.
+
+The only double is ``RecordingBackend``, standing in for the SMS gateway (the
+real gateway path is covered by tests/test_mm1_e2e.py). PostgreSQL being
+unreachable fails the postgresql cases; nothing here is skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from prometheus_client import REGISTRY
+from sqlalchemy import func, insert, inspect, select, text
+from sqlalchemy.engine import Connection, Row
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql import Select
+
+from mmsc.addresses import NumberPlan, parse_address
+from mmsc.core import Accepted, Mmsc, Policy, SendRefused
+from mmsc.notify.base import NotificationBackend, PushRequest, SendResult
+from mmsc.scheduler import LEASE_SECONDS, Scheduler
+from protocol import mms, wap_push
+from protocol.mms import MmsPdu
+from protocol.wsp import Part
+from storage import db
+from storage import repository as repo
+from storage.models import events, messages, metadata, outbox, recipients, subscribers
+from storage.payloads import FilesystemPayloadStore, InMemoryPayloadStore, PayloadStore
+from storage.writer import GroupCommitWriter, WriterClosed
+from tests.pg import temp_database
+
+A, B, C, D = "+15550000001", "+15550000002", "+15550000003", "+15550000004"
+PLAN = NumberPlan()
+SENDER = parse_address(A, PLAN)
+POLICY = Policy(
+    notify_backoff=300.0,
+    notify_backoff_max=3600.0,
+    notify_max_attempts=3,
+    push_retry=5.0,
+    push_retry_max=60.0,
+    push_max_attempts=3,
+)
+TABLES = {"messages", "recipients", "outbox", "events", "subscribers"}
+
+
+# ----------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database of each engine: an SQLite file, or a throw-away PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'mmsc.db'}"
+        return
+    with temp_database() as url:
+        yield url
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """PostgreSQL only: the multi-node promise is made for it alone."""
+    with temp_database() as url:
+        yield url
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+class RecordingBackend:
+    """Test double for the SMS side: records every push and answers from a script.
+
+    Once the script is used up every push succeeds.
+    """
+
+    name = "recording"
+
+    def __init__(self, script: Sequence[SendResult] = ()) -> None:
+        self.script = list(script)
+        self.sent: list[PushRequest] = []
+
+    async def start(self) -> None:
+        """Nothing to acquire."""
+
+    async def send(self, push: PushRequest) -> SendResult:
+        self.sent.append(push)
+        if self.script:
+            return self.script.pop(0)
+        return SendResult(ok=True, detail="delivered to SMSC")
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+
+def pushed_pdu(push: PushRequest) -> MmsPdu:
+    """The MMS PDU a handset would get out of the SMS segments of ``push``."""
+    _udh, datagram = wap_push.reassemble([s.user_data for s in push.segments])
+    return wap_push.decode_mms_push(datagram)[1]
+
+
+def send_req(
+    to: Sequence[str],
+    *,
+    cc: Sequence[str] = (),
+    bcc: Sequence[str] = (),
+    report: bool = False,
+    expiry: int | None = None,
+    tid: str = "T1",
+    subject: str = "Grüße",
+) -> tuple[MmsPdu, bytes]:
+    """An encoded m-send-req and its decoded form, as the MM1 handler hands them to accept."""
+    headers: dict[str, Any] = {"From": None, "To": list(to)}
+    if cc:
+        headers["Cc"] = list(cc)
+    if bcc:
+        headers["Bcc"] = list(bcc)
+    headers["Subject"] = subject
+    headers["X-Mms-Message-Class"] = "Personal"
+    headers["X-Mms-Delivery-Report"] = "Yes" if report else "No"
+    if expiry is not None:
+        headers["X-Mms-Expiry"] = {"relative": expiry}
+    pdu = MmsPdu(
+        "m-send-req",
+        tid,
+        "1.2",
+        headers,
+        "application/vnd.wap.multipart.mixed",
+        {},
+        [Part("text/plain", {"charset": "utf-8"}, {}, f"message {tid}".encode())],
+    )
+    raw = mms.encode(pdu)
+    return mms.decode(raw), raw
+
+
+def plmn(number: str) -> str:
+    return f"{number}/TYPE=PLMN"
+
+
+async def accept(core: Mmsc, to: Sequence[str], **kwargs: Any) -> Accepted:
+    pdu, raw = send_req([plmn(n) for n in to], **kwargs)
+    return await core.accept(pdu, raw, SENDER)
+
+
+@asynccontextmanager
+async def open_db(url: str) -> AsyncIterator[AsyncEngine]:
+    """A migrated engine, disposed afterwards."""
+    engine = db.create_engine(url)
+    try:
+        await db.upgrade(engine)
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+@asynccontextmanager
+async def running_core(
+    engine: AsyncEngine,
+    *,
+    node_id: str = "node-a",
+    payloads: PayloadStore | None = None,
+    policy: Policy = POLICY,
+) -> AsyncIterator[Mmsc]:
+    core = Mmsc(engine, payloads or InMemoryPayloadStore(), policy, node_id=node_id)
+    await core.start()
+    try:
+        yield core
+    finally:
+        await core.close()
+
+
+async def fetch(engine: AsyncEngine, query: Select[Any]) -> list[Row[Any]]:
+    async with engine.connect() as conn:
+        return list((await conn.execute(query)).all())
+
+
+async def count(engine: AsyncEngine, table: Any, *where: Any) -> int:
+    async with engine.connect() as conn:
+        q = select(func.count()).select_from(table).where(*where)
+        return int((await conn.execute(q)).scalar_one())
+
+
+async def message_row(engine: AsyncEngine, message_id: str) -> Row[Any]:
+    (row,) = await fetch(engine, select(messages).where(messages.c.id == message_id))
+    return row
+
+
+async def recipient_row(engine: AsyncEngine, recipient_id: int) -> Row[Any]:
+    (row,) = await fetch(engine, select(recipients).where(recipients.c.id == recipient_id))
+    return row
+
+
+async def pushes_for(engine: AsyncEngine, recipient_id: int) -> list[Row[Any]]:
+    q = select(outbox).where(outbox.c.recipient_id == recipient_id).order_by(outbox.c.id)
+    return await fetch(engine, q)
+
+
+def run(body: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """pytest-asyncio is not installed: each test runs its async body in a fresh loop."""
+    asyncio.run(body())
+
+
+# ----------------------------------------------------------------------------- 1. schema
+
+
+def test_upgrade_creates_schema_and_is_idempotent(db_url: str) -> None:
+    """An empty database gets the whole schema; upgrading again changes nothing, keeps data."""
+
+    def diff(conn: Connection) -> list[Any]:
+        return list(compare_metadata(MigrationContext.configure(conn), metadata))
+
+    async def body() -> None:
+        engine = db.create_engine(db_url)
+        try:
+            assert await db.current_revision(engine) is None
+            await db.upgrade(engine)
+            assert await db.current_revision(engine) == "0001"
+            async with engine.connect() as conn:
+                names = await conn.run_sync(lambda c: set(inspect(c).get_table_names()))
+                assert await conn.run_sync(diff) == []  # the migration builds the models
+            assert names >= TABLES | {"alembic_version"}
+            async with engine.begin() as conn:
+                await conn.execute(insert(subscribers).values(address=B, last_seen=1.0))
+            await db.upgrade(engine)
+            await db.upgrade(engine)
+            assert await db.current_revision(engine) == "0001"
+            assert await count(engine, subscribers) == 1
+            async with engine.connect() as conn:
+                versions = (
+                    await conn.execute(text("SELECT version_num FROM alembic_version"))
+                ).all()
+            assert [v[0] for v in versions] == ["0001"]  # one row, not one per upgrade
+        finally:
+            await engine.dispose()
+
+    run(body)
+
+
+# ----------------------------------------------------------------------------- 2. group commit
+
+
+def _subscriber_unit(address: str, result: Any) -> Callable[[AsyncConnection], Any]:
+    """A writer unit inserting one subscriber row (primary key: the address)."""
+
+    async def unit(conn: AsyncConnection) -> Any:
+        await conn.execute(insert(subscribers).values(address=address, last_seen=1.0))
+        return result
+
+    return unit
+
+
+def test_group_commit_batches_concurrent_units(db_url: str) -> None:
+    """Group commit is the accept path's throughput: many units share one commit, none lost."""
+
+    async def body() -> None:
+        async with open_db(db_url) as engine:
+            writer = GroupCommitWriter(engine)
+            await writer.start()
+            try:
+                units = [_subscriber_unit(f"+1555300{i:04d}", i) for i in range(200)]
+                results = await asyncio.gather(*(writer.submit(u) for u in units))
+            finally:
+                await writer.close()
+            assert results == list(range(200))
+            assert writer.units == 200
+            assert 1 <= writer.batches < writer.units
+            assert await count(engine, subscribers) == 200
+
+    run(body)
+
+
+def test_group_commit_failing_unit_fails_alone(
+    db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One bad request must not cost the others in its batch their accepted messages."""
+
+    async def duplicate(conn: AsyncConnection) -> str:
+        # A new row first, then a duplicate key: the new row must be rolled back too.
+        await conn.execute(insert(subscribers).values(address="+15559999999", last_seen=1.0))
+        await conn.execute(insert(subscribers).values(address=B, last_seen=2.0))
+        return "never"
+
+    async def broken(conn: AsyncConnection) -> str:
+        await conn.execute(insert(subscribers).values(address="+15558888888", last_seen=1.0))
+        raise ValueError("a bug in a unit")
+
+    async def body() -> None:
+        async with open_db(db_url) as engine:
+            writer = GroupCommitWriter(engine)
+            await writer.start()
+            try:
+                assert await writer.submit(_subscriber_unit(B, "first")) == "first"
+                units = [
+                    _subscriber_unit(C, "c"),
+                    duplicate,
+                    _subscriber_unit(D, "d"),
+                    broken,
+                    _subscriber_unit("+15550000005", "e"),
+                ]
+                with caplog.at_level(logging.WARNING, logger="mmsc.storage.writer"):
+                    results = await asyncio.gather(
+                        *(writer.submit(u) for u in units), return_exceptions=True
+                    )
+            finally:
+                await writer.close()
+            assert results[0] == "c" and results[2] == "d" and results[4] == "e"
+            assert isinstance(results[1], IntegrityError)
+            assert isinstance(results[3], ValueError)
+            # The five really shared one transaction, which failed and was split up.
+            assert "batch of 5 failed" in caplog.text
+            rows = await fetch(engine, select(subscribers).order_by(subscribers.c.address))
+            assert [(r.address, r.last_seen) for r in rows] == [
+                (B, 1.0),
+                (C, 1.0),
+                (D, 1.0),
+                ("+15550000005", 1.0),
+            ]
+
+    run(body)
+
+
+def test_writer_close_commits_queued_then_refuses(db_url: str) -> None:
+    """close() must not drop work queued before it; later units get WriterClosed, not a hang."""
+
+    async def body() -> None:
+        async with open_db(db_url) as engine:
+            writer = GroupCommitWriter(engine)
+            with pytest.raises(WriterClosed):
+                await writer.submit(_subscriber_unit(A, None))  # never started
+            await writer.start()
+            queued = [writer.submit(_subscriber_unit(f"+1555400{i:04d}", i)) for i in range(5)]
+            *results, _ = await asyncio.gather(*queued, writer.close())
+            assert results == [0, 1, 2, 3, 4]
+            assert await count(engine, subscribers) == 5
+
+            # A unit that arrives after the stop marker is failed, not silently dropped.
+            await writer.start()
+            late = await asyncio.gather(
+                writer.close(), writer.submit(_subscriber_unit(B, "late")), return_exceptions=True
+            )
+            assert isinstance(late[1], WriterClosed)
+
+            with pytest.raises(WriterClosed):
+                await writer.submit(_subscriber_unit(C, None))
+            await writer.close()  # idempotent
+            assert await count(engine, subscribers) == 5
+
+    run(body)
+
+
+# ----------------------------------------------------------------------------- 3. accept
+
+
+def test_accept_stores_message_recipients_events_payload(db_url: str, tmp_path: Path) -> None:
+    """An accepted m-send-req is all there: message, one row per address, events, the body."""
+    payloads = FilesystemPayloadStore(tmp_path / "payloads", fsync=False)
+
+    async def body() -> None:
+        async with open_db(db_url) as engine, running_core(engine, payloads=payloads) as core:
+            pdu, raw = send_req(
+                [plmn(B), "+1 (555) 000-0002/TYPE=PLMN", plmn(C)],
+                cc=[plmn(B)],
+                bcc=["carol@Example.COM"],
+                report=True,
+            )
+            before = time.time()
+            accepted = await core.accept(pdu, raw, SENDER)
+            after = time.time()
+            mid = accepted.message_id
+
+            msg = await message_row(engine, mid)
+            assert (msg.originator, msg.origin_interface, msg.transaction_id) == (A, "mm1", "T1")
+            assert (msg.subject, msg.size, msg.payload_key, msg.state) == (
+                "Grüße",
+                len(raw),
+                mid,
+                "accepted",
+            )
+            assert msg.delivery_report is True and msg.read_report is False
+            assert before <= msg.created_at <= after
+            assert msg.expires_at == msg.created_at + POLICY.default_expiry
+            assert msg.headers["Subject"] == "Grüße"
+
+            rows = await fetch(
+                engine,
+                select(recipients).where(recipients.c.message_id == mid).order_by(recipients.c.id),
+            )
+            # B three times (two spellings in To, once in Cc) collapses to one row.
+            assert [(r.address, r.kind, r.route, r.state) for r in rows] == [
+                (B, "to", "local", repo.PENDING),
+                (C, "to", "local", repo.PENDING),
+                ("carol@example.com", "bcc", "unsupported", repo.REJECTED),
+            ]
+            assert accepted.recipients == [(r.id, r.address) for r in rows]
+            assert [r.next_attempt_at for r in rows] == [msg.created_at, msg.created_at, None]
+            assert all(r.attempts == 0 and r.notified_at is None for r in rows)
+            assert len({r.token for r in rows}) == 3
+
+            evs = await fetch(engine, select(events).where(events.c.message_id == mid))
+            assert sorted((e.event, e.recipient_id, e.state) for e in evs) == sorted(
+                [("accepted", None, "accepted")]
+                + [("recipient-added", r.id, r.state) for r in rows]
+            )
+            assert await payloads.get(mid) == raw
+            assert payloads.path_for(mid).is_file()
+
+        # Committed, not just visible to this engine: a fresh engine (a restart) finds it all.
+        async with open_db(db_url) as engine:
+            assert (await message_row(engine, mid)).payload_key == mid
+            assert await count(engine, recipients, recipients.c.message_id == mid) == 3
+        assert await FilesystemPayloadStore(payloads.root).get(mid) == raw
+
+    run(body)
+
+
+def test_accept_refused_or_failed_stores_nothing(db_url: str, tmp_path: Path) -> None:
+    """No half-stored message: a refusal, or a failed commit, leaves no row and no payload."""
+    payloads = FilesystemPayloadStore(tmp_path / "payloads", fsync=False)
+
+    def payload_files() -> list[Path]:
+        return [p for p in payloads.root.rglob("*") if p.is_file()]
+
+    async def tables(engine: AsyncEngine) -> list[int]:
+        return [await count(engine, t) for t in (messages, recipients, events, outbox)]
+
+    async def body() -> None:
+        async with open_db(db_url) as engine:
+            async with running_core(engine, payloads=payloads) as core:
+                pdu, raw = send_req(["dave@example.com", "not a number/TYPE=PLMN"])
+                with pytest.raises(SendRefused) as refused:
+                    await core.accept(pdu, raw, SENDER)
+                assert refused.value.status == "Error-permanent-sending-address-unresolved"
+                pdu, raw = send_req([])
+                with pytest.raises(SendRefused) as refused:
+                    await core.accept(pdu, raw, SENDER)
+                assert refused.value.status == "Error-permanent-message-format-corrupt"
+                assert await tables(engine) == [0, 0, 0, 0]
+                assert payload_files() == []
+                await accept(core, [B])
+            assert len(payload_files()) == 1
+            stored = await tables(engine)
+            assert stored == [1, 1, 2, 0]
+
+            # The writer is gone (say, shutting down): the payload written first is removed.
+            with pytest.raises(WriterClosed):
+                await accept(core, [C])
+            assert len(payload_files()) == 1
+            assert await tables(engine) == stored
+
+    run(body)
+
+
+def test_accept_overlong_input_is_refused_or_clipped_alike_on_both_engines(db_url: str) -> None:
+    """Input longer than its column must get a permanent, protocol-correct answer on both
+    engines: PostgreSQL refuses an over-long VARCHAR where SQLite stores it, and the
+    database error used to surface as Error-transient-failure (the handset retried forever).
+    """
+
+    async def body() -> None:
+        async with open_db(db_url) as engine, running_core(engine) as core:
+            # An unroutable recipient is kept, clipped, as a rejected row; B still gets it.
+            junk = "x" * 150 + "@example.com"  # local part over 64: not an address at all
+            accepted = await accept(core, [B, "+1" + "9" * 200, junk])
+            rows = await fetch(
+                engine,
+                select(recipients)
+                .where(recipients.c.message_id == accepted.message_id)
+                .order_by(recipients.c.id),
+            )
+            assert [(r.address, r.route, r.state) for r in rows] == [
+                (B, "local", repo.PENDING),
+                (plmn("+1" + "9" * 200)[:128], "invalid", repo.REJECTED),
+                (junk[:128], "invalid", repo.REJECTED),
+            ]
+
+            overlong: dict[str, Callable[[MmsPdu], None]] = {
+                "transaction_id": lambda p: setattr(p, "transaction_id", "T" * 101),
+                "message_class": lambda p: p.headers.update({"X-Mms-Message-Class": "c" * 33}),
+                "content_type": lambda p: setattr(p, "content_type", "text/" + "y" * 200),
+            }
+            for name, spoil in overlong.items():
+                pdu, raw = send_req([plmn(C)])
+                spoil(pdu)
+                with pytest.raises(SendRefused) as refused:
+                    await core.accept(pdu, raw, SENDER)
+                assert refused.value.status == "Error-permanent-message-format-corrupt"
+                assert name in refused.value.text
+            assert await count(engine, messages) == 1
+            assert await count(engine, recipients) == 3
+            assert isinstance(core.payloads, InMemoryPayloadStore)
+            assert core.payloads.keys() == [accepted.message_id]
+
+    run(body)
+
+
+# ----------------------------------------------------------------------------- 4. notify + outbox
+
+
+def test_notify_attempts_follow_backoff_and_stop_at_cap(db_url: str) -> None:
+    """One outbox row and one push per attempt, spaced by the back-off, none after the cap."""
+
+    async def body() -> None:
+        async with open_db(db_url) as engine, running_core(engine) as core:
+            backend = RecordingBackend()
+            assert isinstance(backend, NotificationBackend)
+            sched = Scheduler(core, backend)
+            accepted = await accept(core, [B])
+            ((rid, _),) = accepted.recipients
+            t0 = (await message_row(engine, accepted.message_id)).created_at
+
+            assert await sched.run_once(now=t0 - 1) is False  # not due yet
+            assert backend.sent == []
+
+            # Attempt n at t_n; the next one is planned renotify_delay(n) later.
+            t = t0
+            for attempt in (1, 2, 3):
+                assert await sched.run_once(now=t) is True
+                assert len(backend.sent) == attempt
+                row = await recipient_row(engine, rid)
+                assert row.attempts == attempt
+                assert row.state == repo.NOTIFIED
+                if attempt < POLICY.notify_max_attempts:
+                    assert row.next_attempt_at == t + POLICY.renotify_delay(attempt)
+                    # One second early: nothing happens.
+                    assert await sched.run_once(now=row.next_attempt_at - 1) is False
+                    assert len(backend.sent) == attempt
+                    t = row.next_attempt_at
+                else:
+                    assert row.next_attempt_at is None
+            assert [POLICY.renotify_delay(n) for n in (1, 2)] == [300.0, 600.0]
+
+            # Capped: even much later (before expiry) no fourth notification.
+            assert await sched.run_once(now=t0 + 5 * 86400) is False
+            assert len(backend.sent) == 3
+
+            pushes = await pushes_for(engine, rid)
+            assert [(p.kind, p.state, p.attempts, p.claimed_by) for p in pushes] == [
+                ("notification", repo.SENT, 1, "node-a")
+            ] * 3
+            assert [p.due_at for p in pushes] == [t0, t0 + 300, t0 + 900]
+            assert [p.destination for p in backend.sent] == [B] * 3
+            assert [p.reference for p in backend.sent] == [f"notification:{p.id}" for p in pushes]
+
+            token = (await recipient_row(engine, rid)).token
+            for push, stored in zip(backend.sent, pushes, strict=True):
+                ind = pushed_pdu(push)
+                assert mms.encode(ind) == stored.pdu  # the handset gets the outbox PDU
+                assert ind.message_type == "m-notification-ind"
+                assert ind.headers["X-Mms-Content-Location"] == f"{POLICY.public_url}/{token}"
+                assert ind.headers["From"] == plmn(A)
+                assert ind.headers["X-Mms-Message-Size"] > 0
+
+            evs = await fetch(
+                engine,
+                select(events.c.detail)
+                .where(events.c.recipient_id == rid, events.c.event == "notification-queued")
+                .order_by(events.c.id),
+            )
+            assert [e.detail for e in evs] == ["attempt 1", "attempt 2", "attempt 3"]
+            (notified,) = await fetch(
+                engine,
+                select(func.count()).where(
+                    events.c.recipient_id == rid, events.c.event == "notified"
+                ),
+            )
+            assert notified[0] == 1  # pending -> notified once, not per attempt
+
+    run(body)
+
+
+def test_transient_push_failure_is_retried_later(db_url: str) -> None:
+    """A gateway hiccup requeues the same push with back-off; the recipient is not notified."""
+
+    async def body() -> None:
+        async with open_db(db_url) as engine, running_core(engine) as core:
+            backend = RecordingBackend([SendResult(ok=False, permanent=False, detail="throttled")])
+            sched = Scheduler(core, backend)
+            accepted = await accept(core, [B])
+            ((rid, _),) = accepted.recipients
+            t0 = (await message_row(engine, accepted.message_id)).created_at
+
+            assert await sched.run_once(now=t0) is True
+            (push,) = await pushes_for(engine, rid)
+            assert (push.state, push.attempts, push.last_error) == (repo.QUEUED, 1, "throttled")
+            assert push.claimed_until is None
+            assert push.due_at >= t0 + POLICY.push_delay(1)
+            row = await recipient_row(engine, rid)
+            assert (row.state, row.notified_at, row.attempts) == (repo.PENDING, None, 1)
+
+            assert await sched.run_once(now=t0 + 1) is False  # the retry is not due yet
+            assert len(backend.sent) == 1
+
+            assert await sched.run_once(now=push.due_at) is True
+            assert len(backend.sent) == 2
+            assert backend.sent[0].reference == backend.sent[1].reference
+            (push,) = await pushes_for(engine, rid)  # the same row again, not a new attempt
+            assert (push.state, push.attempts, push.last_error) == (repo.SENT, 2, None)
+            row = await recipient_row(engine, rid)
+            assert row.state == repo.NOTIFIED and row.notified_at is not None
+            assert row.attempts == 1
+
+    run(body)
+
+
+def test_push_failure_permanent_or_out_of_attempts_fails(db_url: str) -> None:
+    """A push that can never succeed is marked failed and never sent again."""
+
+    async def body() -> None:
+        async with open_db(db_url) as engine, running_core(engine) as core:
+            transient = SendResult(ok=False, permanent=False, detail="timeout")
+            backend = RecordingBackend(
+                [SendResult(ok=False, permanent=True, detail="unknown subscriber")]
+                + [transient] * POLICY.push_max_attempts
+            )
+            sched = Scheduler(core, backend)
+            first = await accept(core, [B])
+            ((rid, _),) = first.recipients
+            t0 = (await message_row(engine, first.message_id)).created_at
+
+            await sched.run_once(now=t0)
+            (push,) = await pushes_for(engine, rid)
+            assert (push.state, push.last_error) == (repo.FAILED, "unknown subscriber")
+            assert (await recipient_row(engine, rid)).state == repo.PENDING
+            assert await sched.run_once(now=t0 + 200) is False
+            assert len(backend.sent) == 1
+
+            # Transient failures up to push_max_attempts, then failed too.
+            second = await accept(core, [C])
+            ((rid2, _),) = second.recipients
+            t = (await message_row(engine, second.message_id)).created_at
+            for attempt in range(1, POLICY.push_max_attempts + 1):
+                await sched.run_once(now=t)
+                (push,) = await pushes_for(engine, rid2)
+                assert push.attempts == attempt
+                t = push.due_at
+            assert push.state == repo.FAILED
+            assert len(backend.sent) == 1 + POLICY.push_max_attempts
+            await sched.run_once(now=t + 100)
+            assert len(backend.sent) == 1 + POLICY.push_max_attempts
+            assert (await recipient_row(engine, rid2)).state == repo.PENDING
+
+    run(body)
+
+
+def test_push_of_dead_node_is_taken_over_after_lease(db_url: str) -> None:
+    """A node killed between claim and send only delays the push: another node sends it."""
+
+    async def body() -> None:
+        async with (
+            open_db(db_url) as engine,
+            running_core(engine, node_id="node-a") as node_a,
+            running_core(engine, node_id="node-b") as node_b,
+        ):
+            accepted = await accept(node_a, [B])
+            ((rid, _),) = accepted.recipients
+            t0 = (await message_row(engine, accepted.message_id)).created_at
+            assert await node_a.notify_due(t0) == 1
+
+            async def claim(conn: AsyncConnection) -> tuple[list[Any], list[repo.Event]]:
+                return await repo.claim_outbox(conn, t0, 10, "node-a", LEASE_SECONDS), []
+
+            (claimed,) = await node_a.write(claim)  # ...and node-a dies here
+            assert (claimed.state, claimed.claimed_by) == (repo.SENDING, "node-a")
+            assert claimed.claimed_until == t0 + LEASE_SECONDS
+
+            backend_b = RecordingBackend()
+            sched_b = Scheduler(node_b, backend_b)
+            assert await sched_b.run_once(now=t0 + LEASE_SECONDS - 1) is False  # lease holds
+            assert backend_b.sent == []
+            assert await sched_b.run_once(now=t0 + LEASE_SECONDS + 1) is True
+            assert [p.reference for p in backend_b.sent] == [f"notification:{claimed.id}"]
+            (push,) = await pushes_for(engine, rid)
+            assert (push.state, push.claimed_by, push.attempts) == (repo.SENT, "node-b", 2)
+            assert (await recipient_row(engine, rid)).state == repo.NOTIFIED
+
+            # node-a coming back late cannot overwrite node-b's outcome.
+            async def late(conn: AsyncConnection) -> tuple[bool, list[repo.Event]]:
+                owned = await repo.finish_push(
+                    conn, claimed.id, "node-a", state=repo.FAILED, now=t0 + 70, error="late"
+                )
+                return owned, []
+
+            assert await node_a.write(late) is False
+            (push,) = await pushes_for(engine, rid)
+            assert (push.state, push.claimed_by, push.last_error) == (repo.SENT, "node-b", None)
+
+    run(body)
+
+
+# ----------------------------------------------------------------------------- 5. expiry
+
+
+def test_expiry_closes_open_recipients_and_reports_when_asked(db_url: str) -> None:
+    """Expired recipients stop; the originator hears about it only if it asked for reports."""
+
+    async def body() -> None:
+        async with open_db(db_url) as engine, running_core(engine) as core:
+            wanted = await accept(core, [B, C], report=True, expiry=3600, tid="R")
+            silent = await accept(core, [D], report=False, expiry=3600, tid="S")
+            (rid_b, _), (rid_c, _) = wanted.recipients
+            ((rid_d, _),) = silent.recipients
+            msg = await message_row(engine, wanted.message_id)
+            assert msg.expires_at == msg.created_at + 3600
+            deadline = max(
+                msg.expires_at, (await message_row(engine, silent.message_id)).expires_at
+            )
+
+            # B fetches its copy first: it gets a "Retrieved" report, never "Expired".
+            row_b = await core.recipient((await recipient_row(engine, rid_b)).token)
+            assert await core.mark_retrieved(row_b, cause="test") is True
+            assert await core.mark_retrieved(row_b, cause="test") is False  # once only
+
+            assert await core.expire_due(msg.expires_at - 1) == 0
+            assert await core.expire_due(deadline) == 2
+            assert await core.expire_due(deadline + 1) == 0  # nothing left to expire
+            states = {
+                rid: (await recipient_row(engine, rid)).state for rid in (rid_b, rid_c, rid_d)
+            }
+            assert states == {rid_b: repo.RETRIEVED, rid_c: repo.EXPIRED, rid_d: repo.EXPIRED}
+            assert (await recipient_row(engine, rid_c)).next_attempt_at is None
+            assert await core.notify_due(deadline) == 0  # expired: never notified again
+
+            reports = await fetch(
+                engine,
+                select(outbox).where(outbox.c.kind == "delivery-ind").order_by(outbox.c.id),
+            )
+            assert [(r.recipient_id, r.destination, r.message_id) for r in reports] == [
+                (rid_b, A, wanted.message_id),
+                (rid_c, A, wanted.message_id),
+            ]
+            decoded = [mms.decode(r.pdu) for r in reports]
+            assert [d.message_type for d in decoded] == ["m-delivery-ind"] * 2
+            assert [d.headers["X-Mms-Status"] for d in decoded] == ["Retrieved", "Expired"]
+            assert decoded[1].headers["Message-ID"] == wanted.message_id
+            assert decoded[1].headers["To"] == [plmn(C)]
+
+            evs = await fetch(
+                engine, select(events.c.recipient_id).where(events.c.event == "expired")
+            )
+            assert sorted(e.recipient_id for e in evs) == sorted([rid_c, rid_d])
+
+            # The scheduler carries both reports to the originator's handset.
+            backend = RecordingBackend()
+            await Scheduler(core, backend).run_once(now=deadline + 2)
+            assert sorted(
+                (p.destination, pushed_pdu(p).headers["X-Mms-Status"]) for p in backend.sent
+            ) == [(A, "Expired"), (A, "Retrieved")]
+
+    run(body)
+
+
+# ----------------------------------------------------------------- 6. two nodes, one PostgreSQL
+
+
+def numbers(n: int, base: int = 20000) -> list[str]:
+    return [f"+1555{base + i:07d}" for i in range(n)]
+
+
+async def accept_many(core: Mmsc, total: int, per_message: int = 10) -> list[int]:
+    """``total`` due recipients in messages of ``per_message``; their recipient ids."""
+    batches = [numbers(total)[i : i + per_message] for i in range(0, total, per_message)]
+    done = await asyncio.gather(*(accept(core, to, tid=f"M{i}") for i, to in enumerate(batches)))
+    return [rid for a in done for rid, _ in a.recipients]
+
+
+async def drain(step: Callable[[], Coroutine[Any, Any, int]]) -> int:
+    """Call ``step`` until it finds nothing more; the total it did."""
+    total = 0
+    while n := await step():
+        total += n
+    return total
+
+
+@pytest.mark.parametrize("engines", ["shared-engine", "two-engines"])
+def test_two_nodes_notify_each_recipient_once(pg_url: str, engines: str) -> None:
+    """DESIGN.md §4: two nodes on one database never queue the same attempt twice."""
+    total = 300
+
+    async def body() -> None:
+        async with open_db(pg_url) as engine_a:
+            engine_b = engine_a if engines == "shared-engine" else db.create_engine(pg_url)
+            try:
+                async with (
+                    running_core(engine_a, node_id="node-a") as node_a,
+                    running_core(engine_b, node_id="node-b") as node_b,
+                ):
+                    rids = await accept_many(node_a, total)
+                    assert len(set(rids)) == total
+                    now = max(
+                        r.next_attempt_at
+                        for r in await fetch(engine_a, select(recipients.c.next_attempt_at))
+                    )
+                    # Small, uneven batches so the two nodes interleave many times.
+                    done = await asyncio.gather(
+                        drain(lambda: node_a.notify_due(now, limit=17)),
+                        drain(lambda: node_b.notify_due(now, limit=23)),
+                        drain(lambda: node_a.notify_due(now, limit=29)),
+                        drain(lambda: node_b.notify_due(now, limit=31)),
+                    )
+                    assert sum(done) == total
+                    assert min(done) > 0  # all four really took part
+                    per_recipient = Counter(
+                        r.recipient_id
+                        for r in await fetch(
+                            engine_a,
+                            select(outbox.c.recipient_id).where(outbox.c.kind == "notification"),
+                        )
+                    )
+                    assert set(per_recipient) == set(rids)
+                    assert max(per_recipient.values()) == 1
+                    rows = await fetch(engine_a, select(recipients))
+                    assert {(r.attempts, r.next_attempt_at) for r in rows} == {
+                        (1, now + POLICY.renotify_delay(1))
+                    }
+
+                    # Both nodes' schedulers then drain the outbox concurrently: one SMS each.
+                    backend_a, backend_b = RecordingBackend(), RecordingBackend()
+                    sched_a = Scheduler(node_a, backend_a, batch=20)
+                    sched_b = Scheduler(node_b, backend_b, batch=20)
+                    sent = await asyncio.gather(
+                        drain(lambda: sched_a.send_pushes(now)),
+                        drain(lambda: sched_b.send_pushes(now)),
+                    )
+                    assert sum(sent) == total
+                    assert min(sent) > 0
+                    destinations = Counter(p.destination for p in backend_a.sent + backend_b.sent)
+                    assert destinations == Counter(numbers(total))
+                    assert await count(engine_a, outbox, outbox.c.state == repo.SENT) == total
+                    assert (
+                        await count(engine_a, recipients, recipients.c.state == repo.NOTIFIED)
+                        == total
+                    )
+                    assert await count(engine_a, events, events.c.event == "notified") == total
+            finally:
+                if engine_b is not engine_a:
+                    await engine_b.dispose()
+
+    run(body)
+
+
+@pytest.mark.parametrize("engines", ["shared-engine", "two-engines"])
+def test_two_nodes_never_claim_the_same_push(pg_url: str, engines: str) -> None:
+    """Outbox leases are exclusive: concurrent claims from two nodes never overlap."""
+    total = 300
+
+    async def body() -> None:
+        async with open_db(pg_url) as engine_a:
+            engine_b = engine_a if engines == "shared-engine" else db.create_engine(pg_url)
+            try:
+                async with (
+                    running_core(engine_a, node_id="node-a") as node_a,
+                    running_core(engine_b, node_id="node-b") as node_b,
+                ):
+                    await accept_many(node_a, total)
+                    now = time.time() + 1
+                    assert await drain(lambda: node_a.notify_due(now)) == total
+                    claimed: dict[str, list[int]] = {"node-a": [], "node-b": []}
+
+                    def claimer(core: Mmsc, limit: int) -> Callable[[], Coroutine[Any, Any, int]]:
+                        async def unit(conn: AsyncConnection) -> tuple[list[Any], list[Any]]:
+                            rows = await repo.claim_outbox(conn, now, limit, core.node_id, 60.0)
+                            return rows, []
+
+                        async def step() -> int:
+                            rows = await core.write(unit)
+                            claimed[core.node_id] += [r.id for r in rows]
+                            assert all(r.claimed_by == core.node_id for r in rows)
+                            return len(rows)
+
+                        return step
+
+                    await asyncio.gather(
+                        drain(claimer(node_a, 7)),
+                        drain(claimer(node_b, 11)),
+                        drain(claimer(node_a, 13)),
+                        drain(claimer(node_b, 5)),
+                    )
+                    a, b = claimed["node-a"], claimed["node-b"]
+                    assert len(a) == len(set(a)) and len(b) == len(set(b))
+                    assert not set(a) & set(b)
+                    assert len(a) + len(b) == total
+                    assert a and b  # both nodes really took part
+                    rows = await fetch(engine_a, select(outbox))
+                    assert {r.id: r.claimed_by for r in rows} == {
+                        **dict.fromkeys(a, "node-a"),
+                        **dict.fromkeys(b, "node-b"),
+                    }
+                    assert {(r.state, r.attempts) for r in rows} == {(repo.SENDING, 1)}
+            finally:
+                if engine_b is not engine_a:
+                    await engine_b.dispose()
+
+    run(body)
+
+
+# ----------------------------------------------------------------------------- 7. queue depths
+
+
+def test_queue_depths_counts_open_recipients_and_waiting_pushes(db_url: str) -> None:
+    """mmsc_queue_depth is what operators alert on: each state must be counted right."""
+
+    async def depths(engine: AsyncEngine) -> dict[str, int]:
+        async with engine.connect() as conn:
+            return await repo.queue_depths(conn)
+
+    def expect(pending: int, notified: int, deferred: int, out: int) -> dict[str, int]:
+        return {"pending": pending, "notified": notified, "deferred": deferred, "outbox": out}
+
+    async def body() -> None:
+        async with open_db(db_url) as engine, running_core(engine) as core:
+            assert await depths(engine) == expect(0, 0, 0, 0)
+            accepted = await accept(core, [B, C, D, "erin@example.com"])
+            rid_b, rid_c, rid_d, _rejected = (rid for rid, _ in accepted.recipients)
+            t0 = (await message_row(engine, accepted.message_id)).created_at
+            assert await depths(engine) == expect(3, 0, 0, 0)  # the rejected one is not open
+
+            assert await core.notify_due(t0) == 3
+            assert await depths(engine) == expect(3, 0, 0, 3)
+
+            # One push fails for good (its recipient stays pending), one is claimed by a
+            # node (sending still counts as waiting), one is sent.
+            backend = RecordingBackend([SendResult(ok=False, permanent=True, detail="no")])
+            sched = Scheduler(core, backend, batch=1)
+            assert await sched.send_pushes(t0) == 1
+            assert await depths(engine) == expect(3, 0, 0, 2)  # failed: no longer waiting
+
+            async def claim(conn: AsyncConnection) -> tuple[list[Any], list[repo.Event]]:
+                return await repo.claim_outbox(conn, t0, 1, "node-x", 60.0), []
+
+            assert len(await core.write(claim)) == 1
+            assert await depths(engine) == expect(3, 0, 0, 2)
+            assert await sched.send_pushes(t0) == 1
+            assert await depths(engine) == expect(2, 1, 0, 1)
+            assert await sched.send_pushes(t0) == 0  # node-x's lease holds
+
+            rows = [
+                await core.recipient((await recipient_row(engine, rid)).token)
+                for rid in (rid_b, rid_c, rid_d)
+            ]
+            pending = [r for r in rows if r.state == repo.PENDING]
+            (notified,) = [r for r in rows if r.state == repo.NOTIFIED]
+            await core.notify_response(notified, "Deferred", report_allowed=False)
+            assert await depths(engine) == expect(2, 0, 1, 1)
+            assert await core.mark_retrieved(pending[0], cause="test") is True
+            assert await depths(engine) == expect(1, 0, 1, 1)
+            for r in rows:
+                await core.mark_retrieved(r, cause="test")
+            assert await depths(engine) == expect(0, 0, 0, 1)
+
+            # The scheduler publishes the same numbers as the mmsc_queue_depth gauge.
+            await sched.update_depths()
+            gauge = {
+                state: REGISTRY.get_sample_value("mmsc_queue_depth", {"state": state})
+                for state in ("pending", "notified", "deferred", "outbox")
+            }
+            assert gauge == {"pending": 0.0, "notified": 0.0, "deferred": 0.0, "outbox": 1.0}
+
+    run(body)
