@@ -388,11 +388,29 @@ class Mmsc:
                 )
                 out.append(repo.Event(row.message_id, "expired", now, row.id, repo.EXPIRED))
                 out += await self._delivery_report(conn, row, "Expired", now)
+            await repo.drop_queued_notifications(conn, [row.id for row in rows])
             await repo.add_events(conn, out)
             return len(rows), out
 
         count: int = await self.write(unit)
         return count
+
+    async def unreachable(
+        self, conn: AsyncConnection, recipient_id: int, now: float, detail: str
+    ) -> list[repo.Event]:
+        """The gateway refused a recipient's notification for good: close it and report."""
+        row = await repo.get_recipient_by_id(conn, recipient_id)
+        if row is None:
+            return []
+        moved = await repo.set_recipient_state(
+            conn, recipient_id, repo.UNREACHABLE, now, next_attempt_at=None
+        )
+        if not moved:
+            return []
+        out = [
+            repo.Event(row.message_id, "unreachable", now, recipient_id, repo.UNREACHABLE, detail)
+        ]
+        return out + await self._delivery_report(conn, row, "Unreachable", now)
 
     async def _delivery_report(
         self, conn: AsyncConnection, row: Any, status: str, now: float, allowed: bool = True

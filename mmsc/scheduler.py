@@ -153,6 +153,13 @@ class Scheduler:
             detail = f"{row.kind} to {row.destination}: {result.detail}".strip()
             out = [repo.Event(row.message_id, f"push-{label}", now, row.recipient_id, None, detail)]
             first_notification = False
+            if (
+                state == repo.FAILED
+                and result.permanent
+                and row.kind == "notification"
+                and row.recipient_id is not None
+            ):
+                out += await core.unreachable(conn, row.recipient_id, now, result.detail)
             if result.ok and row.kind == "notification" and row.recipient_id is not None:
                 first_notification = await repo.set_recipient_state(
                     conn,

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 MIGRATIONS = str(Path(__file__).resolve().parent / "migrations")
 SQLITE_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
+WRITE_OPTION = "mmsc_write"  # execution option marking a connection that will write
 
 
 def is_sqlite(engine: AsyncEngine) -> bool:
@@ -43,12 +44,23 @@ def create_engine(url: str, *, sqlite_synchronous: str = "FULL", echo: bool = Fa
 
         @event.listens_for(engine.sync_engine, "connect")
         def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+            # We issue BEGIN ourselves (below), so the driver must not.
+            dbapi_connection.isolation_level = None
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute(f"PRAGMA synchronous={sync}")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.close()
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def _begin(conn: Any) -> None:
+            # A write transaction takes SQLite's write lock when it starts (IMMEDIATE):
+            # its SELECTs (due recipients, pushes to claim) are then exclusive even
+            # against another process on the same file, e.g. an old and a new server
+            # overlapping during a restart. Reads stay DEFERRED and never block.
+            immediate = conn.get_execution_options().get(WRITE_OPTION, False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
         return engine
     kwargs.update(pool_size=int(os.environ.get("MMSC_DB_POOL_SIZE", "10")), pool_pre_ping=True)

@@ -29,14 +29,24 @@ UNRECOGNISED = "unrecognised"
 EXPIRED = "expired"
 FORWARDED = "forwarded"
 CANCELLED = "cancelled"
+UNREACHABLE = "unreachable"  # the SMS side refused the notification for good
 OPEN_STATES = (PENDING, NOTIFIED, DEFERRED)
-TERMINAL_STATES = (RETRIEVED, REJECTED, UNRECOGNISED, EXPIRED, FORWARDED, CANCELLED)
+TERMINAL_STATES = (
+    RETRIEVED,
+    REJECTED,
+    UNRECOGNISED,
+    EXPIRED,
+    FORWARDED,
+    CANCELLED,
+    UNREACHABLE,
+)
 
 # Outbox states.
 QUEUED = "queued"
 SENDING = "sending"
 SENT = "sent"
 FAILED = "failed"
+DROPPED = "dropped"  # no longer worth sending (its recipient expired)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,15 +121,37 @@ async def get_message(conn: AsyncConnection, message_id: str) -> Row[Any] | None
     return result.first()
 
 
+def _with_message() -> Any:
+    m = messages
+    return select(recipients, *[c.label(f"m_{c.name}") for c in m.columns]).join(
+        m, m.c.id == recipients.c.message_id
+    )
+
+
 async def get_recipient_by_token(conn: AsyncConnection, token: str) -> Row[Any] | None:
     """The recipient row (with its message's columns prefixed ``m_``) for a fetch URL token."""
-    m = messages
-    q = (
-        select(recipients, *[c.label(f"m_{c.name}") for c in m.columns])
-        .join(m, m.c.id == recipients.c.message_id)
-        .where(recipients.c.token == token)
+    return (await conn.execute(_with_message().where(recipients.c.token == token))).first()
+
+
+async def get_recipient_by_id(conn: AsyncConnection, recipient_id: int) -> Row[Any] | None:
+    """The recipient row with its message's columns prefixed ``m_``."""
+    return (await conn.execute(_with_message().where(recipients.c.id == recipient_id))).first()
+
+
+async def drop_queued_notifications(conn: AsyncConnection, recipient_ids: Sequence[int]) -> int:
+    """Notification pushes not yet sent for these recipients will not be sent."""
+    if not recipient_ids:
+        return 0
+    result = await conn.execute(
+        update(outbox)
+        .where(
+            outbox.c.recipient_id.in_(list(recipient_ids)),
+            outbox.c.kind == "notification",
+            outbox.c.state == QUEUED,
+        )
+        .values(state=DROPPED, last_error="recipient expired")
     )
-    return (await conn.execute(q)).first()
+    return int(result.rowcount or 0)
 
 
 async def find_recipient(

@@ -21,6 +21,8 @@ from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from storage.db import WRITE_OPTION
+
 log = logging.getLogger("mmsc.storage.writer")
 
 T = TypeVar("T")
@@ -87,9 +89,11 @@ class GroupCommitWriter:
     async def _commit(self, batch: list[tuple[Unit, asyncio.Future[Any]]]) -> None:
         results: list[Any] = []
         try:
-            async with self.engine.begin() as conn:
-                for unit, _future in batch:
-                    results.append(await unit(conn))
+            async with self.engine.connect() as raw:
+                conn = await raw.execution_options(**{WRITE_OPTION: True})
+                async with conn.begin():
+                    for unit, _future in batch:
+                        results.append(await unit(conn))
         except Exception as exc:
             if len(batch) == 1:
                 if not batch[0][1].done():
