@@ -324,3 +324,47 @@ def test_forward_without_fetching(tmp_path: Path, sink: SmsSink) -> None:
         assert [r["state"] for r in trace["recipients"]] == ["forwarded"]
     finally:
         server.stop()
+
+
+def test_mutated_pdus_never_crash_or_half_store(tmp_path: Path) -> None:
+    """Random damage to real m-send-reqs: every answer is a protocol answer (never 5xx),
+    and exactly the messages answered Ok are stored, each with its body."""
+    import random
+
+    server = start_server(tmp_path, {})
+    rng = random.Random(20261126)
+    base = send_req("M", [B, C])
+    oks = 0
+    try:
+        for i in range(150):
+            data = bytearray(base)
+            for _ in range(rng.randint(1, 4)):
+                pos = rng.randrange(len(data))
+                action = rng.choice(["flip", "cut", "insert"])
+                if action == "flip":
+                    data[pos] = rng.randrange(256)
+                elif action == "cut":
+                    del data[pos:]
+                    if not data:
+                        data = bytearray(b"\x8c")
+                else:
+                    data[pos:pos] = rng.randbytes(rng.randint(1, 8))
+            status, body = post_pdu(server.mm1 + "/mms", bytes(data), A)
+            assert status in (200, 204, 400), (i, status, body[:200])
+            if status == 200:
+                answer = mms.decode(body)
+                assert answer.message_type.endswith("-conf")
+                if answer.headers.get("X-Mms-Response-Status") == "Ok":
+                    oks += 1
+        text = http("GET", server.admin + "/metrics")[1].decode()
+        received = 0.0
+        for line in text.splitlines():
+            if line.startswith('mmsc_messages_received_total{interface="mm1"}'):
+                received = float(line.split()[-1])
+        assert received == oks
+        assert 0 < oks < 150  # the damage both spared and broke messages
+        stored = [p for p in (tmp_path / "payloads").rglob("*") if p.is_file()]
+        assert len(stored) == oks
+        assert not [p for p in stored if p.name.endswith(".tmp")]
+    finally:
+        assert server.stop() == 0
