@@ -50,3 +50,56 @@ def test_header_block_decodes_without_a_body() -> None:
     head = mms.decode(header_block(pdu))
     assert head.headers == pdu.headers
     assert head.content_type is None and head.parts is None
+
+
+# bench/mm1_bench.py ---------------------------------------------------------------------------
+# Why: its accept rate is quoted for "a 31 KB three-part m-send-req to one recipient" and
+# it counts an answer as accepted only if check_conf says so; both must stay true.
+
+
+def test_mm1_bench_request_is_a_31kb_send_req_to_one_recipient() -> None:
+    from bench.mm1_bench import build_pool, build_request
+
+    wire = build_request("B000042", "+4917000000042")
+    assert 30_000 <= len(wire) <= 33_000
+    pdu = mms.decode(wire)
+    assert pdu.message_type == "m-send-req" and pdu.transaction_id == "B000042"
+    assert pdu.headers["To"] == ["+4917000000042/TYPE=PLMN"]
+    assert pdu.headers["From"] is None  # the server takes the sender from X-MSISDN
+    assert pdu.parts is not None and len(pdu.parts) == 3
+    assert [p.content_type for p in pdu.parts] == ["application/smil", "text/plain", "image/jpeg"]
+    assert mms.encode(pdu) == wire
+
+    pool = build_pool(4)
+    assert len({r.tid for r in pool}) == 4
+    assert all(r.sender.startswith("+") for r in pool)
+    assert [mms.decode(r.body).transaction_id for r in pool] == [r.tid for r in pool]
+
+
+def test_mm1_bench_counts_only_ok_send_confs() -> None:
+    from bench.mm1_bench import MMS_TYPE, check_conf
+    from protocol.mms import MmsPdu
+
+    def conf(tid: str, status: str, message_id: str | None = "m1") -> bytes:
+        headers: dict[str, object] = {"X-Mms-Response-Status": status}
+        if message_id:
+            headers["Message-ID"] = message_id
+        return mms.encode(MmsPdu("m-send-conf", tid, "1.2", headers))
+
+    assert check_conf(200, MMS_TYPE, conf("T1", "Ok"), "T1") is None
+    assert check_conf(200, MMS_TYPE, conf("T2", "Ok"), "T1") is not None
+    assert check_conf(200, MMS_TYPE, conf("T1", "Error-transient-failure"), "T1") is not None
+    assert check_conf(200, MMS_TYPE, conf("T1", "Ok", None), "T1") is not None
+    assert check_conf(400, MMS_TYPE, conf("T1", "Ok"), "T1") is not None
+    assert check_conf(200, "text/plain", conf("T1", "Ok"), "T1") is not None
+    assert check_conf(200, MMS_TYPE, b"\x00garbage", "T1") is not None
+
+
+def test_mm1_bench_percentile_is_nearest_rank() -> None:
+    from bench.mm1_bench import percentile
+
+    values = [float(v) for v in range(1, 101)]
+    assert percentile(values, 0.50) == 50.0
+    assert percentile(values, 0.99) == 99.0
+    assert percentile(values, 1.0) == 100.0
+    assert percentile([7.0], 0.99) == 7.0
