@@ -16,7 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mmsc import metrics
 from mmsc.addresses import Address, AddressError, NumberPlan, parse_address
@@ -192,6 +193,11 @@ class Mmsc:
     async def close(self) -> None:
         await self.writer.close()
 
+    async def read(self, fn: Any, *args: Any) -> Any:
+        """Run a synchronous repository read on a pooled connection (no write lock)."""
+        async with self.engine.connect() as conn:
+            return await conn.run_sync(fn, *args)
+
     async def write(self, unit: Any) -> Any:
         """Run a unit in the group-commit writer; it returns (result, events)."""
         result, rows = await self.writer.submit(unit)
@@ -212,6 +218,7 @@ class Mmsc:
         *,
         interface: str = "mm1",
         vasp: str | None = None,
+        device: tuple[str | None, str | None] | None = None,
     ) -> Accepted:
         """Store an m-send-req durably; raises SendRefused for what must not be accepted."""
         now = time.time()
@@ -293,14 +300,23 @@ class Mmsc:
                 )
             )
 
-        async def unit(conn: AsyncConnection) -> tuple[list[int], list[repo.Event]]:
-            ids = await repo.insert_message(conn, message, new_rcpts)
+        def unit(conn: Connection) -> tuple[list[int], list[repo.Event]]:
+            ids = repo.insert_message(conn, message, new_rcpts)
             rows = [repo.Event(message_id, "accepted", now, state="accepted", detail=interface)]
             rows += [
                 repo.Event(message_id, "recipient-added", now, rid, r.state, f"{r.kind} {r.route}")
                 for rid, r in zip(ids, new_rcpts, strict=True)
             ]
-            await repo.add_events(conn, rows)
+            repo.add_events(conn, rows)
+            if device is not None:  # the sender's handset, learned in the same commit
+                repo.remember_subscriber(
+                    conn,
+                    str(sender),
+                    now,
+                    user_agent=device[0],
+                    uaprof_url=device[1],
+                    mms_version=pdu.mms_version,
+                )
             return ids, rows
 
         try:
@@ -340,8 +356,8 @@ class Mmsc:
         """Queue a notification push for every recipient due, and plan the next attempt."""
         policy = self.policy
 
-        async def unit(conn: AsyncConnection) -> tuple[int, list[repo.Event]]:
-            rows = await repo.due_recipients(conn, now, limit)
+        def unit(conn: Connection) -> tuple[int, list[repo.Event]]:
+            rows = repo.due_recipients(conn, now, limit)
             out: list[repo.Event] = []
             for row in rows:
                 attempts = row.attempts + 1
@@ -350,10 +366,10 @@ class Mmsc:
                     if attempts < policy.notify_max_attempts
                     else None  # attempt cap reached: wait for retrieval or expiry
                 )
-                await repo.update_recipient(
+                repo.update_recipient(
                     conn, row.id, attempts=attempts, next_attempt_at=nxt, updated_at=now
                 )
-                await repo.enqueue_push(
+                repo.enqueue_push(
                     conn,
                     kind="notification",
                     destination=row.address,
@@ -372,37 +388,35 @@ class Mmsc:
                         f"attempt {attempts}",
                     )
                 )
-            await repo.add_events(conn, out)
+            repo.add_events(conn, out)
             return len(rows), out
 
         count: int = await self.write(unit)
         return count
 
     async def expire_due(self, now: float, limit: int = 200) -> int:
-        async def unit(conn: AsyncConnection) -> tuple[int, list[repo.Event]]:
-            rows = await repo.expired_recipients(conn, now, limit)
+        def unit(conn: Connection) -> tuple[int, list[repo.Event]]:
+            rows = repo.expired_recipients(conn, now, limit)
             out: list[repo.Event] = []
             for row in rows:
-                await repo.set_recipient_state(
-                    conn, row.id, repo.EXPIRED, now, next_attempt_at=None
-                )
+                repo.set_recipient_state(conn, row.id, repo.EXPIRED, now, next_attempt_at=None)
                 out.append(repo.Event(row.message_id, "expired", now, row.id, repo.EXPIRED))
-                out += await self._delivery_report(conn, row, "Expired", now)
-            await repo.drop_queued_notifications(conn, [row.id for row in rows])
-            await repo.add_events(conn, out)
+                out += self._delivery_report(conn, row, "Expired", now)
+            repo.drop_queued_notifications(conn, [row.id for row in rows])
+            repo.add_events(conn, out)
             return len(rows), out
 
         count: int = await self.write(unit)
         return count
 
-    async def unreachable(
-        self, conn: AsyncConnection, recipient_id: int, now: float, detail: str
+    def unreachable(
+        self, conn: Connection, recipient_id: int, now: float, detail: str
     ) -> list[repo.Event]:
         """The gateway refused a recipient's notification for good: close it and report."""
-        row = await repo.get_recipient_by_id(conn, recipient_id)
+        row = repo.get_recipient_by_id(conn, recipient_id)
         if row is None:
             return []
-        moved = await repo.set_recipient_state(
+        moved = repo.set_recipient_state(
             conn, recipient_id, repo.UNREACHABLE, now, next_attempt_at=None
         )
         if not moved:
@@ -410,10 +424,10 @@ class Mmsc:
         out = [
             repo.Event(row.message_id, "unreachable", now, recipient_id, repo.UNREACHABLE, detail)
         ]
-        return out + await self._delivery_report(conn, row, "Unreachable", now)
+        return out + self._delivery_report(conn, row, "Unreachable", now)
 
-    async def _delivery_report(
-        self, conn: AsyncConnection, row: Any, status: str, now: float, allowed: bool = True
+    def _delivery_report(
+        self, conn: Connection, row: Any, status: str, now: float, allowed: bool = True
     ) -> list[repo.Event]:
         """Queue an m-delivery-ind to the originator when it asked for one (OMA-MMS-ENC §6.8)."""
         if not (row.m_delivery_report and allowed and row.m_origin_interface == "mm1"):
@@ -432,7 +446,7 @@ class Mmsc:
                 "X-Mms-Status": status,
             },
         )
-        await repo.enqueue_push(
+        repo.enqueue_push(
             conn,
             kind="delivery-ind",
             destination=str(originator),
@@ -446,8 +460,7 @@ class Mmsc:
     # -------------------------------------------------------------- retrieval
 
     async def recipient(self, token: str) -> Any:
-        async with self.engine.connect() as conn:
-            return await repo.get_recipient_by_token(conn, token)
+        return await self.read(repo.get_recipient_by_token, token)
 
     async def retrieve_conf(self, row: Any, version: str | None = None) -> bytes:
         """The m-retrieve-conf for a recipient: stored envelope + stored body."""
@@ -487,15 +500,15 @@ class Mmsc:
     async def mark_retrieved(self, row: Any, *, report_allowed: bool = True, cause: str) -> bool:
         now = time.time()
 
-        async def unit(conn: AsyncConnection) -> tuple[bool, list[repo.Event]]:
-            moved = await repo.set_recipient_state(
+        def unit(conn: Connection) -> tuple[bool, list[repo.Event]]:
+            moved = repo.set_recipient_state(
                 conn, row.id, repo.RETRIEVED, now, retrieved_at=now, next_attempt_at=None
             )
             if not moved:
                 return False, []
             out = [repo.Event(row.message_id, "retrieved", now, row.id, repo.RETRIEVED, cause)]
-            out += await self._delivery_report(conn, row, "Retrieved", now, report_allowed)
-            await repo.add_events(conn, out)
+            out += self._delivery_report(conn, row, "Retrieved", now, report_allowed)
+            repo.add_events(conn, out)
             return True, out
 
         moved: bool = await self.write(unit)
@@ -520,19 +533,19 @@ class Mmsc:
             log.info("notifyresp with status %r for %s ignored", status, row.message_id)
             return
 
-        async def unit(conn: AsyncConnection) -> tuple[None, list[repo.Event]]:
+        def unit(conn: Connection) -> tuple[None, list[repo.Event]]:
             # Deferred: the user fetches later; stop re-notifying but keep it open.
             only_from = (
                 (repo.PENDING, repo.NOTIFIED) if state == repo.DEFERRED else repo.OPEN_STATES
             )
-            moved = await repo.set_recipient_state(
+            moved = repo.set_recipient_state(
                 conn, row.id, state, now, only_from=only_from, next_attempt_at=None
             )
             if not moved:
                 return None, []
             out = [repo.Event(row.message_id, status.lower(), now, row.id, state, "notifyresp")]
-            out += await self._delivery_report(conn, row, status, now, report_allowed)
-            await repo.add_events(conn, out)
+            out += self._delivery_report(conn, row, status, now, report_allowed)
+            repo.add_events(conn, out)
             return None, out
 
         await self.write(unit)
@@ -544,9 +557,9 @@ class Mmsc:
         moved = await self.mark_retrieved(row, report_allowed=report_allowed, cause="acknowledge")
         if not moved:
 
-            async def unit(conn: AsyncConnection) -> tuple[None, list[repo.Event]]:
+            def unit(conn: Connection) -> tuple[None, list[repo.Event]]:
                 out = [repo.Event(row.message_id, "acknowledged", now, row.id, None, None)]
-                await repo.add_events(conn, out)
+                repo.add_events(conn, out)
                 return None, out
 
             await self.write(unit)
@@ -558,15 +571,15 @@ class Mmsc:
             return False
         now = time.time()
 
-        async def unit(conn: AsyncConnection) -> tuple[bool, list[repo.Event]]:
-            message = await repo.get_message(conn, message_id)
+        def unit(conn: Connection) -> tuple[bool, list[repo.Event]]:
+            message = repo.get_message(conn, message_id)
             if message is None:
                 return False, []
-            rcpt = await repo.find_recipient(conn, message_id, str(reader))
+            rcpt = repo.find_recipient(conn, message_id, str(reader))
             if rcpt is None:
                 return False, []
             status = str(pdu.headers.get("X-Mms-Read-Status", "Read"))
-            await repo.update_recipient(conn, rcpt.id, read_status=status, updated_at=now)
+            repo.update_recipient(conn, rcpt.id, read_status=status, updated_at=now)
             out = [repo.Event(message_id, "read-report", now, rcpt.id, None, status)]
             originator = self._address(message.originator)
             if (
@@ -586,7 +599,7 @@ class Mmsc:
                         "X-Mms-Read-Status": status,
                     },
                 )
-                await repo.enqueue_push(
+                repo.enqueue_push(
                     conn,
                     kind="read-orig-ind",
                     destination=str(originator),
@@ -596,7 +609,7 @@ class Mmsc:
                     recipient_id=rcpt.id,
                 )
                 out.append(repo.Event(message_id, "read-report-queued", now, rcpt.id, None, status))
-            await repo.add_events(conn, out)
+            repo.add_events(conn, out)
             return True, out
 
         ok: bool = await self.write(unit)
@@ -610,8 +623,8 @@ class Mmsc:
         """Learned facts about a subscriber's handset (for adaptation and notification sizes)."""
         now = time.time()
 
-        async def unit(conn: AsyncConnection) -> tuple[None, list[repo.Event]]:
-            await repo.remember_subscriber(
+        def unit(conn: Connection) -> tuple[None, list[repo.Event]]:
+            repo.remember_subscriber(
                 conn, address, now, user_agent=user_agent, uaprof_url=profile, mms_version=version
             )
             return None, []
@@ -673,8 +686,8 @@ class Mmsc:
         accepted = await self.accept(forwarded, mms.encode(forwarded), forwarder)
         now = time.time()
 
-        async def unit(conn: AsyncConnection) -> tuple[None, list[repo.Event]]:
-            moved = await repo.set_recipient_state(
+        def unit(conn: Connection) -> tuple[None, list[repo.Event]]:
+            moved = repo.set_recipient_state(
                 conn, row.id, repo.FORWARDED, now, next_attempt_at=None
             )
             out = [
@@ -689,8 +702,8 @@ class Mmsc:
             ]
             if moved:
                 allowed = pdu.headers.get("X-Mms-Report-Allowed", "Yes") != "No"
-                out += await self._delivery_report(conn, row, "Forwarded", now, allowed)
-            await repo.add_events(conn, out)
+                out += self._delivery_report(conn, row, "Forwarded", now, allowed)
+            repo.add_events(conn, out)
             return None, out
 
         await self.write(unit)
@@ -701,12 +714,20 @@ class Mmsc:
 
     async def trace(self, message_id: str) -> dict[str, Any] | None:
         """Where is my MMS: the message, each recipient and every event, for the admin API."""
-        async with self.engine.connect() as conn:
-            message = await repo.get_message(conn, message_id)
+
+        def load(conn: Connection) -> tuple[Any, list[Any], list[Any]]:
+            message = repo.get_message(conn, message_id)
             if message is None:
-                return None
-            rcpts = await repo.list_recipients(conn, message_id)
-            evs = await repo.list_events(conn, message_id)
+                return None, [], []
+            return (
+                message,
+                repo.list_recipients(conn, message_id),
+                repo.list_events(conn, message_id),
+            )
+
+        message, rcpts, evs = await self.read(load)
+        if message is None:
+            return None
         msg = dict(message._mapping)
         return {
             "message": msg,
@@ -717,8 +738,7 @@ class Mmsc:
     async def subscriber(self, address: str) -> dict[str, Any] | None:
         """What we learned about a subscriber's handset, for the admin API."""
         canonical = str(self._address(address))
-        async with self.engine.connect() as conn:
-            row = await repo.get_subscriber(conn, canonical)
+        row = await self.read(repo.get_subscriber, canonical)
         return None if row is None else dict(row._mapping)
 
     async def payload_exists(self, key: str) -> bool:

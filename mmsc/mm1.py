@@ -199,7 +199,7 @@ class Mm1Handlers:
                 )
             )
         try:
-            accepted = await self.core.accept(pdu, data, sender)
+            accepted = await self.core.accept(pdu, data, sender, device=device_facts(request))
         except SendRefused as refused:
             return _pdu_response(send_conf(tid, version, refused.status, text=refused.text))
         except Exception:
@@ -207,7 +207,6 @@ class Mm1Handlers:
             return _pdu_response(
                 send_conf(tid, version, "Error-transient-failure", text="try again later")
             )
-        await self._learn(request, str(sender), pdu.mms_version)
         return _pdu_response(send_conf(tid, version, "Ok", message_id=accepted.message_id))
 
     async def _learn(self, request: web.Request, address: str, version: str | None) -> None:

@@ -17,7 +17,7 @@ import logging
 import time
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
 from mmsc import metrics
 from mmsc.core import Mmsc
@@ -89,16 +89,15 @@ class Scheduler:
         return bool(expired or queued or sent)
 
     async def update_depths(self) -> None:
-        async with self.core.engine.connect() as conn:
-            depths = await repo.queue_depths(conn)
+        depths = await self.core.read(repo.queue_depths)
         for state, count in depths.items():
             metrics.queue_depth.labels(state).set(count)
 
     async def send_pushes(self, now: float) -> int:
         owner = self.core.node_id
 
-        async def claim(conn: AsyncConnection) -> tuple[list[Any], list[repo.Event]]:
-            return await repo.claim_outbox(conn, now, self.batch, owner, LEASE_SECONDS), []
+        def claim(conn: Connection) -> tuple[list[Any], list[repo.Event]]:
+            return repo.claim_outbox(conn, now, self.batch, owner, LEASE_SECONDS), []
 
         rows = await self.core.write(claim)
         if rows:
@@ -138,8 +137,8 @@ class Scheduler:
             state, retry_at, label = repo.QUEUED, now + policy.push_delay(row.attempts), "retry"
         metrics.notifications.labels(label).inc()
 
-        async def record(conn: AsyncConnection) -> tuple[Any, list[repo.Event]]:
-            owned = await repo.finish_push(
+        def record(conn: Connection) -> tuple[Any, list[repo.Event]]:
+            owned = repo.finish_push(
                 conn,
                 row.id,
                 core.node_id,
@@ -159,9 +158,9 @@ class Scheduler:
                 and row.kind == "notification"
                 and row.recipient_id is not None
             ):
-                out += await core.unreachable(conn, row.recipient_id, now, result.detail)
+                out += core.unreachable(conn, row.recipient_id, now, result.detail)
             if result.ok and row.kind == "notification" and row.recipient_id is not None:
-                first_notification = await repo.set_recipient_state(
+                first_notification = repo.set_recipient_state(
                     conn,
                     row.recipient_id,
                     repo.NOTIFIED,
@@ -175,12 +174,13 @@ class Scheduler:
                             row.message_id, "notified", now, row.recipient_id, repo.NOTIFIED, None
                         )
                     )
-            await repo.add_events(conn, out)
-            return first_notification, out
+            repo.add_events(conn, out)
+            created_at = None
+            if first_notification:
+                message = repo.get_message(conn, row.message_id)
+                created_at = None if message is None else message.created_at
+            return created_at, out
 
-        first = await core.write(record)
-        if first:
-            async with core.engine.connect() as conn:
-                message = await repo.get_message(conn, row.message_id)
-            if message is not None:
-                metrics.notification_latency.observe(max(now - message.created_at, 0.0))
+        created_at = await core.write(record)
+        if created_at is not None:
+            metrics.notification_latency.observe(max(now - created_at, 0.0))

@@ -1,10 +1,16 @@
 """SQL for the message life cycle: every function takes a connection inside a transaction.
 
+The functions are synchronous: the group-commit writer runs a whole batch of
+them in one go (in its own thread on SQLite, through ``run_sync`` on
+PostgreSQL), which costs a tenth of awaiting each statement through an async
+driver (bench/README.md, MM1 accept benchmark). The hot INSERTs are constant
+statements so SQLAlchemy compiles them once.
+
 Claims use ``SELECT ... FOR UPDATE SKIP LOCKED`` on PostgreSQL, so that
 several nodes sharing one database each take different rows and no
 recipient is notified twice for one attempt; the claimed rows are moved out
-of the due set in the same transaction. SQLite has one writer at a time, so
-the same statements are already exclusive there.
+of the due set in the same transaction. On SQLite the writer's transactions
+begin IMMEDIATE, which makes the same statements exclusive (storage/db.py).
 """
 
 from __future__ import annotations
@@ -14,8 +20,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from sqlalchemy import and_, func, insert, or_, select, update
-from sqlalchemy.engine import Row
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection, Row
 
 from storage.models import events, messages, outbox, recipients, subscribers
 
@@ -93,32 +98,34 @@ class Event:
     detail: str | None = None
 
 
-async def add_events(conn: AsyncConnection, rows: Iterable[Event]) -> None:
+_INSERT_EVENT = insert(events)
+_INSERT_MESSAGE = insert(messages)
+_INSERT_RECIPIENT = insert(recipients).returning(recipients.c.id)
+_INSERT_PUSH = insert(outbox).returning(outbox.c.id)
+
+
+def add_events(conn: Connection, rows: Iterable[Event]) -> None:
     values = [asdict(e) for e in rows]
     if values:
-        await conn.execute(insert(events), values)
+        conn.execute(_INSERT_EVENT, values)
 
 
-async def insert_message(
-    conn: AsyncConnection, message: NewMessage, rcpts: Sequence[NewRecipient]
+def insert_message(
+    conn: Connection, message: NewMessage, rcpts: Sequence[NewRecipient]
 ) -> list[int]:
     """The message row and its recipient rows; returns the recipient ids in order."""
-    await conn.execute(insert(messages).values(**asdict(message)))
+    conn.execute(_INSERT_MESSAGE, asdict(message))
     ids: list[int] = []
     now = message.created_at
     for r in rcpts:  # one statement each: RETURNING of executemany is not portable
-        result = await conn.execute(
-            insert(recipients)
-            .values(message_id=message.id, attempts=0, updated_at=now, **asdict(r))
-            .returning(recipients.c.id)
-        )
-        ids.append(int(result.scalar_one()))
+        row = asdict(r)
+        row.update(message_id=message.id, attempts=0, updated_at=now)
+        ids.append(int(conn.execute(_INSERT_RECIPIENT, row).scalar_one()))
     return ids
 
 
-async def get_message(conn: AsyncConnection, message_id: str) -> Row[Any] | None:
-    result = await conn.execute(select(messages).where(messages.c.id == message_id))
-    return result.first()
+def get_message(conn: Connection, message_id: str) -> Row[Any] | None:
+    return conn.execute(select(messages).where(messages.c.id == message_id)).first()
 
 
 def _with_message() -> Any:
@@ -128,21 +135,21 @@ def _with_message() -> Any:
     )
 
 
-async def get_recipient_by_token(conn: AsyncConnection, token: str) -> Row[Any] | None:
+def get_recipient_by_token(conn: Connection, token: str) -> Row[Any] | None:
     """The recipient row (with its message's columns prefixed ``m_``) for a fetch URL token."""
-    return (await conn.execute(_with_message().where(recipients.c.token == token))).first()
+    return (conn.execute(_with_message().where(recipients.c.token == token))).first()
 
 
-async def get_recipient_by_id(conn: AsyncConnection, recipient_id: int) -> Row[Any] | None:
+def get_recipient_by_id(conn: Connection, recipient_id: int) -> Row[Any] | None:
     """The recipient row with its message's columns prefixed ``m_``."""
-    return (await conn.execute(_with_message().where(recipients.c.id == recipient_id))).first()
+    return (conn.execute(_with_message().where(recipients.c.id == recipient_id))).first()
 
 
-async def drop_queued_notifications(conn: AsyncConnection, recipient_ids: Sequence[int]) -> int:
+def drop_queued_notifications(conn: Connection, recipient_ids: Sequence[int]) -> int:
     """Notification pushes not yet sent for these recipients will not be sent."""
     if not recipient_ids:
         return 0
-    result = await conn.execute(
+    result = conn.execute(
         update(outbox)
         .where(
             outbox.c.recipient_id.in_(list(recipient_ids)),
@@ -154,27 +161,25 @@ async def drop_queued_notifications(conn: AsyncConnection, recipient_ids: Sequen
     return int(result.rowcount or 0)
 
 
-async def find_recipient(
-    conn: AsyncConnection, message_id: str, address: str | None
-) -> Row[Any] | None:
+def find_recipient(conn: Connection, message_id: str, address: str | None) -> Row[Any] | None:
     q = select(recipients).where(recipients.c.message_id == message_id)
     if address is not None:
         q = q.where(recipients.c.address == address)
-    return (await conn.execute(q.order_by(recipients.c.id).limit(1))).first()
+    return (conn.execute(q.order_by(recipients.c.id).limit(1))).first()
 
 
-async def list_recipients(conn: AsyncConnection, message_id: str) -> list[Row[Any]]:
+def list_recipients(conn: Connection, message_id: str) -> list[Row[Any]]:
     q = select(recipients).where(recipients.c.message_id == message_id).order_by(recipients.c.id)
-    return list((await conn.execute(q)).all())
+    return list((conn.execute(q)).all())
 
 
-async def list_events(conn: AsyncConnection, message_id: str) -> list[Row[Any]]:
+def list_events(conn: Connection, message_id: str) -> list[Row[Any]]:
     q = select(events).where(events.c.message_id == message_id).order_by(events.c.id)
-    return list((await conn.execute(q)).all())
+    return list((conn.execute(q)).all())
 
 
-async def set_recipient_state(
-    conn: AsyncConnection,
+def set_recipient_state(
+    conn: Connection,
     recipient_id: int,
     state: str,
     now: float,
@@ -183,7 +188,7 @@ async def set_recipient_state(
     **values: Any,
 ) -> bool:
     """Move a recipient to ``state`` if it is in one of ``only_from``; True if it moved."""
-    result = await conn.execute(
+    result = conn.execute(
         update(recipients)
         .where(recipients.c.id == recipient_id, recipients.c.state.in_(only_from))
         .values(state=state, updated_at=now, **values)
@@ -191,17 +196,17 @@ async def set_recipient_state(
     return bool(result.rowcount)
 
 
-async def update_recipient(conn: AsyncConnection, recipient_id: int, **values: Any) -> None:
-    await conn.execute(update(recipients).where(recipients.c.id == recipient_id).values(**values))
+def update_recipient(conn: Connection, recipient_id: int, **values: Any) -> None:
+    conn.execute(update(recipients).where(recipients.c.id == recipient_id).values(**values))
 
 
-def _skip_locked(conn: AsyncConnection, query: Any, *of: Any) -> Any:
+def _skip_locked(conn: Connection, query: Any, *of: Any) -> Any:
     if conn.dialect.name == "postgresql":
         return query.with_for_update(skip_locked=True, of=of or None)
     return query
 
 
-async def due_recipients(conn: AsyncConnection, now: float, limit: int) -> list[Row[Any]]:
+def due_recipients(conn: Connection, now: float, limit: int) -> list[Row[Any]]:
     """Open recipients whose (re-)notification is due, locked for this transaction."""
     m = messages
     q = (
@@ -215,10 +220,10 @@ async def due_recipients(conn: AsyncConnection, now: float, limit: int) -> list[
         .order_by(recipients.c.next_attempt_at)
         .limit(limit)
     )
-    return list((await conn.execute(_skip_locked(conn, q, recipients))).all())
+    return list((conn.execute(_skip_locked(conn, q, recipients))).all())
 
 
-async def expired_recipients(conn: AsyncConnection, now: float, limit: int) -> list[Row[Any]]:
+def expired_recipients(conn: Connection, now: float, limit: int) -> list[Row[Any]]:
     """Open recipients of messages past their expiry, locked for this transaction."""
     m = messages
     q = (
@@ -228,11 +233,11 @@ async def expired_recipients(conn: AsyncConnection, now: float, limit: int) -> l
         .order_by(m.c.expires_at)
         .limit(limit)
     )
-    return list((await conn.execute(_skip_locked(conn, q, recipients))).all())
+    return list((conn.execute(_skip_locked(conn, q, recipients))).all())
 
 
-async def enqueue_push(
-    conn: AsyncConnection,
+def enqueue_push(
+    conn: Connection,
     *,
     kind: str,
     destination: str,
@@ -241,26 +246,26 @@ async def enqueue_push(
     message_id: str | None,
     recipient_id: int | None,
 ) -> int:
-    result = await conn.execute(
-        insert(outbox)
-        .values(
-            kind=kind,
-            destination=destination,
-            pdu=pdu,
-            state=QUEUED,
-            attempts=0,
-            due_at=now,
-            created_at=now,
-            message_id=message_id,
-            recipient_id=recipient_id,
-        )
-        .returning(outbox.c.id)
-    )
-    return int(result.scalar_one())
+    row = {
+        "kind": kind,
+        "destination": destination,
+        "pdu": pdu,
+        "state": QUEUED,
+        "attempts": 0,
+        "due_at": now,
+        "created_at": now,
+        "message_id": message_id,
+        "recipient_id": recipient_id,
+        "claimed_by": None,
+        "claimed_until": None,
+        "last_error": None,
+        "sent_at": None,
+    }
+    return int(conn.execute(_INSERT_PUSH, row).scalar_one())
 
 
-async def claim_outbox(
-    conn: AsyncConnection, now: float, limit: int, owner: str, lease: float
+def claim_outbox(
+    conn: Connection, now: float, limit: int, owner: str, lease: float
 ) -> list[Row[Any]]:
     """Take due pushes (and ones whose sender died: lease over) for ``owner``."""
     due = or_(
@@ -268,10 +273,10 @@ async def claim_outbox(
         and_(outbox.c.state == SENDING, outbox.c.claimed_until < now),
     )
     q = select(outbox.c.id).where(due).order_by(outbox.c.due_at).limit(limit)
-    ids = [r.id for r in (await conn.execute(_skip_locked(conn, q))).all()]
+    ids = [r.id for r in (conn.execute(_skip_locked(conn, q))).all()]
     if not ids:
         return []
-    await conn.execute(
+    conn.execute(
         update(outbox)
         .where(outbox.c.id.in_(ids))
         .values(
@@ -281,12 +286,12 @@ async def claim_outbox(
             attempts=outbox.c.attempts + 1,
         )
     )
-    rows = await conn.execute(select(outbox).where(outbox.c.id.in_(ids)).order_by(outbox.c.id))
+    rows = conn.execute(select(outbox).where(outbox.c.id.in_(ids)).order_by(outbox.c.id))
     return list(rows.all())
 
 
-async def finish_push(
-    conn: AsyncConnection,
+def finish_push(
+    conn: Connection,
     push_id: int,
     owner: str,
     *,
@@ -301,7 +306,7 @@ async def finish_push(
         values["sent_at"] = now
     if retry_at is not None:
         values["due_at"] = retry_at
-    result = await conn.execute(
+    result = conn.execute(
         update(outbox)
         .where(outbox.c.id == push_id, outbox.c.claimed_by == owner, outbox.c.state == SENDING)
         .values(**values)
@@ -309,7 +314,7 @@ async def finish_push(
     return bool(result.rowcount)
 
 
-async def queue_depths(conn: AsyncConnection) -> dict[str, int]:
+def queue_depths(conn: Connection) -> dict[str, int]:
     """Counts for mmsc_queue_depth: open recipients by state and pushes waiting."""
     depths: dict[str, int] = dict.fromkeys((*OPEN_STATES, "outbox"), 0)
     q = (
@@ -317,15 +322,15 @@ async def queue_depths(conn: AsyncConnection) -> dict[str, int]:
         .where(recipients.c.state.in_(OPEN_STATES))
         .group_by(recipients.c.state)
     )
-    for state, count in (await conn.execute(q)).all():
+    for state, count in (conn.execute(q)).all():
         depths[state] = int(count)
     q2 = select(func.count()).select_from(outbox).where(outbox.c.state.in_((QUEUED, SENDING)))
-    depths["outbox"] = int((await conn.execute(q2)).scalar_one())
+    depths["outbox"] = int((conn.execute(q2)).scalar_one())
     return depths
 
 
-async def remember_subscriber(
-    conn: AsyncConnection,
+def remember_subscriber(
+    conn: Connection,
     address: str,
     now: float,
     *,
@@ -336,13 +341,13 @@ async def remember_subscriber(
     """Upsert what a handset told us about itself (portable: update, then insert)."""
     values = {"user_agent": user_agent, "uaprof_url": uaprof_url, "mms_version": mms_version}
     values = {k: v for k, v in values.items() if v is not None}
-    result = await conn.execute(
+    result = conn.execute(
         update(subscribers).where(subscribers.c.address == address).values(last_seen=now, **values)
     )
     if not result.rowcount:
-        await conn.execute(insert(subscribers).values(address=address, last_seen=now, **values))
+        conn.execute(insert(subscribers).values(address=address, last_seen=now, **values))
 
 
-async def get_subscriber(conn: AsyncConnection, address: str) -> Row[Any] | None:
-    result = await conn.execute(select(subscribers).where(subscribers.c.address == address))
+def get_subscriber(conn: Connection, address: str) -> Row[Any] | None:
+    result = conn.execute(select(subscribers).where(subscribers.c.address == address))
     return result.first()

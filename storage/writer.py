@@ -3,9 +3,14 @@
 A durable commit costs an fsync; doing one per message caps the accept rate
 at the disk's fsync rate (about 1,700 commits/s measured here through async
 SQLAlchemy, 4,900 rows/s when batched: performance.md c4 vs c7). Requests
-hand their writes to the writer as *units* (an async function of a
-connection) and wait for the commit that includes them, so the answer to the
-sender still comes only after its data is durable.
+hand their writes to the writer as *units* and wait for the commit that
+includes them, so the answer to the sender still comes only after its data
+is durable.
+
+Units are synchronous functions of a connection. The writer runs a whole
+batch in one go: on SQLite in its own thread on a plain pysqlite connection
+(about 30 µs a statement, against about 370 µs awaited one by one through
+aiosqlite), on PostgreSQL through ``run_sync`` on an asyncpg connection.
 
 If a batch fails, each of its units is retried in a transaction of its own,
 so one bad unit fails alone and the others still commit.
@@ -16,17 +21,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from storage.db import WRITE_OPTION
+from storage.db import WRITE_OPTION, sync_twin
 
 log = logging.getLogger("mmsc.storage.writer")
 
 T = TypeVar("T")
-Unit = Callable[[AsyncConnection], Awaitable[Any]]
+Unit = Callable[[Connection], Any]
 
 
 class WriterClosed(RuntimeError):
@@ -34,9 +41,11 @@ class WriterClosed(RuntimeError):
 
 
 class GroupCommitWriter:
-    def __init__(self, engine: AsyncEngine, *, max_batch: int = 128) -> None:
+    def __init__(self, engine: AsyncEngine, *, max_batch: int = 256) -> None:
         self.engine = engine
         self.max_batch = max_batch
+        self._sync_engine: Engine | None = None
+        self._thread: ThreadPoolExecutor | None = None
         self._queue: asyncio.Queue[tuple[Unit, asyncio.Future[Any]] | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self.batches = 0
@@ -44,18 +53,26 @@ class GroupCommitWriter:
 
     async def start(self) -> None:
         if self._task is None:
+            self._sync_engine = sync_twin(self.engine)
+            if self._sync_engine is not None:
+                self._thread = ThreadPoolExecutor(1, thread_name_prefix="mmsc-writer")
             self._task = asyncio.create_task(self._run(), name="group-commit-writer")
 
     async def close(self) -> None:
         """Commit what is queued, then stop."""
-        if self._task is None:
-            return
-        await self._queue.put(None)
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-        self._task = None
+        if self._task is not None:
+            await self._queue.put(None)
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._thread is not None:
+            self._thread.shutdown(wait=True)
+            self._thread = None
+        if self._sync_engine is not None:
+            self._sync_engine.dispose()
+            self._sync_engine = None
 
-    async def submit(self, unit: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+    async def submit(self, unit: Callable[[Connection], T]) -> T:
         """Run ``unit`` in a transaction and return its result once that is committed."""
         if self._task is None or self._task.done():
             raise WriterClosed("the database writer is not running")
@@ -86,15 +103,30 @@ class GroupCommitWriter:
             if item is not None and not item[1].done():
                 item[1].set_exception(WriterClosed("the database writer stopped"))
 
+    @staticmethod
+    def _apply(conn: Connection, units: list[Unit]) -> list[Any]:
+        return [unit(conn) for unit in units]
+
+    def _execute_sync(self, units: list[Unit]) -> list[Any]:
+        assert self._sync_engine is not None
+        with self._sync_engine.connect() as raw:
+            conn = raw.execution_options(**{WRITE_OPTION: True})
+            with conn.begin():
+                return self._apply(conn, units)
+
+    async def _execute(self, units: list[Unit]) -> list[Any]:
+        if self._thread is not None:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._thread, self._execute_sync, units)
+        async with self.engine.connect() as raw:
+            conn = await raw.execution_options(**{WRITE_OPTION: True})
+            async with conn.begin():
+                return await conn.run_sync(self._apply, units)
+
     async def _commit(self, batch: list[tuple[Unit, asyncio.Future[Any]]]) -> None:
-        results: list[Any] = []
         try:
-            async with self.engine.connect() as raw:
-                conn = await raw.execution_options(**{WRITE_OPTION: True})
-                async with conn.begin():
-                    for unit, _future in batch:
-                        results.append(await unit(conn))
-        except Exception as exc:
+            results = await self._execute([unit for unit, _future in batch])
+        except Exception as exc:  # isolate the failing unit below
             if len(batch) == 1:
                 if not batch[0][1].done():
                     batch[0][1].set_exception(exc)

@@ -29,7 +29,7 @@ from prometheus_client import REGISTRY
 from sqlalchemy import func, insert, inspect, select, text
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql import Select
 
 from mmsc.addresses import NumberPlan, parse_address
@@ -254,11 +254,11 @@ def test_upgrade_creates_schema_and_is_idempotent(db_url: str) -> None:
 # ----------------------------------------------------------------------------- 2. group commit
 
 
-def _subscriber_unit(address: str, result: Any) -> Callable[[AsyncConnection], Any]:
+def _subscriber_unit(address: str, result: Any) -> Callable[[Connection], Any]:
     """A writer unit inserting one subscriber row (primary key: the address)."""
 
-    async def unit(conn: AsyncConnection) -> Any:
-        await conn.execute(insert(subscribers).values(address=address, last_seen=1.0))
+    def unit(conn: Connection) -> Any:
+        conn.execute(insert(subscribers).values(address=address, last_seen=1.0))
         return result
 
     return unit
@@ -289,14 +289,14 @@ def test_group_commit_failing_unit_fails_alone(
 ) -> None:
     """One bad request must not cost the others in its batch their accepted messages."""
 
-    async def duplicate(conn: AsyncConnection) -> str:
+    def duplicate(conn: Connection) -> str:
         # A new row first, then a duplicate key: the new row must be rolled back too.
-        await conn.execute(insert(subscribers).values(address="+15559999999", last_seen=1.0))
-        await conn.execute(insert(subscribers).values(address=B, last_seen=2.0))
+        conn.execute(insert(subscribers).values(address="+15559999999", last_seen=1.0))
+        conn.execute(insert(subscribers).values(address=B, last_seen=2.0))
         return "never"
 
-    async def broken(conn: AsyncConnection) -> str:
-        await conn.execute(insert(subscribers).values(address="+15558888888", last_seen=1.0))
+    def broken(conn: Connection) -> str:
+        conn.execute(insert(subscribers).values(address="+15558888888", last_seen=1.0))
         raise ValueError("a bug in a unit")
 
     async def body() -> None:
@@ -674,8 +674,8 @@ def test_push_of_dead_node_is_taken_over_after_lease(db_url: str) -> None:
             t0 = (await message_row(engine, accepted.message_id)).created_at
             assert await node_a.notify_due(t0) == 1
 
-            async def claim(conn: AsyncConnection) -> tuple[list[Any], list[repo.Event]]:
-                return await repo.claim_outbox(conn, t0, 10, "node-a", LEASE_SECONDS), []
+            def claim(conn: Connection) -> tuple[list[Any], list[repo.Event]]:
+                return repo.claim_outbox(conn, t0, 10, "node-a", LEASE_SECONDS), []
 
             (claimed,) = await node_a.write(claim)  # ...and node-a dies here
             assert (claimed.state, claimed.claimed_by) == (repo.SENDING, "node-a")
@@ -692,8 +692,8 @@ def test_push_of_dead_node_is_taken_over_after_lease(db_url: str) -> None:
             assert (await recipient_row(engine, rid)).state == repo.NOTIFIED
 
             # node-a coming back late cannot overwrite node-b's outcome.
-            async def late(conn: AsyncConnection) -> tuple[bool, list[repo.Event]]:
-                owned = await repo.finish_push(
+            def late(conn: Connection) -> tuple[bool, list[repo.Event]]:
+                owned = repo.finish_push(
                     conn, claimed.id, "node-a", state=repo.FAILED, now=t0 + 70, error="late"
                 )
                 return owned, []
@@ -844,7 +844,8 @@ def test_two_nodes_notify_each_recipient_once(db_url: str, engines: str) -> None
                         drain(lambda: sched_b.send_pushes(now)),
                     )
                     assert sum(sent) == total
-                    assert min(sent) > 0
+                    if db_url.startswith("postgresql"):
+                        assert min(sent) > 0  # both sent some (SQLite: one writer)
                     destinations = Counter(p.destination for p in backend_a.sent + backend_b.sent)
                     assert destinations == Counter(numbers(total))
                     assert await count(engine_a, outbox, outbox.c.state == repo.SENT) == total
@@ -879,8 +880,8 @@ def test_two_nodes_never_claim_the_same_push(db_url: str, engines: str) -> None:
                     claimed: dict[str, list[int]] = {"node-a": [], "node-b": []}
 
                     def claimer(core: Mmsc, limit: int) -> Callable[[], Coroutine[Any, Any, int]]:
-                        async def unit(conn: AsyncConnection) -> tuple[list[Any], list[Any]]:
-                            rows = await repo.claim_outbox(conn, now, limit, core.node_id, 60.0)
+                        def unit(conn: Connection) -> tuple[list[Any], list[Any]]:
+                            rows = repo.claim_outbox(conn, now, limit, core.node_id, 60.0)
                             return rows, []
 
                         async def step() -> int:
@@ -924,7 +925,8 @@ def test_queue_depths_counts_open_recipients_and_waiting_pushes(db_url: str) -> 
 
     async def depths(engine: AsyncEngine) -> dict[str, int]:
         async with engine.connect() as conn:
-            return await repo.queue_depths(conn)
+            depths: dict[str, int] = await conn.run_sync(repo.queue_depths)
+            return depths
 
     def expect(pending: int, notified: int, deferred: int, out: int) -> dict[str, int]:
         return {"pending": pending, "notified": notified, "deferred": deferred, "outbox": out}
@@ -947,8 +949,8 @@ def test_queue_depths_counts_open_recipients_and_waiting_pushes(db_url: str) -> 
             assert await sched.send_pushes(t0) == 1
             assert await depths(engine) == expect(2, 0, 0, 2)  # failed: no longer waiting
 
-            async def claim(conn: AsyncConnection) -> tuple[list[Any], list[repo.Event]]:
-                return await repo.claim_outbox(conn, t0, 1, "node-x", 60.0), []
+            def claim(conn: Connection) -> tuple[list[Any], list[repo.Event]]:
+                return repo.claim_outbox(conn, t0, 1, "node-x", 60.0), []
 
             assert len(await core.write(claim)) == 1
             assert await depths(engine) == expect(2, 0, 0, 2)
