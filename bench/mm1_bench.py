@@ -837,6 +837,11 @@ def main(argv: list[str] | None = None) -> int:
         help="max seconds to wait before each level for other processes to go quiet",
     )
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, db)")
+    parser.add_argument(
+        "--no-payload-fsync",
+        action="store_true",
+        help="do not fsync payload files (NOT durable; shows what the fsyncs cost)",
+    )
     args = parser.parse_args(argv)
 
     workdir = Path(tempfile.mkdtemp(prefix="mm1-bench-"))
@@ -849,6 +854,7 @@ def main(argv: list[str] | None = None) -> int:
                     "database_url": db.url,
                     "payload_dir": str(workdir / "payloads"),
                     "sqlite_synchronous": args.sqlite_synchronous,
+                    "payload_fsync": not args.no_payload_fsync,
                 },
                 "mm1": {
                     "listen": "127.0.0.1:0",

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,10 @@ async def run(config: dict[str, Any], stop: asyncio.Event | None = None) -> None
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, stop.set)
 
+    # Payload writes wait on fsync in threads; the default pool (cores + 4 threads) would
+    # cap how many can wait at once, and with it the accept rate.
+    io_threads = int(config.get("storage", {}).get("io_threads", 64))
+    loop.set_default_executor(ThreadPoolExecutor(io_threads, thread_name_prefix="mmsc-io"))
     storage_cfg = config.get("storage", {})
     mm1_listen = Listen.parse(config["mm1"]["listen"], "mm1.listen")
     admin_listen = Listen.parse(config["admin"]["listen"], "admin.listen")
@@ -65,7 +70,9 @@ async def run(config: dict[str, Any], stop: asyncio.Event | None = None) -> None
     await db.upgrade(engine)
     log.info("database ready (%s)", engine.url.render_as_string(hide_password=True))
     payload_dir = Path(str(storage_cfg.get("payload_dir", "var/payloads")))
-    payloads = FilesystemPayloadStore(payload_dir)
+    payloads = FilesystemPayloadStore(
+        payload_dir, fsync=bool(storage_cfg.get("payload_fsync", True))
+    )
     core = Mmsc(engine, payloads, Policy.from_config(config))
     await core.start()
     await backend.start()

@@ -71,6 +71,7 @@ messages = Table(
     Column("expires_at", Float, nullable=False),
     Column("earliest_delivery_at", Float),
     Column("state", String(16), nullable=False),  # accepted | done | expired | cancelled
+    Index("ix_messages_expires_at", "expires_at"),  # the expiry sweep
 )
 
 recipients = Table(
@@ -97,6 +98,7 @@ recipients = Table(
     Column("updated_at", Float, nullable=False),
     Index("ix_recipients_due", "next_attempt_at"),
     Index("ix_recipients_address", "address"),
+    Index("ix_recipients_state", "state"),  # queue depths, open recipients
 )
 
 outbox = Table(
