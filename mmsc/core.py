@@ -12,7 +12,7 @@ import base64
 import logging
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +48,7 @@ class Policy:
     default_expiry: float = 7 * DAY
     max_expiry: float = 30 * DAY
     min_expiry: float = 60.0
+    keep_after_expiry: float = 0.0
     notify_backoff: float = 300.0
     notify_backoff_max: float = 6 * 3600.0
     notify_max_attempts: int = 6
@@ -69,6 +70,9 @@ class Policy:
             default_expiry=float(mm1.get("default_expiry", cls.default_expiry)),
             max_expiry=float(mm1.get("max_expiry", cls.max_expiry)),
             min_expiry=float(mm1.get("min_expiry", cls.min_expiry)),
+            keep_after_expiry=float(
+                config.get("storage", {}).get("keep_after_expiry", cls.keep_after_expiry)
+            ),
             notify_backoff=float(sched.get("notify_backoff", cls.notify_backoff)),
             notify_backoff_max=float(sched.get("notify_backoff_max", cls.notify_backoff_max)),
             notify_max_attempts=int(sched.get("notify_max_attempts", cls.notify_max_attempts)),
@@ -219,8 +223,14 @@ class Mmsc:
         interface: str = "mm1",
         vasp: str | None = None,
         device: tuple[str | None, str | None] | None = None,
+        also: Callable[[Connection, str, float], list[repo.Event]] | None = None,
     ) -> Accepted:
-        """Store an m-send-req durably; raises SendRefused for what must not be accepted."""
+        """Store an m-send-req durably; raises SendRefused for what must not be accepted.
+
+        ``also`` runs in the same transaction (given the new message id and the
+        time), for callers whose own change must commit with the message or not at
+        all (forward).
+        """
         now = time.time()
         rcpts = _recipients(pdu, self.policy.plan)
         if not rcpts:
@@ -317,6 +327,10 @@ class Mmsc:
                     uaprof_url=device[1],
                     mms_version=pdu.mms_version,
                 )
+            if also is not None:
+                extra = also(conn, message_id, now)
+                repo.add_events(conn, extra)
+                rows = rows + extra
             return ids, rows
 
         try:
@@ -408,6 +422,26 @@ class Mmsc:
 
         count: int = await self.write(unit)
         return count
+
+    async def purge_expired(self, now: float, limit: int = 200) -> int:
+        """Messages past expiry (plus ``keep_after_expiry``) lose their body: nobody can
+        fetch them any more, and the payload store must not grow without bound. The rows
+        and events stay, for the trace."""
+        before = now - self.policy.keep_after_expiry
+
+        def unit(conn: Connection) -> tuple[list[str], list[repo.Event]]:
+            rows = repo.messages_to_purge(conn, before, limit)
+            out = []
+            for row in rows:
+                repo.set_message_state(conn, row.id, "expired")
+                out.append(repo.Event(row.id, "payload-removed", now, None, "expired", None))
+            repo.add_events(conn, out)
+            return [row.payload_key for row in rows], out
+
+        keys: list[str] = await self.write(unit)
+        for key in keys:  # after the commit: a crash here leaves a file, never a dangling row
+            await self.payloads.delete(key)
+        return len(keys)
 
     def unreachable(
         self, conn: Connection, recipient_id: int, now: float, detail: str
@@ -683,32 +717,20 @@ class Mmsc:
             original.parts,
             original.body,
         )
-        accepted = await self.accept(forwarded, mms.encode(forwarded), forwarder)
-        now = time.time()
+        allowed = pdu.headers.get("X-Mms-Report-Allowed", "Yes") != "No"
 
-        def unit(conn: Connection) -> tuple[None, list[repo.Event]]:
+        def mark_forwarded(conn: Connection, new_id: str, now: float) -> list[repo.Event]:
+            # In the new message's own transaction: forwarded and accepted commit together.
             moved = repo.set_recipient_state(
                 conn, row.id, repo.FORWARDED, now, next_attempt_at=None
             )
-            out = [
-                repo.Event(
-                    row.message_id,
-                    "forwarded",
-                    now,
-                    row.id,
-                    repo.FORWARDED if moved else None,
-                    accepted.message_id,
-                )
-            ]
+            state = repo.FORWARDED if moved else None
+            out = [repo.Event(row.message_id, "forwarded", now, row.id, state, new_id)]
             if moved:
-                allowed = pdu.headers.get("X-Mms-Report-Allowed", "Yes") != "No"
                 out += self._delivery_report(conn, row, "Forwarded", now, allowed)
-            repo.add_events(conn, out)
-            return None, out
+            return out
 
-        await self.write(unit)
-        self._wake()
-        return accepted
+        return await self.accept(forwarded, mms.encode(forwarded), forwarder, also=mark_forwarded)
 
     # ------------------------------------------------------------------ trace
 

@@ -95,6 +95,7 @@ class Scheduler:
         if explicit or now - self._last_sweep >= self.sweep_interval:
             self._last_sweep = now
             expired = await self.core.expire_due(now, self.batch)
+            expired += await self.core.purge_expired(now, self.batch)
         queued = await self.core.notify_due(now, self.batch)
         sent = await self.send_pushes(now)
         if explicit or now - self._last_depths >= self.sweep_interval:

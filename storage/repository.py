@@ -386,3 +386,18 @@ def remember_subscriber(
 def get_subscriber(conn: Connection, address: str) -> Row[Any] | None:
     result = conn.execute(select(subscribers).where(subscribers.c.address == address))
     return result.first()
+
+
+def messages_to_purge(conn: Connection, before: float, limit: int) -> list[Row[Any]]:
+    """Accepted messages whose expiry (plus grace) has passed, locked for this transaction."""
+    q = (
+        select(messages.c.id, messages.c.payload_key)
+        .where(messages.c.state == "accepted", messages.c.expires_at <= before)
+        .order_by(messages.c.expires_at)
+        .limit(limit)
+    )
+    return list(conn.execute(_skip_locked(conn, q, messages)).all())
+
+
+def set_message_state(conn: Connection, message_id: str, state: str) -> None:
+    _update(conn, "messages", "id", message_id, {"state": state})

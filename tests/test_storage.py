@@ -14,6 +14,7 @@ unreachable fails the postgresql cases; nothing here is skipped.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections import Counter
@@ -999,5 +1000,32 @@ def test_expiry_drops_notifications_not_yet_sent(db_url: str) -> None:
             backend = RecordingBackend()
             await Scheduler(core, backend).run_once(now=message.expires_at + 2)
             assert backend.sent == []
+
+    run(body)
+
+
+def test_expired_messages_lose_their_payload_but_keep_their_trace(db_url: str) -> None:
+    """The payload store is bounded by the expiry window; rows and events stay for the trace."""
+
+    async def body() -> None:
+        payloads = InMemoryPayloadStore()
+        policy = dataclasses.replace(POLICY, keep_after_expiry=3600.0)
+        async with (
+            open_db(db_url) as engine,
+            running_core(engine, payloads=payloads, policy=policy) as core,
+        ):
+            accepted = await accept(core, [B])
+            message = await message_row(engine, accepted.message_id)
+            assert payloads.keys() == [accepted.message_id]
+            # Expired, but within the grace period: the body is kept.
+            assert await core.purge_expired(message.expires_at + 10) == 0
+            assert payloads.keys() == [accepted.message_id]
+            assert await core.purge_expired(message.expires_at + 3601) == 1
+            assert payloads.keys() == []
+            assert (await message_row(engine, accepted.message_id)).state == "expired"
+            assert await core.purge_expired(message.expires_at + 7200) == 0  # once only
+            trace = await core.trace(accepted.message_id)
+            assert trace is not None
+            assert "payload-removed" in [e["event"] for e in trace["events"]]
 
     run(body)
