@@ -460,6 +460,33 @@ class Mmsc:
         ]
         return out + self._delivery_report(conn, row, "Unreachable", now)
 
+    def _queue_report(
+        self,
+        conn: Connection,
+        to: Address,
+        pdu: MmsPdu,
+        recipient_id: int,
+        now: float,
+        status: str,
+    ) -> repo.Event:
+        """Queue a report PDU (m-delivery-ind, m-read-orig-ind) as a push to the originator."""
+        message_id = str(pdu.headers["Message-ID"])
+        repo.enqueue_push(
+            conn,
+            kind=pdu.message_type.removeprefix("m-"),
+            destination=str(to),
+            pdu=mms.encode(pdu),
+            now=now,
+            message_id=message_id,
+            recipient_id=recipient_id,
+        )
+        event = (
+            "delivery-report-queued"
+            if pdu.message_type == "m-delivery-ind"
+            else ("read-report-queued")
+        )
+        return repo.Event(message_id, event, now, recipient_id, None, status)
+
     def _delivery_report(
         self, conn: Connection, row: Any, status: str, now: float, allowed: bool = True
     ) -> list[repo.Event]:
@@ -480,16 +507,7 @@ class Mmsc:
                 "X-Mms-Status": status,
             },
         )
-        repo.enqueue_push(
-            conn,
-            kind="delivery-ind",
-            destination=str(originator),
-            pdu=mms.encode(pdu),
-            now=now,
-            message_id=row.message_id,
-            recipient_id=row.id,
-        )
-        return [repo.Event(row.message_id, "delivery-report-queued", now, row.id, None, status)]
+        return [self._queue_report(conn, originator, pdu, row.id, now, status)]
 
     # -------------------------------------------------------------- retrieval
 
@@ -633,16 +651,7 @@ class Mmsc:
                         "X-Mms-Read-Status": status,
                     },
                 )
-                repo.enqueue_push(
-                    conn,
-                    kind="read-orig-ind",
-                    destination=str(originator),
-                    pdu=mms.encode(orig),
-                    now=now,
-                    message_id=message_id,
-                    recipient_id=rcpt.id,
-                )
-                out.append(repo.Event(message_id, "read-report-queued", now, rcpt.id, None, status))
+                out.append(self._queue_report(conn, originator, orig, rcpt.id, now, status))
             repo.add_events(conn, out)
             return True, out
 

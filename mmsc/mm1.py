@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from mmsc import metrics
-from mmsc.addresses import resolve_sender
+from mmsc.addresses import Address, resolve_sender
 from mmsc.core import Mmsc, SendRefused
 from protocol import mms
 from protocol.errors import DecodeError, EncodeError
@@ -54,14 +54,21 @@ def _answer_version(pdu: MmsPdu) -> str:
 
 
 def send_conf(
-    tid: str, version: str, status: str, *, message_id: str | None = None, text: str | None = None
+    tid: str,
+    version: str,
+    status: str,
+    *,
+    message_id: str | None = None,
+    text: str | None = None,
+    message_type: str = "m-send-conf",
 ) -> bytes:
+    """An m-send-conf (or m-forward-conf: the same three fields, OMA-MMS-ENC §6.1, §6.5)."""
     headers: dict[str, Any] = {"X-Mms-Response-Status": status}
     if text:
         headers["X-Mms-Response-Text"] = text
     if message_id:
         headers["Message-ID"] = message_id
-    return mms.encode(MmsPdu("m-send-conf", tid, version, headers))
+    return mms.encode(MmsPdu(message_type, tid, version, headers))
 
 
 def retrieve_error(tid: str | None, status: str, text: str) -> bytes:
@@ -182,13 +189,7 @@ class Mm1Handlers:
                     text=f"message larger than {self.max_size} octets",
                 )
             )
-        sender = resolve_sender(
-            request.headers,
-            pdu.headers.get("From"),
-            msisdn_headers=self.msisdn_headers,
-            trust_pdu_sender=self.trust_pdu_sender,
-            plan=self.core.policy.plan,
-        )
+        sender = self._sender(request, pdu)
         if sender is None:
             return _pdu_response(
                 send_conf(
@@ -224,20 +225,16 @@ class Mm1Handlers:
         version = _answer_version(pdu)
 
         def conf(status: str, message_id: str | None = None, text: str | None = None) -> bytes:
-            headers: dict[str, Any] = {"X-Mms-Response-Status": status}
-            if text:
-                headers["X-Mms-Response-Text"] = text
-            if message_id:
-                headers["Message-ID"] = message_id
-            return mms.encode(MmsPdu("m-forward-conf", tid, max(version, "1.1"), headers))
+            return send_conf(
+                tid,
+                max(version, "1.1"),
+                status,
+                message_id=message_id,
+                text=text,
+                message_type="m-forward-conf",
+            )
 
-        sender = resolve_sender(
-            request.headers,
-            pdu.headers.get("From"),
-            msisdn_headers=self.msisdn_headers,
-            trust_pdu_sender=self.trust_pdu_sender,
-            plan=self.core.policy.plan,
-        )
+        sender = self._sender(request, pdu)
         if sender is None:
             return _pdu_response(conf("Error-permanent-sending-address-unresolved"))
         location = str(pdu.headers.get("X-Mms-Content-Location", ""))
@@ -250,6 +247,16 @@ class Mm1Handlers:
             log.exception("could not forward %s", tid)
             return _pdu_response(conf("Error-transient-failure", text="try again later"))
         return _pdu_response(conf("Ok", accepted.message_id))
+
+    def _sender(self, request: web.Request, pdu: MmsPdu) -> Address | None:
+        """Who sent this request: the trusted header, or the PDU's From in lab mode."""
+        return resolve_sender(
+            request.headers,
+            pdu.headers.get("From"),
+            msisdn_headers=self.msisdn_headers,
+            trust_pdu_sender=self.trust_pdu_sender,
+            plan=self.core.policy.plan,
+        )
 
     async def _recipient_for(self, pdu: MmsPdu) -> Any:
         token = token_from_path(pdu.transaction_id or "")
@@ -273,13 +280,7 @@ class Mm1Handlers:
         return web.Response(status=204)
 
     async def read_rec(self, request: web.Request, pdu: MmsPdu) -> web.Response:
-        reader = resolve_sender(
-            request.headers,
-            pdu.headers.get("From"),
-            msisdn_headers=self.msisdn_headers,
-            trust_pdu_sender=self.trust_pdu_sender,
-            plan=self.core.policy.plan,
-        )
+        reader = self._sender(request, pdu)
         if reader is not None:
             await self.core.read_report(reader, pdu)
         return web.Response(status=204)
