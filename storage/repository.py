@@ -375,12 +375,28 @@ def remember_subscriber(
     uaprof_url: str | None,
     mms_version: str | None,
 ) -> None:
-    """Upsert what a handset told us about itself (portable: update, then insert)."""
+    """Upsert what a handset told us about itself.
+
+    INSERT ... ON CONFLICT DO UPDATE (PostgreSQL, SQLite >= 3.24): an update-then-insert
+    would race between two nodes, and this runs inside the accept's transaction, where a
+    duplicate-key error would fail the message itself.
+    """
     facts = {"user_agent": user_agent, "uaprof_url": uaprof_url, "mms_version": mms_version}
     values: dict[str, Any] = {k: v for k, v in facts.items() if v is not None}
     values["last_seen"] = now
-    if not _update(conn, "subscribers", "address", address, values):
-        conn.execute(insert(subscribers), {"address": address, **values})
+    stmt = _upsert_subscriber(conn.dialect.name, tuple(values))
+    conn.execute(stmt, {"address": address, **values})
+
+
+@functools.lru_cache(maxsize=32)
+def _upsert_subscriber(dialect: str, columns: tuple[str, ...]) -> Any:
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    stmt: Any = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(subscribers)
+    return stmt.on_conflict_do_update(
+        index_elements=[subscribers.c.address],
+        set_={c: stmt.excluded[c] for c in columns},
+    )
 
 
 def get_subscriber(conn: Connection, address: str) -> Row[Any] | None:
