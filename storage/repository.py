@@ -167,9 +167,29 @@ def get_message(conn: Connection, message_id: str) -> Row[Any] | None:
     return conn.execute(_GET_MESSAGE, {"message_id": message_id}).first()
 
 
+# The message columns that recipient-centred queries carry (prefixed ``m_``): not the
+# JSON headers, whose decoding per row would cost more than the rest of the row.
+_MESSAGE_COLUMNS = [
+    messages.c[name].label(f"m_{name}")
+    for name in (
+        "originator",
+        "origin_interface",
+        "sender_visible",
+        "subject",
+        "message_class",
+        "size",
+        "payload_key",
+        "delivery_report",
+        "mms_version",
+        "created_at",
+        "expires_at",
+    )
+]
+
+
 def _with_message() -> Any:
     m = messages
-    return select(recipients, *[c.label(f"m_{c.name}") for c in m.columns]).join(
+    return select(recipients, *_MESSAGE_COLUMNS).join(
         m, m.c.id == recipients.c.message_id
     )
 
@@ -251,7 +271,7 @@ def due_recipients(conn: Connection, now: float, limit: int) -> list[Row[Any]]:
     """Open recipients whose (re-)notification is due, locked for this transaction."""
     m = messages
     q = (
-        select(recipients, *[c.label(f"m_{c.name}") for c in m.columns])
+        select(recipients, *_MESSAGE_COLUMNS)
         .join(m, m.c.id == recipients.c.message_id)
         .where(
             recipients.c.next_attempt_at <= now,
@@ -268,7 +288,7 @@ def expired_recipients(conn: Connection, now: float, limit: int) -> list[Row[Any
     """Open recipients of messages past their expiry, locked for this transaction."""
     m = messages
     q = (
-        select(recipients, *[c.label(f"m_{c.name}") for c in m.columns])
+        select(recipients, *_MESSAGE_COLUMNS)
         .join(m, m.c.id == recipients.c.message_id)
         .where(recipients.c.state.in_(OPEN_STATES), m.c.expires_at <= now)
         .order_by(m.c.expires_at)
