@@ -189,9 +189,7 @@ _MESSAGE_COLUMNS = [
 
 def _with_message() -> Any:
     m = messages
-    return select(recipients, *_MESSAGE_COLUMNS).join(
-        m, m.c.id == recipients.c.message_id
-    )
+    return select(recipients, *_MESSAGE_COLUMNS).join(m, m.c.id == recipients.c.message_id)
 
 
 _BY_TOKEN = _with_message().where(recipients.c.token == bindparam("token"))
