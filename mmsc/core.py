@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mmsc import metrics
 from mmsc.addresses import Address, AddressError, NumberPlan, parse_address
-from protocol import mms
+from protocol import mms, wap_push
 from protocol.mms import MmsPdu
 from protocol.mms_json import value_to_json
 from storage import repository as repo
@@ -56,7 +56,7 @@ class Policy:
     push_retry_max: float = 600.0
     push_max_attempts: int = 50
     notification_version: str = "1.2"
-    notify_subject: bool = True
+    notify_subject: str = "auto"  # "auto": only when the push still fits one SMS
     plan: NumberPlan = field(default_factory=NumberPlan)
 
     @classmethod
@@ -80,7 +80,7 @@ class Policy:
             push_retry_max=float(notify.get("retry_max", cls.push_retry_max)),
             push_max_attempts=int(notify.get("max_attempts", cls.push_max_attempts)),
             notification_version=str(mm1.get("notification_version", "1.2")),
-            notify_subject=bool(notify.get("include_subject", True)),
+            notify_subject=_subject_mode(notify.get("include_subject", "auto")),
             plan=plan,
         )
 
@@ -351,11 +351,25 @@ class Mmsc:
         return f"{self.policy.public_url}/{token}"
 
     def notification_pdu(self, row: Any, now: float) -> bytes:
-        """The m-notification-ind for one recipient (AOSP's mandatory fields, Location last)."""
+        """The m-notification-ind for one recipient (AOSP's mandatory fields, Location last).
+
+        With ``include_subject = "auto"`` the Subject is left out when it alone would
+        make the push need a second SMS (feature-matrix §4.1: aim for one SMS).
+        """
+        mode = self.policy.notify_subject
+        encoded = self._notification(row, now, with_subject=mode != "never")
+        room = wap_push.SINGLE_SMS_DATAGRAM
+        if mode == "auto" and len(wap_push.encode_push(encoded)) > room:
+            shorter = self._notification(row, now, with_subject=False)
+            if len(wap_push.encode_push(shorter)) <= room:
+                return shorter
+        return encoded
+
+    def _notification(self, row: Any, now: float, *, with_subject: bool) -> bytes:
         headers: dict[str, Any] = {}
         if row.m_sender_visible:
             headers["From"] = self._address(row.m_originator).to_mms()
-        if self.policy.notify_subject and row.m_subject:
+        if with_subject and row.m_subject:
             headers["Subject"] = row.m_subject
         headers["X-Mms-Message-Class"] = row.m_message_class
         headers["X-Mms-Message-Size"] = int(row.m_size)
@@ -778,6 +792,15 @@ class Mmsc:
         except PayloadNotFound:
             return False
         return True
+
+
+def _subject_mode(value: Any) -> str:
+    """[notify] include_subject: true/"always", false/"never", or "auto"."""
+    if value is True or str(value).lower() in ("always", "true", "yes"):
+        return "always"
+    if value is False or str(value).lower() in ("never", "false", "no"):
+        return "never"
+    return "auto"
 
 
 def _str_or_none(value: Any) -> str | None:

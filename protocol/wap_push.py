@@ -29,6 +29,9 @@ WAP_PUSH_PORT = 2948  # WDP destination port for connectionless WSP push
 WAP_PUSH_SOURCE_PORT = 9200  # WSP connectionless session port
 SMS_USER_DATA = 140  # octets of TP-UD in one 8-bit SMS (3GPP TS 23.040 §9.2.3.24)
 MAX_SEGMENTS = 255
+# The largest datagram (WSP push PDU) that needs no concatenation: 140 octets of user
+# data less the UDH with the 16-bit port IE (UDHL + 6 octets).
+SINGLE_SMS_DATAGRAM = SMS_USER_DATA - 7
 # Message types a handset expects in an MMS push (OMA-MMS-ENC §6: sent by the MMSC to the client).
 PUSHED_TYPES = frozenset(("m-notification-ind", "m-delivery-ind", "m-read-orig-ind"))
 
