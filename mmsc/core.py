@@ -49,6 +49,7 @@ class Policy:
     max_expiry: float = 30 * DAY
     min_expiry: float = 60.0
     keep_after_expiry: float = 0.0
+    keep_pushes: float = DAY  # finished outbox rows; the events keep their story
     notify_backoff: float = 300.0
     notify_backoff_max: float = 6 * 3600.0
     notify_max_attempts: int = 6
@@ -73,6 +74,7 @@ class Policy:
             keep_after_expiry=float(
                 config.get("storage", {}).get("keep_after_expiry", cls.keep_after_expiry)
             ),
+            keep_pushes=float(config.get("storage", {}).get("keep_pushes", cls.keep_pushes)),
             notify_backoff=float(sched.get("notify_backoff", cls.notify_backoff)),
             notify_backoff_max=float(sched.get("notify_backoff_max", cls.notify_backoff_max)),
             notify_max_attempts=int(sched.get("notify_max_attempts", cls.notify_max_attempts)),
@@ -444,6 +446,7 @@ class Mmsc:
         before = now - self.policy.keep_after_expiry
 
         def unit(conn: Connection) -> tuple[list[str], list[repo.Event]]:
+            repo.prune_pushes(conn, now - self.policy.keep_pushes)
             rows = repo.messages_to_purge(conn, before, limit)
             out = []
             for row in rows:

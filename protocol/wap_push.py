@@ -18,6 +18,7 @@ from typing import Any
 
 from protocol import mms
 from protocol.errors import DecodeError, EncodeError
+from protocol.values import Raw
 from protocol.wsp import read_content_type, read_part_headers, read_uintvar
 from protocol.wsp_tables import PUSH_APPLICATION_IDS
 
@@ -48,9 +49,11 @@ class WspPush:
     @property
     def application_id(self) -> str | None:
         value = self.headers.get("X-Wap-Application-Id")
+        if isinstance(value, Raw):  # App-assigned-code as a Long-integer
+            value = int.from_bytes(value.data, "big")
         if isinstance(value, int):
             return PUSH_APPLICATION_IDS.get(value, f"x-wap-application:{value}")
-        return value
+        return None if value is None else str(value)
 
 
 def encode_push(body: bytes, tid: int = 0) -> bytes:

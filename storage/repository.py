@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Row
 
 from storage.models import events, messages, metadata, outbox, recipients, subscribers
@@ -435,3 +435,13 @@ def messages_to_purge(conn: Connection, before: float, limit: int) -> list[Row[A
 
 def set_message_state(conn: Connection, message_id: str, state: str) -> None:
     _update(conn, "messages", "id", message_id, {"state": state})
+
+
+def prune_pushes(conn: Connection, before: float) -> int:
+    """Delete finished pushes created before ``before`` (their story stays in the events)."""
+    result = conn.execute(
+        delete(outbox).where(
+            outbox.c.state.in_((SENT, FAILED, DROPPED)), outbox.c.created_at < before
+        )
+    )
+    return int(result.rowcount or 0)

@@ -545,15 +545,17 @@ def test_notify_attempts_follow_backoff_and_stop_at_cap(db_url: str) -> None:
                     assert row.next_attempt_at is None
             assert [POLICY.renotify_delay(n) for n in (1, 2)] == [300.0, 600.0]
 
-            # Capped: even much later (before expiry) no fourth notification.
-            assert await sched.run_once(now=t0 + 5 * 86400) is False
-            assert len(backend.sent) == 3
-
             pushes = await pushes_for(engine, rid)
             assert [(p.kind, p.state, p.attempts, p.claimed_by) for p in pushes] == [
                 ("notification", repo.SENT, 1, "node-a")
             ] * 3
             assert [p.due_at for p in pushes] == [t0, t0 + 300, t0 + 900]
+
+            # Capped: even much later (before expiry) no fourth notification; by then the
+            # finished pushes have left the outbox (keep_pushes).
+            assert await sched.run_once(now=t0 + 5 * 86400) is False
+            assert len(backend.sent) == 3
+            assert await pushes_for(engine, rid) == []
             assert [p.destination for p in backend.sent] == [B] * 3
             assert [p.reference for p in backend.sent] == [f"notification:{p.id}" for p in pushes]
 
@@ -1027,5 +1029,27 @@ def test_expired_messages_lose_their_payload_but_keep_their_trace(db_url: str) -
             trace = await core.trace(accepted.message_id)
             assert trace is not None
             assert "payload-removed" in [e["event"] for e in trace["events"]]
+
+    run(body)
+
+
+def test_finished_pushes_are_pruned_after_a_day(db_url: str) -> None:
+    """The outbox does not grow without bound; queued pushes and events are never pruned."""
+
+    async def body() -> None:
+        async with open_db(db_url) as engine, running_core(engine) as core:
+            accepted = await accept(core, [B, C])
+            t0 = (await message_row(engine, accepted.message_id)).created_at
+            assert await core.notify_due(t0) == 2
+            backend = RecordingBackend()
+            sched = Scheduler(core, backend, batch=1)
+            assert await sched.send_pushes(t0) == 1  # one sent, one still queued
+            before = await count(engine, events)
+            await core.purge_expired(t0 + 3600)  # the sweep; within the day: nothing goes
+            assert await count(engine, outbox) == 2
+            await core.purge_expired(t0 + POLICY.keep_pushes + 60)
+            (left,) = await fetch(engine, select(outbox))
+            assert left.state == repo.QUEUED
+            assert await count(engine, events) >= before
 
     run(body)

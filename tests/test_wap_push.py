@@ -109,3 +109,14 @@ def test_textual_push_headers_are_accepted() -> None:
     push, pdu = wap_push.decode_mms_push(raw)
     assert push.content_type == "application/vnd.wap.mms-message"
     assert pdu.message_type == "m-notification-ind"
+
+
+def test_long_integer_application_id_is_read_not_crashed_on() -> None:
+    """Found by the fuzzer: X-Wap-Application-Id as a Long-integer (value-length form)."""
+    headers = b"\xbe\xaf\x02\x8d\xdb"
+    raw = bytes((0, 6, len(headers))) + headers + b"\x8c\x82\x98T\x00\x8d\x92"
+    with pytest.raises(DecodeError, match="36315"):
+        wap_push.decode_mms_push(raw)
+    headers = b"\xbe\xaf\x01\x04"  # mms.ua as a one-octet Long-integer
+    raw = bytes((0, 6, len(headers))) + headers + typical_notification()
+    assert wap_push.decode_mms_push(raw)[0].application_id == wap_push.MMS_APP_ID
