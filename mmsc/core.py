@@ -26,13 +26,33 @@ from protocol.mms import MmsPdu
 from protocol.mms_json import value_to_json
 from storage import repository as repo
 from storage.models import messages, recipients
-from storage.payloads import PayloadNotFound, PayloadStore
+from storage.payloads import PayloadStore
 from storage.writer import GroupCommitWriter
 
 log = logging.getLogger("mmsc.core")
 event_log = logging.getLogger("mmsc.events")
 
 DAY = 86400.0
+
+# The sender's fields kept with a message (messages.headers) ...
+ENVELOPE_FIELDS = (
+    "To",
+    "Cc",
+    "Subject",
+    "X-Mms-Message-Class",
+    "X-Mms-Priority",
+    "X-Mms-Delivery-Report",
+    "X-Mms-Read-Report",
+    "X-Mms-Reply-Charging",
+    "X-Mms-Content-Class",
+    "X-Mms-DRM-Content",
+)
+# ... and those an m-retrieve-conf carries over from the stored m-send-req.
+RETRIEVE_FIELDS = (
+    *(f for f in ENVELOPE_FIELDS if f != "X-Mms-Reply-Charging"),
+    "X-Mms-Previously-Sent-By",
+    "X-Mms-Previously-Sent-Date",
+)
 
 
 def new_id() -> str:
@@ -246,23 +266,7 @@ class Mmsc:
         message_id = new_id()
         payload_key = message_id
         await self.payloads.put(payload_key, raw)  # durable before the row that names it
-        envelope = {
-            k: v
-            for k, v in pdu.headers.items()
-            if k
-            in (
-                "To",
-                "Cc",
-                "Subject",
-                "X-Mms-Message-Class",
-                "X-Mms-Priority",
-                "X-Mms-Delivery-Report",
-                "X-Mms-Read-Report",
-                "X-Mms-Reply-Charging",
-                "X-Mms-Content-Class",
-                "X-Mms-DRM-Content",
-            )
-        }
+        envelope = {k: v for k, v in pdu.headers.items() if k in ENVELOPE_FIELDS}
         earliest = pdu.headers.get("X-Mms-Delivery-Time")
         earliest_at: float | None = None
         if isinstance(earliest, dict):
@@ -283,7 +287,7 @@ class Mmsc:
             content_type=pdu.content_type or "application/vnd.wap.multipart.mixed",
             size=len(raw),
             payload_key=payload_key,
-            headers=_jsonable(envelope),
+            headers=value_to_json(envelope),
             delivery_report=pdu.headers.get("X-Mms-Delivery-Report") == "Yes",
             read_report=pdu.headers.get("X-Mms-Read-Report") == "Yes",
             sender_visible=pdu.headers.get("X-Mms-Sender-Visibility") != "Hide",
@@ -538,19 +542,7 @@ class Mmsc:
         headers: dict[str, Any] = {"Message-ID": row.message_id, "Date": int(row.m_created_at)}
         if row.m_sender_visible:
             headers["From"] = self._address(row.m_originator).to_mms()
-        for name in (
-            "To",
-            "Cc",
-            "Subject",
-            "X-Mms-Message-Class",
-            "X-Mms-Priority",
-            "X-Mms-Delivery-Report",
-            "X-Mms-Read-Report",
-            "X-Mms-Content-Class",
-            "X-Mms-DRM-Content",
-            "X-Mms-Previously-Sent-By",
-            "X-Mms-Previously-Sent-Date",
-        ):
+        for name in RETRIEVE_FIELDS:
             if name in original.headers:
                 headers[name] = original.headers[name]
         headers["X-Mms-Retrieve-Status"] = "Ok"
@@ -789,13 +781,6 @@ class Mmsc:
         row = await self.read(repo.get_subscriber, canonical)
         return None if row is None else dict(row._mapping)
 
-    async def payload_exists(self, key: str) -> bool:
-        try:
-            await self.payloads.get(key)
-        except PayloadNotFound:
-            return False
-        return True
-
 
 def _subject_mode(value: Any) -> str:
     """[notify] include_subject: true/"always", false/"never", or "auto"."""
@@ -808,7 +793,3 @@ def _subject_mode(value: Any) -> str:
 
 def _str_or_none(value: Any) -> str | None:
     return None if value is None else str(value)
-
-
-def _jsonable(value: Any) -> Any:
-    return value_to_json(value)

@@ -29,7 +29,6 @@ MMS_TYPE = "application/vnd.wap.mms-message"
 TOKEN_LENGTH = 24  # mmsc.core.new_id()
 TOKEN_RE = re.compile(r"[a-z2-7]{24}")
 CORE_KEY = web.AppKey("core", Mmsc)
-CONFIG_KEY = web.AppKey("config", dict)
 
 # Requests of features this MMSC does not offer, and the answer each gets.
 _DENIED = "Error-permanent-service-denied"
@@ -145,10 +144,6 @@ class Mm1Handlers:
             return await self.dispatch(request, pdu, data)
         finally:
             metrics.request_duration.labels("mm1", operation).observe(time.perf_counter() - start)
-
-    async def post_to_location(self, request: web.Request) -> web.StreamResponse:
-        """Some carrier configs POST m-notifyresp-ind / m-acknowledge-ind to the fetch URL."""
-        return await self.post(request)
 
     async def dispatch(self, request: web.Request, pdu: MmsPdu, data: bytes) -> web.StreamResponse:
         mtype = pdu.message_type
@@ -321,9 +316,9 @@ def make_app(core: Mmsc, config: dict[str, Any]) -> web.Application:
     # aiohttp with 413 before we could read a transaction id.
     app = web.Application(client_max_size=2 * handlers.max_size + 65536)
     app[CORE_KEY] = core
-    app[CONFIG_KEY] = config
     app.router.add_post("/mms", handlers.post)
     app.router.add_post("/mms/", handlers.post)
     app.router.add_get("/mms/{tail:.*}", handlers.get)
-    app.router.add_post("/mms/{tail:.*}", handlers.post_to_location)
+    # Some carrier configs POST m-notifyresp-ind / m-acknowledge-ind to the fetch URL.
+    app.router.add_post("/mms/{tail:.*}", handlers.post)
     return app

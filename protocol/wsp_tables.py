@@ -101,7 +101,6 @@ CONTENT_TYPE_CODES: dict[str, int] = {v.lower(): k for k, v in CONTENT_TYPES.ite
 # (name, value kind, encoding version). Several names occur twice: the 1.4
 # codes carry Text-value where the older ones carry Text-string. The encoder
 # uses the older codes (AOSP's PduComposer and most handsets expect them).
-PARAM_Q = "q"
 PARAMETERS: dict[int, tuple[str, str]] = {
     0x00: ("q", "q-value"),
     0x01: ("charset", "charset"),
