@@ -40,3 +40,18 @@ adaptation_seconds = Histogram(
 events_total = Counter(
     "mmsc_events", "Message and recipient state changes, as written to the events table", ["event"]
 )
+smpp_submits = Counter(
+    "mmsc_smpp_submits",
+    "submit_sm answered (by command_status name), timed out or aborted, per bind",
+    ["bind", "result"],
+)
+smpp_in_flight = Gauge("mmsc_smpp_in_flight", "submit_sm sent and not yet answered", ["bind"])
+smpp_submit_seconds = Histogram(
+    "mmsc_smpp_submit_response_seconds",
+    "submit_sm -> submit_sm_resp",
+    ["bind"],
+    buckets=REQUEST_BUCKETS,
+)
+smpp_receipts = Counter(
+    "mmsc_smpp_receipts", "deliver_sm received, by receipt state (or mo-ignored)", ["bind", "state"]
+)

@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection
 
 from mmsc import metrics
 from mmsc.core import Mmsc
-from mmsc.notify.base import NotificationBackend, PushRequest
+from mmsc.notify.base import NotificationBackend, PushRequest, SendResult
 from protocol import wap_push
 from storage import repository as repo
 
@@ -97,7 +97,9 @@ class Scheduler:
             expired = await self.core.expire_due(now, self.batch)
             expired += await self.core.purge_expired(now, self.batch)
         queued = await self.core.notify_due(now, self.batch)
-        sent = await self.send_pushes(now)
+        # While the backend cannot send (no SMPP bind up) pushes stay queued and their
+        # attempts are not spent: an SMSC outage must not use up a notification's retries.
+        sent = await self.send_pushes(now) if self.backend.ready else 0
         if explicit or now - self._last_depths >= self.sweep_interval:
             self._last_depths = now
             await self.update_depths()
@@ -140,8 +142,6 @@ class Scheduler:
                 result = await self.backend.send(request)
             except Exception as exc:
                 log.exception("backend %s raised", self.backend.name)
-                from mmsc.notify.base import SendResult
-
                 result = SendResult(ok=False, permanent=False, detail=f"backend error: {exc}")
         now = time.time()
         if result.ok:
@@ -162,7 +162,18 @@ class Scheduler:
                 error=None if result.ok else result.detail,
                 retry_at=retry_at,
             )
-            if not owned or row.message_id is None:
+            if not owned:
+                return None, []
+            if result.gateway_ids:
+                repo.remember_smsc_ids(
+                    conn,
+                    result.gateway_ids,
+                    outbox_id=row.id,
+                    message_id=row.message_id,
+                    recipient_id=row.recipient_id,
+                    now=now,
+                )
+            if row.message_id is None:
                 return None, []
             detail = f"{row.kind} to {row.destination}: {result.detail}".strip()
             out = [repo.Event(row.message_id, f"push-{label}", now, row.recipient_id, None, detail)]

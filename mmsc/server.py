@@ -22,6 +22,8 @@ from mmsc import admin, mm1
 from mmsc.config import ConfigError, Listen
 from mmsc.core import Mmsc, Policy
 from mmsc.notify.base import make_backend
+from mmsc.notify.smpp import SmppBackend
+from mmsc.receipts import ReceiptRecorder
 from mmsc.scheduler import Scheduler
 from storage import db
 from storage.payloads import FilesystemPayloadStore
@@ -75,6 +77,8 @@ async def run(config: dict[str, Any], stop: asyncio.Event | None = None) -> None
     )
     core = Mmsc(engine, payloads, Policy.from_config(config))
     await core.start()
+    if isinstance(backend, SmppBackend):
+        backend.receipt_sink = ReceiptRecorder(core)
     await backend.start()
     log.info("notification backend: %s", backend.name)
     scheduler = Scheduler(

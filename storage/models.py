@@ -16,6 +16,8 @@ Each row's life:
   delivery and read reports), claimed with a lease so a crash only delays.
 - ``events``: every state change of a message or recipient, with its cause.
 - ``subscribers``: what we learned about a handset (User-Agent, UAProf, version).
+- ``smsc_messages``: the id an SMSC gave each submit_sm of a push, so that its
+  delivery receipt (which names only that id) finds the message again.
 """
 
 from __future__ import annotations
@@ -141,4 +143,15 @@ subscribers = Table(
     Column("uaprof_url", Text),
     Column("mms_version", String(8)),
     Column("last_seen", Float, nullable=False),
+)
+
+smsc_messages = Table(
+    "smsc_messages",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("smsc_id", String(65), nullable=False, index=True),  # submit_sm_resp message_id
+    Column("outbox_id", BigInteger, nullable=False),
+    Column("message_id", String(40)),
+    Column("recipient_id", BigInteger),
+    Column("created_at", Float, nullable=False),
 )

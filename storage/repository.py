@@ -23,7 +23,15 @@ from typing import Any
 from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Row
 
-from storage.models import events, messages, metadata, outbox, recipients, subscribers
+from storage.models import (
+    events,
+    messages,
+    metadata,
+    outbox,
+    recipients,
+    smsc_messages,
+    subscribers,
+)
 
 # Recipient states. Terminal ones never change again.
 PENDING = "pending"
@@ -438,10 +446,48 @@ def set_message_state(conn: Connection, message_id: str, state: str) -> None:
 
 
 def prune_pushes(conn: Connection, before: float) -> int:
-    """Delete finished pushes created before ``before`` (their story stays in the events)."""
+    """Delete finished pushes created before ``before`` (their story stays in the events),
+    and the SMSC ids of pushes that old: a receipt later than that finds nothing."""
     result = conn.execute(
         delete(outbox).where(
             outbox.c.state.in_((SENT, FAILED, DROPPED)), outbox.c.created_at < before
         )
     )
+    conn.execute(delete(smsc_messages).where(smsc_messages.c.created_at < before))
     return int(result.rowcount or 0)
+
+
+def remember_smsc_ids(
+    conn: Connection,
+    smsc_ids: Sequence[str],
+    *,
+    outbox_id: int,
+    message_id: str | None,
+    recipient_id: int | None,
+    now: float,
+) -> None:
+    """Keep the SMSC's id of every submit_sm of a push, for its delivery receipts."""
+    rows = [
+        {
+            "smsc_id": smsc_id[:65],
+            "outbox_id": outbox_id,
+            "message_id": message_id,
+            "recipient_id": recipient_id,
+            "created_at": now,
+        }
+        for smsc_id in smsc_ids
+        if smsc_id
+    ]
+    if rows:
+        conn.execute(insert(smsc_messages), rows)
+
+
+def find_smsc_id(conn: Connection, candidates: Sequence[str]) -> Row[Any] | None:
+    """The newest push submit known under any of ``candidates`` (forms of one SMSC id)."""
+    q = (
+        select(smsc_messages)
+        .where(smsc_messages.c.smsc_id.in_(list(candidates)))
+        .order_by(smsc_messages.c.id.desc())
+        .limit(1)
+    )
+    return conn.execute(q).first()

@@ -438,7 +438,6 @@ def test_make_backend_takes_a_numeric_password_from_the_environment() -> None:
 @pytest.mark.parametrize(
     ("notify", "message"),
     [
-        ({"backend": "smpp"}, "smpp backend is not available yet"),
         ({"backend": "carrier-pigeon"}, "unknown backend 'carrier-pigeon'"),
         ({"backend": 3}, "unknown backend 3"),
         ({"backend": "kannel", "sendsms_url": "ftp://x/y"}, "notify.sendsms_url"),

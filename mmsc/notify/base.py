@@ -85,6 +85,12 @@ class NotificationBackend(Protocol):
 
     name: str
 
+    @property
+    def ready(self) -> bool:
+        """Whether a push could go out now. The scheduler leaves pushes queued (and
+        their attempts uncounted) while it is False, e.g. while no SMPP bind is up."""
+        ...
+
     async def start(self) -> None:
         """Acquire long-lived resources (HTTP session, SMPP bind); call once, in the loop."""
         ...
@@ -168,7 +174,10 @@ def make_backend(config: Mapping[str, Any]) -> NotificationBackend:
                 raise
             raise ConfigError(f"notify.sendsms_url: {exc}") from None
     if name == "smpp":
-        raise ConfigError(
-            'notify.backend: the smpp backend is not available yet; use "kannel" or "none"'
-        )
-    raise ConfigError(f'notify.backend: unknown backend {raw_name!r}; expected "kannel" or "none"')
+        from mmsc.notify.smpp import SmppBackend
+        from mmsc.notify.smpp_config import load_settings
+
+        return SmppBackend(load_settings(config))
+    raise ConfigError(
+        f'notify.backend: unknown backend {raw_name!r}; expected "smpp", "kannel" or "none"'
+    )

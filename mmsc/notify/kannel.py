@@ -52,6 +52,7 @@ class KannelBackend:
     """
 
     name = "kannel"
+    ready = True  # smsbox answers 503 while bearerbox is down; that is a retry
 
     def __init__(
         self,

@@ -21,6 +21,7 @@ class NoneBackend:
     """Accepts and drops every push."""
 
     name = "none"
+    ready = True
 
     async def start(self) -> None:
         """Nothing to acquire."""

@@ -1,0 +1,236 @@
+"""WAP Push over our own SMPP 3.4 binds (the ``smpp`` notification backend).
+
+A push is the SMS segments the scheduler already cut (same bytes, same
+concatenation reference on every retry). Each segment becomes one submit_sm
+on the least loaded usable bind; a bind that drops, times out or is
+throttled only moves the segment to another bind (or makes it wait for one,
+up to ``submit_timeout``), so failover costs no notification. Only answers
+that would come back the same every time end a push for good (``PERMANENT``):
+a destination the SMSC will never reach. Everything else is "try later", and
+the durable outbox (storage.repository) keeps the push until it goes out.
+
+Encodings, per bind (``encoding``):
+- ``udh`` (default): UDH in short_message, esm_class UDHI, data_coding 0x04
+  (or 0xF5), as WAP-259-WDP Annex A and most SMSCs expect.
+- ``sar``: the same segments with no UDH; ports and concatenation go in the
+  source_port/destination_port and sar_* TLVs (SMPP 3.4 §5.3.2.20-27).
+- ``payload``: the whole WSP datagram in one message_payload TLV with the
+  port TLVs; the SMSC segments it. A payload bind that takes over a push
+  half-sent by another bind sends the rest as ``udh`` segments (the handset
+  can still join them: same reference).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from mmsc.notify.base import PushRequest, SendResult, valid_destination
+from mmsc.notify.smpp_config import SmppSettings
+from mmsc.smpp_client import CONGESTION, SmppBind, SubmitOutcome
+from protocol import smpp
+from protocol.errors import DecodeError
+from protocol.smpp_receipt import Receipt
+from protocol.wap_push import WAP_PUSH_PORT, WAP_PUSH_SOURCE_PORT, SmsSegment, parse_user_data
+
+log = logging.getLogger("mmsc.notify.smpp")
+
+# Statuses that will not change if the same push is submitted again: the destination
+# itself is refused (SMPP 3.4 §5.1.3). Configuration mistakes (source address, bind
+# status, system type) are deliberately NOT here: every push would fail the same way
+# and an operator fixes them, after which the queued pushes must still go out.
+PERMANENT = frozenset(
+    (
+        smpp.ESME_RINVDSTADR,
+        smpp.ESME_RINVDSTTON,
+        smpp.ESME_RINVDSTNPI,
+        smpp.ESME_RX_P_APPN,
+        0x66,  # ESME_RX_R_APPN: the receiver rejects this message
+    )
+)
+
+ReceiptSink = Callable[[str, Receipt], Coroutine[Any, Any, None]]
+
+
+def segment_submit(
+    bind: SmppBind, destination: str, segment: SmsSegment
+) -> tuple[dict[str, Any], dict[str | int, Any]]:
+    """submit_sm parameters and TLVs for one SMS segment on ``bind``."""
+    params = bind.submit_params(destination)
+    if bind.config.encoding == "sar":
+        try:
+            udh, _ = parse_user_data(segment.udh)
+        except DecodeError:
+            udh = None
+        tlvs: dict[str | int, Any] = {
+            "source_port": WAP_PUSH_SOURCE_PORT
+            if udh is None or udh.src_port is None
+            else udh.src_port,
+            "destination_port": WAP_PUSH_PORT
+            if udh is None or udh.dst_port is None
+            else udh.dst_port,
+        }
+        if udh is not None and udh.reference is not None:
+            tlvs["sar_msg_ref_num"] = udh.reference
+            tlvs["sar_total_segments"] = udh.total
+            tlvs["sar_segment_seqnum"] = udh.seq
+        params["esm_class"] = 0
+        params["short_message"] = segment.payload
+        return params, tlvs
+    params["esm_class"] = smpp.ESM_UDHI if segment.udh else 0
+    params["short_message"] = segment.user_data
+    return params, {}
+
+
+def payload_submit(
+    bind: SmppBind, destination: str, segments: tuple[SmsSegment, ...]
+) -> tuple[dict[str, Any], dict[str | int, Any]]:
+    """One submit_sm carrying the whole datagram in message_payload (§5.3.2.32)."""
+    params = bind.submit_params(destination)
+    params["esm_class"] = 0
+    params["short_message"] = b""
+    tlvs: dict[str | int, Any] = {
+        "source_port": WAP_PUSH_SOURCE_PORT,
+        "destination_port": WAP_PUSH_PORT,
+        "message_payload": b"".join(segment.payload for segment in segments),
+    }
+    return params, tlvs
+
+
+class SmppBackend:
+    """Sends pushes over one or more binds; see the module docstring for the policy."""
+
+    name = "smpp"
+
+    def __init__(self, settings: SmppSettings, *, receipt_sink: ReceiptSink | None = None) -> None:
+        if not settings.binds:
+            raise ValueError("the smpp backend needs at least one bind")
+        self.settings = settings
+        self.submit_timeout = settings.submit_timeout
+        self.receipt_sink = receipt_sink
+        self.binds = [SmppBind(config, on_receipt=self._receipt) for config in settings.binds]
+        self._changed: asyncio.Event | None = None
+        self._turn = 0
+        for bind in self.binds:
+            bind.state_listeners.append(self._on_bind_change)
+
+    def __repr__(self) -> str:
+        return f"SmppBackend({[b.name for b in self.binds]})"
+
+    @property
+    def ready(self) -> bool:
+        """At least one bind can take a submit now; the scheduler holds pushes otherwise."""
+        return any(bind.usable for bind in self.binds)
+
+    async def start(self) -> None:
+        self._changed = asyncio.Event()
+        for bind in self.binds:
+            await bind.start()
+
+    async def close(self) -> None:
+        await asyncio.gather(*(bind.close() for bind in self.binds))
+
+    def _on_bind_change(self) -> None:
+        if self._changed is not None:
+            self._changed.set()
+
+    async def _receipt(self, bind: str, receipt: Receipt) -> None:
+        if self.receipt_sink is None:
+            log.info(
+                "smpp %s: receipt for %s: %s (no sink)", bind, receipt.message_id, receipt.state
+            )
+            return
+        try:
+            await self.receipt_sink(bind, receipt)
+        except Exception:
+            log.exception("smpp %s: recording the receipt for %s failed", bind, receipt.message_id)
+
+    async def wait_ready(self, timeout: float) -> bool:
+        """True once some bind is usable (tests and startup use it)."""
+        loop = asyncio.get_running_loop()
+        return await self._choose(loop.time() + timeout) is not None
+
+    async def _choose(self, deadline: float) -> SmppBind | None:
+        """The usable bind with the most free window, round robin among equals."""
+        assert self._changed is not None, "SmppBackend.send() before start()"
+        loop = asyncio.get_running_loop()
+        while True:
+            self._changed.clear()
+            count = len(self.binds)
+            best: SmppBind | None = None
+            for offset in range(count):
+                bind = self.binds[(self._turn + offset) % count]
+                if bind.usable and (best is None or bind.load < best.load):
+                    best = bind
+            if best is not None:
+                self._turn = (self._turn + 1) % count
+                return best
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), remaining)
+
+    async def send(self, push: PushRequest) -> SendResult:
+        if not valid_destination(push.destination):
+            return SendResult(
+                ok=False, permanent=True, detail=f"invalid destination {push.destination!r}"
+            )
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.submit_timeout
+        segments = push.segments
+        total = len(segments)
+        ids: list[str] = []
+        index = 0
+        last: SubmitOutcome | None = None
+        while index < total:
+            bind = await self._choose(deadline)
+            if bind is None:
+                why = "no SMPP bind available" if last is None else f"last answer: {last.detail}"
+                waited = f"not sent within {self.submit_timeout:g} s"
+                return self._give_up(push, index, f"segment {index + 1}/{total} {waited} ({why})")
+            if bind.config.encoding == "payload" and index == 0:
+                params, tlvs = payload_submit(bind, push.destination, segments)
+                covers = total
+            else:
+                params, tlvs = segment_submit(bind, push.destination, segments[index])
+                covers = 1
+            outcome = await bind.submit(params, tlvs)
+            if outcome.ok:
+                ids.append(outcome.message_id)
+                index += covers
+                continue
+            last = outcome
+            if outcome.status is None or outcome.status in CONGESTION:
+                # Lost link, no answer, or "slow down": the same bytes may go through
+                # another bind (or this one after its pause) before the deadline.
+                if loop.time() >= deadline:
+                    return self._give_up(
+                        push, index, f"segment {index + 1}/{total}: {outcome.detail}"
+                    )
+                continue
+            permanent = outcome.status in PERMANENT
+            detail = f"segment {index + 1}/{total} refused by {bind.name}: {outcome.detail}"
+            return self._give_up(push, index, detail, permanent=permanent)
+        return SendResult(
+            ok=True,
+            detail=f"{len(ids)} submit_sm accepted, SMSC id(s) {', '.join(ids)}",
+            gateway_ids=tuple(ids),
+        )
+
+    def _give_up(
+        self, push: PushRequest, sent: int, detail: str, *, permanent: bool = False
+    ) -> SendResult:
+        if sent:
+            detail += f" ({sent} earlier segment(s) were accepted)"
+        log.warning(
+            "push %s to %s failed (%s): %s",
+            push.reference,
+            push.destination,
+            "permanent" if permanent else "transient",
+            detail,
+        )
+        return SendResult(ok=False, permanent=permanent, detail=detail)
