@@ -177,6 +177,7 @@ class SmppBind:
             loop = asyncio.get_running_loop()
             session.unbind(loop.time())
             self._flush()
+            self._arm_timer()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._link_down.wait(), self.config.response_timeout)
         if self._connection is not None and self._connection.transport is not None:
@@ -215,6 +216,7 @@ class SmppBind:
                 self._session = session
                 session.connection_made(loop.time())
                 self._flush()
+                self._arm_timer()
                 await self._link_down.wait()
                 if connection.transport is not None:
                     connection.transport.close()
@@ -267,6 +269,7 @@ class SmppBind:
                 return SubmitOutcome(smpp.ESME_RINVMSGLEN, detail=f"cannot encode: {exc}")
             self._in_flight.set(session.in_flight)
             self._flush()
+            self._arm_timer()
             outcome = await future
         self._in_flight.set(session.in_flight)
         return outcome

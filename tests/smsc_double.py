@@ -18,6 +18,7 @@ import asyncio
 import itertools
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -38,6 +39,7 @@ class Submit:
     connection: int
     message_id: str
     status: int | None
+    raw: bytes = b""
 
 
 @dataclass
@@ -48,6 +50,7 @@ class _Link:
     unanswered: int = 0
     peak_unanswered: int = 0
     system_id: str = ""
+    held: list[tuple[Pdu, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -59,7 +62,7 @@ class SmscDouble:
     submit_script: SubmitScript | None = None
     port: int = 0
     submits: queue.Queue[Submit] = field(default_factory=queue.Queue)
-    bind_attempts: queue.Queue[tuple[str, int]] = field(default_factory=queue.Queue)
+    bind_attempts: queue.Queue[tuple[str, int, float]] = field(default_factory=queue.Queue)
     unbinds: queue.Queue[int] = field(default_factory=queue.Queue)
     enquire_links: int = 0
     links: dict[int, _Link] = field(default_factory=dict)
@@ -128,6 +131,21 @@ class SmscDouble:
 
         self.call(close)
 
+    def release_held(self, status: int = smpp.ESME_ROK) -> None:
+        """Answer every submit_sm held so far (the script returned None for them), and
+        answer the ones still to come at once."""
+
+        def answer() -> None:
+            self.submit_script = None
+            for link in self.links.values():
+                for pdu, message_id in link.held:
+                    params = {"message_id": message_id}
+                    self._send(link, Pdu(smpp.SUBMIT_SM_RESP, pdu.sequence, status, params))
+                link.unanswered -= len(link.held)
+                link.held.clear()
+
+        self.call(answer)
+
     def stop_listening(self) -> None:
         assert self._server is not None
         self.call(self._server.close)
@@ -142,7 +160,7 @@ class SmscDouble:
     def next_submit(self, timeout: float = 20) -> Submit:
         return self.submits.get(timeout=timeout)
 
-    def next_bind(self, timeout: float = 20) -> tuple[str, int]:
+    def next_bind(self, timeout: float = 20) -> tuple[str, int, float]:
         return self.bind_attempts.get(timeout=timeout)
 
     # ------------------------------------------------------------------ protocol
@@ -157,7 +175,7 @@ class SmscDouble:
                 if not data:
                     break
                 for raw in framer.feed(data):
-                    if not self._handle(link, smpp.decode(raw)):
+                    if not self._handle(link, smpp.decode(raw), raw):
                         return
                 await writer.drain()
         except (ConnectionError, smpp.DecodeError):
@@ -169,7 +187,7 @@ class SmscDouble:
     def _send(self, link: _Link, pdu: Pdu) -> None:
         link.writer.write(smpp.encode(pdu))
 
-    def _handle(self, link: _Link, pdu: Pdu) -> bool:
+    def _handle(self, link: _Link, pdu: Pdu, raw: bytes) -> bool:
         cid = pdu.command_id
         if cid in (smpp.BIND_TRANSMITTER, smpp.BIND_TRANSCEIVER, smpp.BIND_RECEIVER):
             ok = (
@@ -177,7 +195,7 @@ class SmscDouble:
                 and pdu.params["password"] == self.password
             )
             status = smpp.ESME_ROK if ok else smpp.ESME_RINVPASWD
-            self.bind_attempts.put((pdu.params["system_id"], status))
+            self.bind_attempts.put((pdu.params["system_id"], status, time.monotonic()))
             link.bound = ok
             link.system_id = pdu.params["system_id"]
             resp = Pdu(cid | smpp.RESPONSE_BIT, pdu.sequence, status, {"system_id": "double"})
@@ -191,22 +209,23 @@ class SmscDouble:
             self._send(link, Pdu(smpp.UNBIND_RESP, pdu.sequence))
             return False
         elif cid == smpp.SUBMIT_SM:
-            self._submit(link, pdu)
+            self._submit(link, pdu, raw)
         elif cid in (smpp.DELIVER_SM_RESP, smpp.ENQUIRE_LINK_RESP, smpp.GENERIC_NACK):
             pass
         else:
             self._send(link, Pdu(smpp.GENERIC_NACK, pdu.sequence, smpp.ESME_RINVCMDID))
         return True
 
-    def _submit(self, link: _Link, pdu: Pdu) -> None:
+    def _submit(self, link: _Link, pdu: Pdu, raw: bytes) -> None:
         if not link.bound:
             self._send(link, Pdu(smpp.SUBMIT_SM_RESP, pdu.sequence, smpp.ESME_RINVBNDSTS))
             return
         status = self.submit_script(pdu) if self.submit_script is not None else smpp.ESME_ROK
         message_id = f"{next(self._ids):08x}"
-        self.submits.put(Submit(pdu, link.number, message_id, status))
+        self.submits.put(Submit(pdu, link.number, message_id, status, raw))
         if status is None:
             link.unanswered += 1
+            link.held.append((pdu, message_id))
             link.peak_unanswered = max(link.peak_unanswered, link.unanswered)
             self.peak_unanswered = max(self.peak_unanswered, link.unanswered)
             return
