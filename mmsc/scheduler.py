@@ -50,7 +50,6 @@ class Scheduler:
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._reference = 0
         self.sweep_interval = 1.0
         self._last_sweep = 0.0
         self._last_depths = 0.0
@@ -121,15 +120,17 @@ class Scheduler:
             await asyncio.gather(*(self._send_one(row) for row in rows))
         return len(rows)
 
-    def _next_reference(self) -> int:
-        self._reference = (self._reference + 1) & (0xFFFF if self.ref16 else 0xFF)
-        return self._reference
+    def reference_for(self, push_id: int) -> int:
+        """The concatenation reference of a push, derived from its outbox id: every retry,
+        on any node, sends the same segments, so a handset holding some segments of an
+        earlier attempt can still complete the datagram (3GPP TS 23.040 §9.2.3.24.1)."""
+        return push_id & (0xFFFF if self.ref16 else 0xFF)
 
     async def _send_one(self, row: Any) -> None:
         core = self.core
         policy = core.policy
         segments = wap_push.notification_segments(
-            row.pdu, tid=row.id & 0xFF, reference=self._next_reference(), ref16=self.ref16
+            row.pdu, tid=row.id & 0xFF, reference=self.reference_for(row.id), ref16=self.ref16
         )
         request = PushRequest(
             destination=row.destination,

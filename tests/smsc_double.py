@@ -40,6 +40,7 @@ class Submit:
     message_id: str
     status: int | None
     raw: bytes = b""
+    received_at: float = 0.0
 
 
 @dataclass
@@ -222,7 +223,7 @@ class SmscDouble:
             return
         status = self.submit_script(pdu) if self.submit_script is not None else smpp.ESME_ROK
         message_id = f"{next(self._ids):08x}"
-        self.submits.put(Submit(pdu, link.number, message_id, status, raw))
+        self.submits.put(Submit(pdu, link.number, message_id, status, raw, time.monotonic()))
         if status is None:
             link.unanswered += 1
             link.held.append((pdu, message_id))

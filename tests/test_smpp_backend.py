@@ -263,6 +263,19 @@ def test_window_bounds_submits_in_flight(double: SmscDouble) -> None:
     assert double.submits.qsize() == 5
 
 
+def test_rate_spaces_submits(double: SmscDouble) -> None:
+    table = bind_table(double, rate=50.0)
+
+    async def body(backend: SmppBackend) -> None:
+        results = await asyncio.gather(*(backend.send(push()) for _ in range(6)))
+        assert all(r.ok for r in results)
+
+    run_with(backend_for(double, table), body)
+    times = [double.next_submit().received_at for _ in range(6)]
+    # Five intervals of 1/50 s at least (a little slack for how the double reads them).
+    assert times[-1] - times[0] >= 5 / 50 * 0.9
+
+
 # ----------------------------------------------------------------------------- the link
 
 

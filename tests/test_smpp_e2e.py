@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from protocol import mms, wap_push
+from protocol import mms, smpp, wap_push
 from tests import tshark
 from tests.harness import ServerProcess, http, start_server
 from tests.smsc_double import SmscDouble, Submit
@@ -190,5 +190,26 @@ def test_smsc_outage_and_a_crash_lose_no_notification(tmp_path: Path, double: Sm
             wait_until(
                 lambda m=message_id: trace(server, m)["recipients"][0]["state"] == "notified"
             )
+    finally:
+        server.stop()
+
+
+def test_a_retried_push_resends_the_same_segments(tmp_path: Path, double: SmscDouble) -> None:
+    """Same TID and concatenation reference on every attempt: a handset that kept the
+    segments of the first attempt can still join them with the second's."""
+    answers = [smpp.ESME_RSYSERR]
+    double.submit_script = lambda pdu: answers.pop() if answers else smpp.ESME_ROK
+    long_url = "http://mms.operator-with-a-very-long-host-name.example.net/" + "z" * 120
+    server = smpp_server(tmp_path, double, public_url=long_url)
+    try:
+        message_id, _ = send(server, [B])
+        refused = double.next_submit()
+        assert refused.status == smpp.ESME_RSYSERR
+        header, _ = wap_push.parse_user_data(refused.pdu.params["short_message"])
+        retried = [double.next_submit() for _ in range(header.total)]
+        assert retried[0].pdu.params["short_message"] == refused.pdu.params["short_message"]
+        notification_of(retried)
+        events = [e["event"] for e in trace(server, message_id)["events"]]
+        assert "push-retry" in events
     finally:
         server.stop()
