@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("mmsc.admin")
 READY_KEY = web.AppKey("ready", dict)
 CORE_KEY: web.AppKey[Mmsc | None] = web.AppKey("admin_core")
+BACKEND_KEY: web.AppKey[object | None] = web.AppKey("admin_backend")
 
 
 async def healthz(_request: web.Request) -> web.Response:
@@ -63,7 +64,19 @@ async def subscriber(request: web.Request) -> web.Response:
     return web.json_response(facts)
 
 
-def make_app(registry: CollectorRegistry = REGISTRY, core: Mmsc | None = None) -> web.Application:
+async def notify_status(request: web.Request) -> web.Response:
+    """GET /api/notify: the notification backend and, for SMPP, every bind's state."""
+    backend = request.app[BACKEND_KEY]
+    if backend is None:
+        return web.json_response({"error": "no notification backend"}, status=503)
+    status = getattr(backend, "status", None)
+    body = status() if callable(status) else {"backend": getattr(backend, "name", "?")}
+    return web.json_response(body)
+
+
+def make_app(
+    registry: CollectorRegistry = REGISTRY, core: Mmsc | None = None, backend: object = None
+) -> web.Application:
     async def metrics(_request: web.Request) -> web.Response:
         body = generate_latest(registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
@@ -71,9 +84,11 @@ def make_app(registry: CollectorRegistry = REGISTRY, core: Mmsc | None = None) -
     app = web.Application()
     app[READY_KEY] = {}
     app[CORE_KEY] = core
+    app[BACKEND_KEY] = backend
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/messages/{id}", message)
     app.router.add_get("/api/subscribers/{address}", subscriber)
+    app.router.add_get("/api/notify", notify_status)
     return app

@@ -89,7 +89,7 @@ async def run(config: dict[str, Any], stop: asyncio.Event | None = None) -> None
     )
     await scheduler.start()
 
-    admin_app = admin.make_app(core=core)
+    admin_app = admin.make_app(core=core, backend=backend)
     runners = [
         await _start_site(mm1.make_app(core, config), mm1_listen, "mm1"),
         await _start_site(admin_app, admin_listen, "admin"),

@@ -155,6 +155,21 @@ class SmppBind:
             return 1.0
         return session.in_flight / self.config.window
 
+    def status(self) -> dict[str, Any]:
+        session = self._session
+        return {
+            "name": self.name,
+            "address": f"{self.config.host}:{self.config.port}",
+            "mode": self.config.params.mode,
+            "system_id": self.config.params.system_id,
+            "bound": self.bound,
+            "paused": self.paused,
+            "in_flight": 0 if session is None or not self.bound else session.in_flight,
+            "window": self.config.window,
+            "binds": self.binds,
+            "last_error": self.last_error,
+        }
+
     def __repr__(self) -> str:
         return f"SmppBind({self.name!r}, {self.config.host}:{self.config.port})"
 

@@ -114,6 +114,11 @@ def test_send_req_becomes_a_submit_sm_that_tshark_reads_as_the_notification(
         assert decoded.fields("mmse.content_location") == [location]
         assert decoded.fields("mmse.message_size") == [str(len(request))]
 
+        status, body, _ = http("GET", f"{server.admin}/api/notify")
+        (bind,) = json.loads(body)["binds"]
+        assert status == 200 and bind["bound"] and bind["address"] == f"127.0.0.1:{double.port}"
+        assert bind["last_error"] == "" and bind["window"] == 10
+
         # The MMSC's own record: notified (the SMSC took it), not yet delivered.
         state = wait_until(
             lambda: trace(server, message_id)["recipients"][0]["state"] == "notified"

@@ -125,6 +125,14 @@ class SmppBackend:
         """At least one bind can take a submit now; the scheduler holds pushes otherwise."""
         return any(bind.usable for bind in self.binds)
 
+    def status(self) -> dict[str, Any]:
+        """What /api/notify shows an operator: is each bind up, how busy, why not."""
+        return {
+            "backend": self.name,
+            "ready": self.ready,
+            "binds": [bind.status() for bind in self.binds],
+        }
+
     async def start(self) -> None:
         self._changed = asyncio.Event()
         for bind in self.binds:
