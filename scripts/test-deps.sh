@@ -34,3 +34,7 @@ if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
   for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
 fi
 pg_isready -h 127.0.0.1 -p 5432
+
+# Jasmin, the SMSC-side SMPP server of the integration tests, in its own venv under
+# .cache/jasmin (Redis and RabbitMQ too, where neither answers nor is installed). Fast once done.
+bash "$(dirname "$0")/jasmin.sh" install
