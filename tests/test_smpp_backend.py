@@ -399,3 +399,22 @@ def test_settings_defaults_and_section_level_defaults() -> None:
 def test_bad_settings_name_the_key(section: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(message)):
         load_settings({"smpp": section})
+
+
+def test_failover_when_one_smsc_goes_away() -> None:
+    with SmscDouble() as first, SmscDouble() as second:
+        tables = [bind_table(first, name="first"), bind_table(second, name="second")]
+
+        async def body(backend: SmppBackend) -> None:
+            for bind in backend.binds:
+                assert await bind.wait_bound(5)
+            first.stop_listening()
+            first.drop_links()
+            results = [await backend.send(push(reference=n)) for n in range(4)]
+            assert all(r.ok for r in results), results
+            status = backend.status()
+            assert [b["bound"] for b in status["binds"]] == [False, True]
+
+        run_with(backend_for(first, *tables), body)
+        assert second.submits.qsize() == 4
+        assert first.submits.empty()
