@@ -425,10 +425,10 @@ def start_server(
         )
     server = Server(proc, log_path, {})
     deadline = time.monotonic() + timeout
-    while len(server.urls) < 2:
+    while len(server.urls) < 3:
         for match in LISTEN_RE.finditer(log_path.read_text(errors="replace")):
             server.urls[match.group(1)] = match.group(2)
-        if len(server.urls) >= 2:
+        if len(server.urls) >= 3:
             break
         if proc.poll() is not None or time.monotonic() > deadline:
             server.stop()
@@ -863,6 +863,7 @@ def main(argv: list[str] | None = None) -> int:
                     "msisdn_headers": ["X-MSISDN"],
                 },
                 "admin": {"listen": "127.0.0.1:0"},
+                "mm7": {"listen": "127.0.0.1:0"},
                 "notify": {"backend": "kannel", "sendsms_url": sink.url},
             }
             server = start_server(workdir, sections, args.log_level)

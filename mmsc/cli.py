@@ -130,6 +130,59 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_mm7_submit(args: argparse.Namespace) -> int:
+    """Submit a message as a VASP would and print the answer as JSON."""
+    import os
+    from pathlib import Path
+
+    import aiohttp
+
+    from mmsc import mm7_client
+    from protocol import mm7
+
+    if args.namespace not in mm7.NAMESPACES:
+        return _fail(f"unknown namespace {args.namespace!r}; one of {', '.join(mm7.NAMESPACES)}")
+    password = args.password if args.password is not None else os.environ.get("MMSC_MM7_PASSWORD")
+    request = mm7_client.submit_request(
+        to=args.to,
+        cc=args.cc,
+        sender=args.sender,
+        vasp_id=args.vasp_id or args.user,
+        vas_id=args.vas_id,
+        subject=args.subject,
+        text=args.text,
+        files=[Path(f) for f in args.files],
+        namespace=args.namespace,
+        delivery_report=True if args.delivery_report else None,
+        read_reply=True if args.read_reply else None,
+        expiry_seconds=args.expiry,
+    )
+
+    async def run() -> object:
+        async with aiohttp.ClientSession() as session:
+            return await mm7_client.exchange(
+                session,
+                args.url,
+                request,
+                username=args.user,
+                password=password,
+                timeout=args.timeout,
+            )
+
+    try:
+        answer = asyncio.run(run())
+    except mm7.Mm7DecodeError as exc:
+        return _fail(f"unreadable answer: {exc}")
+    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        return _fail(f"cannot reach {args.url}: {exc or type(exc).__name__}")
+    out = mm7_client.answer_json(answer)
+    print(json.dumps(out, indent=2, ensure_ascii=False, default=str))
+    status = out.get("status_code")
+    if isinstance(answer, mm7.Fault) and answer.detail is not None:
+        status = answer.detail.status_code
+    return 0 if status in (1000, 1100) else EXIT_BAD_INPUT
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mmsc", description="A self-hosted MMSC.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -168,6 +221,31 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--reference", type=int, default=0, help="concatenation reference")
     push.add_argument("--ref16", action="store_true", help="16-bit concatenation reference")
     push.set_defaults(func=cmd_pdu_push)
+
+    mm7_cmd = sub.add_parser("mm7", help="act as a VASP towards an MM7 endpoint")
+    mm7_sub = mm7_cmd.add_subparsers(dest="mm7_command", required=True)
+    submit = mm7_sub.add_parser(
+        "submit", help="send a SubmitReq and print the SubmitRsp (or Fault) as JSON"
+    )
+    submit.add_argument(
+        "--url", required=True, help="the MMSC's MM7 URL, e.g. http://host:8007/mm7"
+    )
+    submit.add_argument("--user", required=True, help="HTTP Basic user (the VASP account)")
+    submit.add_argument("--password", help="HTTP Basic password (default: $MMSC_MM7_PASSWORD)")
+    submit.add_argument("--to", action="append", required=True, help="recipient (repeatable)")
+    submit.add_argument("--cc", action="append", default=[], help="Cc recipient (repeatable)")
+    submit.add_argument("--from", dest="sender", help="sender short code")
+    submit.add_argument("--vasp-id", help="VASPID (default: --user)")
+    submit.add_argument("--vas-id", help="VASID")
+    submit.add_argument("--subject")
+    submit.add_argument("--text", help="a text/plain part")
+    submit.add_argument("--namespace", default="REL-6-MM7-1-4", help="MM7 schema version")
+    submit.add_argument("--delivery-report", action="store_true")
+    submit.add_argument("--read-reply", action="store_true")
+    submit.add_argument("--expiry", type=int, help="relative expiry in seconds")
+    submit.add_argument("--timeout", type=float, default=30.0)
+    submit.add_argument("files", nargs="*", help="files to attach (type from the name)")
+    submit.set_defaults(func=cmd_mm7_submit)
     return parser
 
 

@@ -9,6 +9,7 @@ Answers to a sender are given only after the writer reports the commit.
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import secrets
 import time
@@ -79,6 +80,7 @@ class Policy:
     notification_version: str = "1.2"
     notify_subject: str = "auto"  # "auto": only when the push still fits one SMS
     plan: NumberPlan = field(default_factory=NumberPlan)
+    vasp_shortcodes: dict[str, str] = field(default_factory=dict)  # short code -> VASP name
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Policy:
@@ -104,6 +106,7 @@ class Policy:
             notification_version=str(mm1.get("notification_version", "1.2")),
             notify_subject=_subject_mode(notify.get("include_subject", "auto")),
             plan=plan,
+            vasp_shortcodes=_vasp_shortcodes(config),
         )
 
     def renotify_delay(self, attempts: int) -> float:
@@ -154,9 +157,24 @@ def _recipients(pdu: MmsPdu, plan: NumberPlan) -> list[tuple[str, Address | None
     return out
 
 
-def _route(address: Address | None) -> str:
+def _vasp_shortcodes(config: dict[str, Any]) -> dict[str, str]:
+    """Short code -> VASP name from [[mm7.vasp]] (MO messages to them go out as DeliverReq)."""
+    tables = config.get("mm7", {}).get("vasp", [])
+    if isinstance(tables, dict):
+        tables = [tables]
+    out: dict[str, str] = {}
+    for table in tables if isinstance(tables, list) else []:
+        if isinstance(table, dict) and table.get("name"):
+            for code in table.get("shortcodes", []) or []:
+                out[str(code)] = str(table["name"])
+    return out
+
+
+def _route(address: Address | None, vasps: dict[str, str] | None = None) -> str:
     if address is None:
         return "invalid"
+    if address.kind == "shortcode" and vasps and address.value in vasps:
+        return "vasp"
     if address.kind in ("msisdn", "shortcode"):
         return "local"
     return "unsupported"  # e-mail (MM3) and IP handsets: not delivered by this MMSC yet
@@ -257,7 +275,8 @@ class Mmsc:
         rcpts = _recipients(pdu, self.policy.plan)
         if not rcpts:
             raise SendRefused("Error-permanent-message-format-corrupt", "no recipient")
-        if not any(_route(a) == "local" for _k, a, _t in rcpts):
+        vasps = self.policy.vasp_shortcodes
+        if not any(_route(a, vasps) in ("local", "vasp") for _k, a, _t in rcpts):
             raise SendRefused(
                 "Error-permanent-sending-address-unresolved", "no recipient can be reached"
             )
@@ -303,7 +322,7 @@ class Mmsc:
             if key in seen:
                 continue  # the same address twice gets one copy
             seen.add(key)
-            route = _route(address)
+            route = _route(address, vasps)
             local = route == "local"
             new_rcpts.append(
                 repo.NewRecipient(
@@ -311,7 +330,7 @@ class Mmsc:
                     address=key[:_ADDRESS_MAX],  # only an unroutable one can be longer
                     kind=kind,
                     route=route,
-                    state=repo.PENDING if local else repo.REJECTED,
+                    state=repo.PENDING if route in ("local", "vasp") else repo.REJECTED,
                     next_attempt_at=due if local else None,
                 )
             )
@@ -323,6 +342,13 @@ class Mmsc:
                 repo.Event(message_id, "recipient-added", now, rid, r.state, f"{r.kind} {r.route}")
                 for rid, r in zip(ids, new_rcpts, strict=True)
             ]
+            for rid, r in zip(ids, new_rcpts, strict=True):
+                if r.route == "vasp":  # an MO message to a VASP's short code: MM7 DeliverReq
+                    rows.append(
+                        self._queue_mm7(
+                            conn, "mm7-deliver", vasps[r.address], message_id, rid, now, {}
+                        )
+                    )
             repo.add_events(conn, rows)
             if device is not None:  # the sender's handset, learned in the same commit
                 repo.remember_subscriber(
@@ -481,6 +507,29 @@ class Mmsc:
         ]
         return out + self._delivery_report(conn, row, "Unreachable", now)
 
+    def _queue_mm7(
+        self,
+        conn: Connection,
+        kind: str,
+        vasp: str,
+        message_id: str,
+        recipient_id: int,
+        now: float,
+        info: dict[str, Any],
+    ) -> repo.Event:
+        """Queue an MM7 request to a VASP (sent by mmsc.mm7_outbound); ``info`` is what the
+        request needs beyond the message and recipient rows, kept as JSON in the outbox."""
+        repo.enqueue_push(
+            conn,
+            kind=kind,
+            destination=vasp,
+            pdu=json.dumps(info).encode(),
+            now=now,
+            message_id=message_id,
+            recipient_id=recipient_id,
+        )
+        return repo.Event(message_id, f"{kind}-queued", now, recipient_id, None, vasp)
+
     def _queue_report(
         self,
         conn: Connection,
@@ -511,8 +560,18 @@ class Mmsc:
     def _delivery_report(
         self, conn: Connection, row: Any, status: str, now: float, allowed: bool = True
     ) -> list[repo.Event]:
-        """Queue an m-delivery-ind to the originator when it asked for one (OMA-MMS-ENC §6.8)."""
-        if not (row.m_delivery_report and allowed and row.m_origin_interface == "mm1"):
+        """Queue an m-delivery-ind to the originator when it asked for one (OMA-MMS-ENC §6.8),
+        or a DeliveryReportReq to the VASP that submitted the message (TS 23.140 §5.7)."""
+        if not (row.m_delivery_report and allowed):
+            return []
+        if row.m_origin_interface == "mm7" and row.m_vasp:
+            info = {"recipient": row.address, "status": status, "date": now}
+            return [
+                self._queue_mm7(
+                    conn, "mm7-delivery-report", row.m_vasp, row.message_id, row.id, now, info
+                )
+            ]
+        if row.m_origin_interface != "mm1":
             return []
         originator = self._address(row.m_originator)
         if originator.kind != "msisdn":
@@ -558,7 +617,9 @@ class Mmsc:
         )
         return mms.encode(pdu, check_mandatory=False)
 
-    async def mark_retrieved(self, row: Any, *, report_allowed: bool = True, cause: str) -> bool:
+    async def mark_retrieved(
+        self, row: Any, *, report_allowed: bool = True, cause: str, interface: str = "mm1"
+    ) -> bool:
         now = time.time()
 
         def unit(conn: Connection) -> tuple[bool, list[repo.Event]]:
@@ -574,7 +635,7 @@ class Mmsc:
 
         moved: bool = await self.write(unit)
         if moved:
-            metrics.messages_delivered.labels("mm1").inc()
+            metrics.messages_delivered.labels(interface).inc()
             metrics.delivery_latency.observe(max(now - row.m_created_at, 0.0))
             self._wake()
         return moved
@@ -642,6 +703,13 @@ class Mmsc:
             status = str(pdu.headers.get("X-Mms-Read-Status", "Read"))
             repo.update_recipient(conn, rcpt.id, read_status=status, updated_at=now)
             out = [repo.Event(message_id, "read-report", now, rcpt.id, None, status)]
+            if message.read_report and message.origin_interface == "mm7" and message.vasp:
+                info = {"recipient": str(reader), "status": status, "date": now}
+                out.append(
+                    self._queue_mm7(
+                        conn, "mm7-read-reply", message.vasp, message_id, rcpt.id, now, info
+                    )
+                )
             originator = self._address(message.originator)
             if (
                 message.read_report

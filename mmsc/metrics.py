@@ -55,3 +55,13 @@ smpp_submit_seconds = Histogram(
 smpp_receipts = Counter(
     "mmsc_smpp_receipts", "deliver_sm received, by receipt state (or mo-ignored)", ["bind", "state"]
 )
+mm7_requests = Counter(
+    "mmsc_mm7_requests",
+    "MM7 requests from VASPs, by operation and the TS 23.140 status answered",
+    ["operation", "status"],
+)
+mm7_outbound = Counter(
+    "mmsc_mm7_outbound",
+    "MM7 requests sent to VASPs (DeliverReq, DeliveryReportReq, ReadReplyReq), by result",
+    ["operation", "result"],
+)

@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection
 
 from mmsc import metrics
 from mmsc.core import Mmsc
+from mmsc.mm7_outbound import Mm7Outbound
 from mmsc.notify.base import NotificationBackend, PushRequest, SendResult
 from protocol import wap_push
 from storage import repository as repo
@@ -28,6 +29,7 @@ from storage import repository as repo
 log = logging.getLogger("mmsc.scheduler")
 
 LEASE_SECONDS = 60.0
+PUSH_KINDS = ("notification", "delivery-ind", "read-orig-ind")  # what the SMS backend carries
 
 
 class Scheduler:
@@ -43,6 +45,7 @@ class Scheduler:
     ) -> None:
         self.core = core
         self.backend = backend
+        self.mm7: Mm7Outbound | None = None  # MM7 requests to VASPs, when any VASP is set up
         self.poll_interval = poll_interval
         self.batch = batch
         self.ref16 = ref16
@@ -99,6 +102,8 @@ class Scheduler:
         # While the backend cannot send (no SMPP bind up) pushes stay queued and their
         # attempts are not spent: an SMSC outage must not use up a notification's retries.
         sent = await self.send_pushes(now) if self.backend.ready else 0
+        if self.mm7 is not None:
+            sent += await self.mm7.send_due(now)
         if explicit or now - self._last_depths >= self.sweep_interval:
             self._last_depths = now
             await self.update_depths()
@@ -113,7 +118,8 @@ class Scheduler:
         owner = self.core.node_id
 
         def claim(conn: Connection) -> tuple[list[Any], list[repo.Event]]:
-            return repo.claim_outbox(conn, now, self.batch, owner, LEASE_SECONDS), []
+            rows = repo.claim_outbox(conn, now, self.batch, owner, LEASE_SECONDS, kinds=PUSH_KINDS)
+            return rows, []
 
         rows = await self.core.write(claim)
         if rows:

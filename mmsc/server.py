@@ -18,9 +18,11 @@ from typing import Any
 
 from aiohttp import web
 
-from mmsc import admin, mm1
+from mmsc import admin, mm1, mm7
 from mmsc.config import ConfigError, Listen
 from mmsc.core import Mmsc, Policy
+from mmsc.mm7_config import load_vasps
+from mmsc.mm7_outbound import Mm7Outbound
 from mmsc.notify.base import make_backend
 from mmsc.notify.smpp import SmppBackend
 from mmsc.receipts import ReceiptRecorder
@@ -60,8 +62,10 @@ async def run(config: dict[str, Any], stop: asyncio.Event | None = None) -> None
     storage_cfg = config.get("storage", {})
     mm1_listen = Listen.parse(config["mm1"]["listen"], "mm1.listen")
     admin_listen = Listen.parse(config["admin"]["listen"], "admin.listen")
+    mm7_listen = Listen.parse(config["mm7"]["listen"], "mm7.listen")
     sched_cfg = config.get("scheduler", {})
     backend = make_backend(config)
+    vasps = load_vasps(config)  # configuration errors before anything starts
     try:
         engine = db.create_engine(
             str(storage_cfg.get("database_url", "sqlite+aiosqlite:///var/mmsc.db")),
@@ -87,11 +91,16 @@ async def run(config: dict[str, Any], stop: asyncio.Event | None = None) -> None
         poll_interval=float(sched_cfg.get("poll_interval", 1.0)),
         batch=int(sched_cfg.get("batch", 100)),
     )
+    outbound = Mm7Outbound(core, vasps) if any(v.deliver_url for v in vasps.values()) else None
+    if outbound is not None:
+        await outbound.start()
+        scheduler.mm7 = outbound
     await scheduler.start()
 
     admin_app = admin.make_app(core=core, backend=backend)
     runners = [
         await _start_site(mm1.make_app(core, config), mm1_listen, "mm1"),
+        await _start_site(mm7.make_app(core, config), mm7_listen, "mm7"),
         await _start_site(admin_app, admin_listen, "admin"),
     ]
     admin_app[admin.READY_KEY]["database"] = True
@@ -102,6 +111,8 @@ async def run(config: dict[str, Any], stop: asyncio.Event | None = None) -> None
         for runner in runners:
             await runner.cleanup()
         await scheduler.close()
+        if outbound is not None:
+            await outbound.close()
         await backend.close()
         await core.close()
         await payloads.close()

@@ -191,6 +191,7 @@ _MESSAGE_COLUMNS = [
         "mms_version",
         "created_at",
         "expires_at",
+        "vasp",
     )
 ]
 
@@ -214,7 +215,9 @@ def get_recipient_by_id(conn: Connection, recipient_id: int) -> Row[Any] | None:
     return conn.execute(_BY_ID, {"rid": recipient_id}).first()
 
 
-def drop_queued_notifications(conn: Connection, recipient_ids: Sequence[int]) -> int:
+def drop_queued_notifications(
+    conn: Connection, recipient_ids: Sequence[int], reason: str = "recipient expired"
+) -> int:
     """Notification pushes not yet sent for these recipients will not be sent."""
     if not recipient_ids:
         return 0
@@ -225,7 +228,7 @@ def drop_queued_notifications(conn: Connection, recipient_ids: Sequence[int]) ->
             outbox.c.kind == "notification",
             outbox.c.state == QUEUED,
         )
-        .values(state=DROPPED, last_error="recipient expired")
+        .values(state=DROPPED, last_error=reason)
     )
     return int(result.rowcount or 0)
 
@@ -332,14 +335,23 @@ def enqueue_push(
 
 
 def claim_outbox(
-    conn: Connection, now: float, limit: int, owner: str, lease: float
+    conn: Connection,
+    now: float,
+    limit: int,
+    owner: str,
+    lease: float,
+    kinds: Sequence[str] | None = None,
 ) -> list[Row[Any]]:
-    """Take due pushes (and ones whose sender died: lease over) for ``owner``."""
+    """Take due pushes (and ones whose sender died: lease over) for ``owner``; only
+    ``kinds`` when given (SMS pushes and MM7 requests go out through different senders)."""
     due = or_(
         and_(outbox.c.state == QUEUED, outbox.c.due_at <= now),
         and_(outbox.c.state == SENDING, outbox.c.claimed_until < now),
     )
-    q = select(outbox.c.id).where(due).order_by(outbox.c.due_at).limit(limit)
+    q = select(outbox.c.id).where(due)
+    if kinds is not None:
+        q = q.where(outbox.c.kind.in_(list(kinds)))
+    q = q.order_by(outbox.c.due_at).limit(limit)
     ids = [r.id for r in (conn.execute(_skip_locked(conn, q))).all()]
     if not ids:
         return []
@@ -443,6 +455,27 @@ def messages_to_purge(conn: Connection, before: float, limit: int) -> list[Row[A
 
 def set_message_state(conn: Connection, message_id: str, state: str) -> None:
     _update(conn, "messages", "id", message_id, {"state": state})
+
+
+def replace_content(
+    conn: Connection,
+    message_id: str,
+    *,
+    payload_key: str,
+    size: int,
+    content_type: str,
+    subject: str | None,
+    headers: Any,
+) -> bool:
+    """Point a message at new content (MM7 ReplaceReq); False if the message is gone."""
+    values = {
+        "payload_key": payload_key,
+        "size": size,
+        "content_type": content_type,
+        "subject": subject,
+        "headers": headers,
+    }
+    return bool(_update(conn, "messages", "id", message_id, values))
 
 
 def prune_pushes(conn: Connection, before: float) -> int:

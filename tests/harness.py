@@ -29,6 +29,7 @@ from protocol import mms, wap_push
 from tests.conftest import ROOT
 
 LISTEN_RE = re.compile(r"mmsc: (\w+) listening on (http://\S+)")
+LISTENERS = ("mm1", "mm7", "admin")
 
 
 @dataclass
@@ -42,6 +43,10 @@ class ServerProcess:
     @property
     def mm1(self) -> str:
         return self.urls["mm1"]
+
+    @property
+    def mm7(self) -> str:
+        return self.urls["mm7"]
 
     @property
     def admin(self) -> str:
@@ -61,20 +66,30 @@ class ServerProcess:
         self.stop(signal.SIGKILL)
 
 
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def write_config(path: Path, sections: dict[str, dict[str, Any]]) -> Path:
+    """A TOML file; a list of dicts becomes an array of tables ([[section.key]])."""
     lines: list[str] = []
     for section, values in sections.items():
         lines.append(f"[{section}]")
+        tables: list[tuple[str, dict[str, Any]]] = []
         for key, value in values.items():
-            if isinstance(value, bool):
-                lines.append(f"{key} = {'true' if value else 'false'}")
-            elif isinstance(value, (int, float)):
-                lines.append(f"{key} = {value}")
-            elif isinstance(value, list):
-                items = ", ".join(f'"{v}"' for v in value)
-                lines.append(f"{key} = [{items}]")
+            if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+                tables += [(key, v) for v in value]
             else:
-                lines.append(f'{key} = "{value}"')
+                lines.append(f"{key} = {_toml_value(value)}")
+        for key, table in tables:
+            lines.append(f"[[{section}.{key}]]")
+            lines += [f"{k} = {_toml_value(v)}" for k, v in table.items()]
         lines.append("")
     path.write_text("\n".join(lines))
     return path
@@ -90,6 +105,7 @@ def start_server(
             "payload_dir": str(workdir / "payloads"),
         },
         "mm1": {"listen": "127.0.0.1:0", "trust_pdu_sender": False},
+        "mm7": {"listen": "127.0.0.1:0"},
         "admin": {"listen": "127.0.0.1:0"},
         "scheduler": {"poll_interval": 0.2},
     }
@@ -105,7 +121,7 @@ def start_server(
     )
     server = ServerProcess(proc, {})
     assert proc.stdout is not None
-    while len(server.urls) < 2:
+    while len(server.urls) < len(LISTENERS):
         line = proc.stdout.readline().decode(errors="replace")
         if not line:
             raise RuntimeError("mmsc serve exited during start-up:\n" + "".join(server.log))

@@ -101,6 +101,7 @@ def test_serve_with_no_configuration(tmp_path: Path) -> None:
         os.environ,
         MMSC_MM1__LISTEN="127.0.0.1:0",
         MMSC_ADMIN__LISTEN="127.0.0.1:0",
+        MMSC_MM7__LISTEN="127.0.0.1:0",
         PYTHONPATH=str(ROOT),
     )
     proc = subprocess.Popen(
@@ -109,7 +110,7 @@ def test_serve_with_no_configuration(tmp_path: Path) -> None:
     try:
         urls: dict[str, str] = {}
         seen = []
-        while len(urls) < 2:
+        while len(urls) < 3:
             line = proc.stdout.readline().decode()  # blocks until each listener is bound
             assert line, "".join(seen)
             seen.append(line)

@@ -1,0 +1,177 @@
+"""MM7 requests to MMS PDUs and back (3GPP TS 23.140 §8.7 <-> OMA-MMS-ENC §6).
+
+A VASP's SubmitReq is stored the same way as a handset's m-send-req (the raw
+m-send-req encoding in the payload store, the envelope in the database), so
+retrieval, reports and expiry need no MM7 special case. This module maps the
+SOAP elements onto the MMS header fields they correspond to (TS 23.140
+Table 8 lists the MM7_submit.REQ information elements; OMA-MMS-ENC §6.1 the
+m-send-req fields).
+"""
+
+from __future__ import annotations
+
+import calendar
+from datetime import datetime, timedelta
+from typing import Any
+
+from protocol import mms
+from protocol.mm7 import Address as Mm7Address
+from protocol.mm7 import Content, content_parts
+from protocol.mms import MmsPdu
+
+# MM7 MessageClass / Priority / ContentClass values and their MMS spellings.
+MESSAGE_CLASSES = {
+    "personal": "Personal",
+    "informational": "Informational",
+    "advertisement": "Advertisement",
+    "auto": "Auto",
+}
+PRIORITIES = {"low": "Low", "normal": "Normal", "high": "High"}
+MMS_13_FIELDS = (
+    "X-Mms-Applic-ID",
+    "X-Mms-Reply-Applic-ID",
+    "X-Mms-Aux-Applic-Info",
+    "X-Mms-Content-Class",
+    "X-Mms-DRM-Content",
+)
+CONTENT_CLASSES = {
+    "text": "text",
+    "image-basic": "image-basic",
+    "image-rich": "image-rich",
+    "video-basic": "video-basic",
+    "video-rich": "video-rich",
+    "megapixel": "megapixel",
+    "content-basic": "content-basic",
+    "content-rich": "content-rich",
+}
+
+
+def mms_address(address: Mm7Address) -> str:
+    """An MM7 address as an MMS address string our address parser understands."""
+    if address.kind == "Number":
+        return f"{address.value}/TYPE=PLMN"
+    return address.value  # ShortCode digits, or an RFC 2822 address
+
+
+def _when(value: datetime | timedelta | None) -> dict[str, int] | None:
+    """ExpiryDate / EarliestDeliveryTime: absolute or relative (TS 23.140 §8.7.1)."""
+    if value is None:
+        return None
+    if isinstance(value, timedelta):
+        return {"relative": max(int(value.total_seconds()), 0)}
+    return {"absolute": calendar.timegm(value.utctimetuple())}
+
+
+def _yes_no(value: bool | None) -> str | None:
+    return None if value is None else ("Yes" if value else "No")
+
+
+def content_pdu_fields(content: Content | None) -> tuple[str, dict[str, Any], list[Any]]:
+    """(content type, its parameters, parts) of an m-send-req carrying ``content``."""
+    if content is None:
+        return "application/vnd.wap.multipart.mixed", {}, []
+    parts = content_parts(content)
+    ctype = content.content_type.lower()
+    params: dict[str, Any] = {}
+    if ctype == "multipart/related":
+        params = {k: v for k, v in content.params.items() if k in ("start", "type")}
+        return "application/vnd.wap.multipart.related", params, parts
+    return "application/vnd.wap.multipart.mixed", params, parts
+
+
+def submit_to_pdu(req: Any, sender: str) -> MmsPdu:
+    """The m-send-req a SubmitReq stands for; ``sender`` is the VASP's checked short code."""
+    headers: dict[str, Any] = {"From": sender}
+    for name, attr in (("To", "to"), ("Cc", "cc"), ("Bcc", "bcc")):
+        addresses = getattr(req, attr, None) or []
+        if addresses:
+            headers[name] = [mms_address(a) for a in addresses]
+    if getattr(req, "subject", None):
+        headers["Subject"] = req.subject
+    message_class = (getattr(req, "message_class", None) or "").lower()
+    if message_class in MESSAGE_CLASSES:
+        headers["X-Mms-Message-Class"] = MESSAGE_CLASSES[message_class]
+    priority = (getattr(req, "priority", None) or "").lower()
+    if priority in PRIORITIES:
+        headers["X-Mms-Priority"] = PRIORITIES[priority]
+    for name, attr in (
+        ("X-Mms-Delivery-Report", "delivery_report"),
+        ("X-Mms-Read-Report", "read_reply"),
+        ("X-Mms-Distribution-Indicator", "distribution_indicator"),
+        ("X-Mms-DRM-Content", "drm_content"),
+    ):
+        value = _yes_no(getattr(req, attr, None))
+        if value is not None:
+            headers[name] = value
+    expiry = _when(getattr(req, "expiry_date", None))
+    if expiry is not None:
+        headers["X-Mms-Expiry"] = expiry
+    earliest = _when(getattr(req, "earliest_delivery_time", None))
+    if earliest is not None:
+        headers["X-Mms-Delivery-Time"] = earliest
+    content_class = (getattr(req, "content_class", None) or "").lower()
+    if content_class in CONTENT_CLASSES:
+        headers["X-Mms-Content-Class"] = CONTENT_CLASSES[content_class]
+    for name, attr in (
+        ("X-Mms-Applic-ID", "applic_id"),
+        ("X-Mms-Reply-Applic-ID", "reply_applic_id"),
+        ("X-Mms-Aux-Applic-Info", "aux_applic_info"),
+    ):
+        value = getattr(req, attr, None)
+        if value:
+            headers[name] = str(value)
+    content_type, params, parts = content_pdu_fields(getattr(req, "content", None))
+    # OMA-MMS-ENC 1.3 fields need a 1.3 PDU; otherwise stay at 1.2, which every handset reads.
+    version = "1.3" if any(name in headers for name in MMS_13_FIELDS) else "1.2"
+    return MmsPdu(
+        "m-send-req",
+        req.transaction_id[:100] or "mm7",
+        version,
+        headers,
+        content_type,
+        params,
+        parts,
+    )
+
+
+def encode_submit(pdu: MmsPdu) -> bytes:
+    """The raw m-send-req that goes to the payload store (what retrieval reads back)."""
+    return mms.encode(pdu, check_mandatory=False)
+
+
+def replaced_pdu(stored: MmsPdu, req: Any) -> MmsPdu:
+    """The stored m-send-req with a ReplaceReq applied: new content, and the few
+    fields a ReplaceReq may change (TS 23.140 §8.7.6); the rest stays as submitted."""
+    headers = dict(stored.headers)
+    for name, attr in (
+        ("X-Mms-Read-Report", "read_reply"),
+        ("X-Mms-Distribution-Indicator", "distribution_indicator"),
+    ):
+        value = _yes_no(getattr(req, attr, None))
+        if value is not None:
+            headers[name] = value
+    earliest = _when(getattr(req, "earliest_delivery_time", None))
+    if earliest is not None:
+        headers["X-Mms-Delivery-Time"] = earliest
+    content = getattr(req, "content", None)
+    if content is None:
+        return MmsPdu(
+            stored.message_type,
+            stored.transaction_id,
+            stored.mms_version,
+            headers,
+            stored.content_type,
+            stored.content_type_params,
+            stored.parts,
+            stored.body,
+        )
+    content_type, params, parts = content_pdu_fields(content)
+    return MmsPdu(
+        stored.message_type,
+        stored.transaction_id,
+        stored.mms_version,
+        headers,
+        content_type,
+        params,
+        parts,
+    )

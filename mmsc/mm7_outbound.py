@@ -1,0 +1,236 @@
+"""Requests the MMSC sends to VASPs: DeliverReq, DeliveryReportReq, ReadReplyReq.
+
+They are queued in the same durable outbox as WAP pushes (kinds ``mm7-*``,
+destination = the VASP's name), claimed with a lease, and retried with the
+push back-off when the VASP cannot be reached or answers with a server or
+service error (3xxx, 4xxx). A client error (2xxx: the VASP says our request
+is wrong) is final for that request. Every answer is an event on the message
+(TS 23.140 §5.3, §5.7, §5.8 for the three operations).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+from sqlalchemy.engine import Connection
+
+from mmsc import metrics
+from mmsc.core import Mmsc
+from mmsc.mm7_client import exchange
+from mmsc.mm7_config import VaspAccount
+from protocol import mm7, mms
+from storage import repository as repo
+
+log = logging.getLogger("mmsc.mm7.outbound")
+
+MM7_KINDS = ("mm7-deliver", "mm7-delivery-report", "mm7-read-reply")
+LEASE_SECONDS = 120.0
+# MMS X-Mms-Status (as the core records it) -> MM7 MMStatus (TS 23.140 §8.7.5).
+DELIVERY_STATUS = {
+    "Retrieved": "Retrieved",
+    "Rejected": "Rejected",
+    "Expired": "Expired",
+    "Deferred": "Indeterminate",
+    "Unrecognised": "Indeterminate",
+    "Forwarded": "Forwarded",
+    "Unreachable": "Indeterminate",
+}
+READ_STATUS = {"Read": "Read", "Deleted without being read": "Deleted"}
+
+
+def _utc(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def mime_content(pdu: mms.MmsPdu) -> mm7.Content | None:
+    """The MMS body as the MIME entity an MM7 request carries."""
+    if not pdu.parts:
+        return None
+    ctype = (pdu.content_type or "").lower()
+    if ctype == "application/vnd.wap.multipart.related":
+        params = {
+            k: str(v) for k, v in (pdu.content_type_params or {}).items() if k in ("start", "type")
+        }
+        return mm7.content_from_parts("multipart/related", params, list(pdu.parts))
+    return mm7.content_from_parts("multipart/mixed", {}, list(pdu.parts))
+
+
+class Mm7Outbound:
+    def __init__(
+        self, core: Mmsc, vasps: dict[str, VaspAccount], *, relay_id: str = "mmsc", batch: int = 50
+    ) -> None:
+        self.core = core
+        self.vasps = vasps
+        self.relay_id = relay_id
+        self.batch = batch
+        self._session: aiohttp.ClientSession | None = None
+        self._limits = {name: asyncio.Semaphore(v.max_concurrency) for name, v in vasps.items()}
+        self._next_at: dict[str, float] = {}
+
+    async def start(self) -> None:
+        self._session = aiohttp.ClientSession(headers={"User-Agent": "mmsc"})
+
+    async def close(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+    async def send_due(self, now: float) -> int:
+        """Claim due MM7 requests and send them; the number claimed."""
+        if self._session is None:
+            return 0
+        owner = self.core.node_id
+
+        def claim(conn: Connection) -> tuple[list[Any], list[repo.Event]]:
+            rows = repo.claim_outbox(conn, now, self.batch, owner, LEASE_SECONDS, kinds=MM7_KINDS)
+            return rows, []
+
+        rows = await self.core.write(claim)
+        if rows:
+            await asyncio.gather(*(self._send_one(row) for row in rows))
+        return len(rows)
+
+    async def _pace(self, account: VaspAccount) -> None:
+        if account.rate <= 0:
+            return
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        slot = max(now, self._next_at.get(account.name, 0.0))
+        self._next_at[account.name] = slot + 1.0 / account.rate
+        if slot > now:
+            await asyncio.sleep(slot - now)
+
+    async def _send_one(self, row: Any) -> None:
+        account = self.vasps.get(row.destination)
+        if account is None or not account.deliver_url:
+            why = "no such VASP" if account is None else "the VASP has no deliver_url"
+            await self._finish(row, ok=False, permanent=True, detail=why)
+            return
+        try:
+            request = await self._build(row, account)
+        except (KeyError, ValueError) as exc:  # message or body gone (expired, purged)
+            await self._finish(row, ok=False, permanent=True, detail=f"cannot build: {exc}")
+            return
+        assert self._session is not None
+        async with self._limits[account.name]:
+            await self._pace(account)
+            try:
+                answer = await exchange(
+                    self._session,
+                    account.deliver_url,
+                    request,
+                    username=account.deliver_username,
+                    password=account.deliver_password,
+                    namespace=account.namespace,
+                    prefix=account.prefix,
+                )
+            except mm7.Mm7DecodeError as exc:
+                await self._finish(
+                    row, ok=False, permanent=False, detail=f"unreadable answer: {exc}"
+                )
+                return
+            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                detail = f"{type(exc).__name__}: {exc}"
+                await self._finish(row, ok=False, permanent=False, detail=detail)
+                return
+        if isinstance(answer, mm7.Fault):
+            code = answer.detail.status_code if answer.detail is not None else 3000
+            text = f"Fault {answer.faultcode} {code}: {answer.faultstring}"
+        else:
+            code = int(getattr(answer, "status_code", 3000))
+            text = f"{code} {getattr(answer, 'status_text', '')}".strip()
+        ok = 1000 <= code < 2000
+        await self._finish(row, ok=ok, permanent=2000 <= code < 3000, detail=text)
+
+    async def _build(self, row: Any, account: VaspAccount) -> Any:
+        namespace = account.namespace
+        common: dict[str, Any] = {
+            "transaction_id": f"mmsc-{row.id}",
+            "namespace": namespace,
+            "mm7_version": mm7.MM7_VERSIONS.get(namespace, ""),
+            "mms_relay_server_id": self.relay_id,
+        }
+        message = await self.core.read(repo.get_message, row.message_id)
+        if message is None:
+            raise KeyError(row.message_id)
+        info = json.loads(row.pdu or b"{}")
+        originator = mm7.Address("Number", message.originator)
+        if row.kind == "mm7-deliver":
+            recipient = await self.core.read(repo.get_recipient_by_id, row.recipient_id)
+            if recipient is None:
+                raise KeyError(row.recipient_id)
+            pdu = mms.decode(await self.core.payloads.get(message.payload_key))
+            return mm7.DeliverReq(
+                **common,
+                linked_id=message.id,
+                sender=originator,
+                to=[mm7.Address("ShortCode", recipient.address)],
+                time_stamp=_utc(message.created_at),
+                priority=message.priority,
+                subject=message.subject,
+                content=mime_content(pdu),
+            )
+        vasp_code = mm7.Address("ShortCode", message.originator)
+        if row.kind == "mm7-delivery-report":
+            return mm7.DeliveryReportReq(
+                **common,
+                message_id=message.id,
+                recipient=mm7.Address("Number", info["recipient"]),
+                sender=vasp_code,
+                date=_utc(info.get("date", time.time())),
+                mm_status=DELIVERY_STATUS.get(info.get("status", ""), "Indeterminate"),
+                status_text=info.get("status"),
+            )
+        return mm7.ReadReplyReq(
+            **common,
+            message_id=message.id,
+            recipient=mm7.Address("Number", info["recipient"]),
+            sender=vasp_code,
+            time_stamp=_utc(info.get("date", time.time())),
+            mm_status=READ_STATUS.get(info.get("status", ""), "Indeterminate"),
+            status_text=info.get("status"),
+        )
+
+    async def _finish(self, row: Any, *, ok: bool, permanent: bool, detail: str) -> None:
+        core = self.core
+        now = time.time()
+        policy = core.policy
+        if ok:
+            state, retry_at, label = repo.SENT, None, "sent"
+        elif permanent or row.attempts >= policy.push_max_attempts:
+            state, retry_at, label = repo.FAILED, None, "failed"
+        else:
+            state, retry_at, label = repo.QUEUED, now + policy.push_delay(row.attempts), "retry"
+        metrics.mm7_outbound.labels(row.kind, label).inc()
+        if not ok:
+            log.warning("%s %s to %s: %s (%s)", row.kind, row.id, row.destination, detail, label)
+
+        def record(conn: Connection) -> tuple[None, list[repo.Event]]:
+            owned = repo.finish_push(
+                conn,
+                row.id,
+                core.node_id,
+                state=state,
+                now=now,
+                error=None if ok else detail,
+                retry_at=retry_at,
+            )
+            if not owned or row.message_id is None:
+                return None, []
+            event = repo.Event(
+                row.message_id, f"{row.kind}-{label}", now, row.recipient_id, None, detail
+            )
+            repo.add_events(conn, [event])
+            return None, [event]
+
+        await core.write(record)
+        if ok and row.kind == "mm7-deliver" and row.recipient_id is not None:
+            recipient = await core.read(repo.get_recipient_by_id, row.recipient_id)
+            if recipient is not None:
+                await core.mark_retrieved(recipient, cause="delivered to the VASP", interface="mm7")

@@ -1,0 +1,416 @@
+"""MM7 end to end: a VASP talks to a real `mmsc serve` over HTTP, handsets over MM1.
+
+The VASP side is our own MM7 client (mmsc.mm7_client, the same code as
+`mmsc mm7 submit`) and a VASP endpoint on loopback (tests/vasp_sink.py) for
+what the MMSC sends to the VASP; pushes go to a Kannel-style SMS sink.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.parse
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from mmsc.mm7_client import exchange, submit_request
+from protocol import mm7, mms
+from protocol.mms import MmsPdu
+from protocol.wsp import Part
+from tests.conftest import ROOT
+from tests.harness import ServerProcess, SmsSink, http, start_server
+from tests.test_mm1_e2e import fetch_url, post_pdu
+from tests.vasp_sink import VaspSink
+
+A, B, C = "+15550000001", "+15550000002", "+15550000003"
+SHORTCODE = "1234"
+OTHER_SHORTCODE = "5678"
+PASSWORD = "s3cret"
+JPEG = b"\xff\xd8\xff\xe0" + bytes(2000) + b"\xff\xd9"
+
+
+@pytest.fixture
+def sink() -> Iterator[SmsSink]:
+    with SmsSink() as s:
+        yield s
+
+
+@pytest.fixture
+def vasp() -> Iterator[VaspSink]:
+    with VaspSink() as v:
+        yield v
+
+
+def mm7_server(tmp_path: Path, sink: SmsSink, vasp: VaspSink, **mm1: Any) -> ServerProcess:
+    return start_server(
+        tmp_path,
+        {
+            "mm1": {"public_url": "http://mmsc.test/mms", "trust_pdu_sender": False, **mm1},
+            "notify": {"backend": "kannel", "sendsms_url": sink.url, "retry_initial": 0.2},
+            "mm7": {
+                "vasp": [
+                    {
+                        "name": "acme",
+                        "password": PASSWORD,
+                        "vasp_id": "acme-id",
+                        "shortcodes": [SHORTCODE],
+                        "deliver_url": vasp.url,
+                        "namespace": "REL-5-MM7-1-2",
+                    },
+                    {"name": "other", "password": "x", "shortcodes": [OTHER_SHORTCODE]},
+                ]
+            },
+        },
+    )
+
+
+def call(server: ServerProcess, op: Any, *, user: str = "acme", password: str = PASSWORD) -> Any:
+    async def run() -> Any:
+        async with aiohttp.ClientSession() as session:
+            return await exchange(
+                session, server.mm7 + "/mm7", op, username=user, password=password
+            )
+
+    return asyncio.run(run())
+
+
+def content(text: str = "Hello from ACME", image: bytes = JPEG) -> mm7.Content:
+    smil = (
+        b'<smil><body><par dur="5s"><img src="cid:img"/><text src="cid:txt"/></par></body></smil>'
+    )
+    parts = [
+        Part("application/smil", {}, {"Content-ID": "<smil>"}, smil),
+        Part("text/plain", {"charset": "utf-8"}, {"Content-ID": "<txt>"}, text.encode()),
+        Part("image/jpeg", {"name": "c.jpg"}, {"Content-ID": "<img>"}, image),
+    ]
+    return mm7.content_from_parts(
+        "multipart/related", {"type": "application/smil", "start": "<smil>"}, parts
+    )
+
+
+def submit(namespace: str, to: list[str], **fields: Any) -> Any:
+    values: dict[str, Any] = {
+        "transaction_id": f"tx-{namespace}",
+        "namespace": namespace,
+        "mm7_version": mm7.MM7_VERSIONS[namespace],
+        "vasp_id": "acme-id",
+        "sender_address": mm7.Address("ShortCode", SHORTCODE),
+        "to": [mm7.Address("Number", n) for n in to],
+        "subject": "Coupon",
+        "delivery_report": True,
+        "read_reply": True,
+        "content": content(),
+    }
+    values.update(fields)
+    return mm7.SubmitReq(**values)
+
+
+def fetch(server: ServerProcess, location: str) -> MmsPdu:
+    status, body, _ = http("GET", fetch_url(server.mm1, location))
+    assert status == 200
+    return mms.decode(body)
+
+
+def messages_received(server: ServerProcess) -> float:
+    _status, body, _ = http("GET", server.admin + "/metrics")
+    for line in body.decode().splitlines():
+        if line.startswith('mmsc_messages_received_total{interface="mm7"}'):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+@pytest.mark.parametrize("namespace", ["REL-5-MM7-1-0", "REL-6-MM7-1-4"])
+def test_vasp_submit_reaches_two_handsets_with_reports(
+    tmp_path: Path, sink: SmsSink, vasp: VaspSink, namespace: str
+) -> None:
+    server = mm7_server(tmp_path, sink, vasp)
+    try:
+        rsp = call(server, submit(namespace, [B, C]))
+        assert isinstance(rsp, mm7.SubmitRsp), rsp
+        assert (rsp.status_code, rsp.namespace, rsp.transaction_id) == (
+            1000,
+            namespace,
+            f"tx-{namespace}",
+        )
+        assert rsp.mm7_version == mm7.MM7_VERSIONS[namespace]
+        message_id = rsp.message_id
+        pushes = {p.to: p for p in (sink.next(), sink.next())}
+        assert set(pushes) == {B, C}
+        for push in pushes.values():
+            assert push.pdu.headers["From"] == f"{SHORTCODE}/TYPE=PLMN"
+            assert push.pdu.headers["Subject"] == "Coupon"
+        # Both fetch: the SMIL presentation and every part arrive intact.
+        for handset, push in pushes.items():
+            conf = fetch(server, push.pdu.headers["X-Mms-Content-Location"])
+            assert conf.headers["Message-ID"] == message_id
+            assert conf.content_type == "application/vnd.wap.multipart.related"
+            assert [p.content_type for p in conf.parts] == [
+                "application/smil",
+                "text/plain",
+                "image/jpeg",
+            ]
+            assert bytes(conf.parts[2].data) == JPEG
+            ack = MmsPdu("m-acknowledge-ind", conf.transaction_id, "1.2", {})
+            assert post_pdu(server.mm1 + "/mms", ack, handset)[0] == 204
+        reports = [vasp.next() for _ in range(2)]
+        for report in reports:
+            assert isinstance(report.op, mm7.DeliveryReportReq)
+            assert report.op.namespace == "REL-5-MM7-1-2"  # the VASP's configured version
+            assert report.op.message_id == message_id and report.op.mm_status == "Retrieved"
+        assert {r.op.recipient.value for r in reports} == {B, C}
+        # B reads it: the VASP gets a ReadReplyReq.
+        read = MmsPdu(
+            "m-read-rec-ind",
+            None,
+            "1.2",
+            {
+                "Message-ID": message_id,
+                "To": [f"{SHORTCODE}/TYPE=PLMN"],
+                "X-Mms-Read-Status": "Read",
+            },
+        )
+        assert post_pdu(server.mm1 + "/mms", read, B)[0] == 204
+        reply = vasp.next()
+        assert isinstance(reply.op, mm7.ReadReplyReq)
+        assert (reply.op.message_id, reply.op.mm_status, reply.op.recipient.value) == (
+            message_id,
+            "Read",
+            B,
+        )
+    finally:
+        server.stop()
+
+
+def test_mo_message_to_a_short_code_reaches_the_vasp(
+    tmp_path: Path, sink: SmsSink, vasp: VaspSink
+) -> None:
+    server = mm7_server(tmp_path, sink, vasp)
+    try:
+        image = b"\xff\xd8" + bytes(range(256)) * 4
+        request = MmsPdu(
+            "m-send-req",
+            "MO-1",
+            "1.2",
+            {
+                "From": None,
+                "To": [f"{SHORTCODE}/TYPE=PLMN"],
+                "Subject": "WIN",
+                "X-Mms-Delivery-Report": "Yes",
+            },
+            "application/vnd.wap.multipart.mixed",
+            {},
+            [
+                Part("text/plain", {"charset": "utf-8"}, {"Content-ID": "<t>"}, b"WIN 42"),
+                Part("image/jpeg", {"name": "p.jpg"}, {"Content-ID": "<p>"}, image),
+            ],
+        )
+        status, body = post_pdu(server.mm1 + "/mms", request, A)
+        conf = mms.decode(body)
+        assert status == 200 and conf.headers["X-Mms-Response-Status"] == "Ok"
+        got = vasp.next()
+        deliver = got.op
+        assert isinstance(deliver, mm7.DeliverReq)
+        assert got.authorization is None  # no deliver_username configured
+        assert deliver.sender.value == A
+        assert [a.value for a in deliver.to] == [SHORTCODE]
+        assert deliver.subject == "WIN"
+        parts = mm7.content_parts(deliver.content)
+        assert [(p.content_type, bytes(p.data)) for p in parts] == [
+            ("text/plain", b"WIN 42"),
+            ("image/jpeg", image),
+        ]
+        # The VASP took it: A's delivery report says Retrieved.
+        report = sink.next()
+        assert report.to == A and report.pdu.message_type == "m-delivery-ind"
+        assert report.pdu.headers["X-Mms-Status"] == "Retrieved"
+    finally:
+        server.stop()
+
+
+def test_cancel_and_replace_before_retrieval_and_not_after(
+    tmp_path: Path, sink: SmsSink, vasp: VaspSink
+) -> None:
+    server = mm7_server(tmp_path, sink, vasp)
+    ns = "REL-6-MM7-1-4"
+    common = {"transaction_id": "t", "namespace": ns, "mm7_version": mm7.MM7_VERSIONS[ns]}
+    try:
+        # Cancel before anyone fetched: the handset then finds nothing.
+        first = call(server, submit(ns, [B], delivery_report=False))
+        push = sink.next()
+        cancel = mm7.CancelReq(**common, vasp_id="acme-id", message_id=first.message_id)
+        assert call(server, cancel).status_code == 1000
+        gone = fetch(server, push.pdu.headers["X-Mms-Content-Location"])
+        assert gone.headers["X-Mms-Retrieve-Status"] == "Error-permanent-message-not-found"
+        # Replace before retrieval: the handset fetches the new content.
+        second = call(server, submit(ns, [C], delivery_report=False))
+        push = sink.next()
+        replace = mm7.ReplaceReq(
+            **common,
+            vasp_id="acme-id",
+            message_id=second.message_id,
+            content=content("New text", image=JPEG[:100] + b"\xff\xd9"),
+        )
+        assert call(server, replace).status_code == 1000
+        conf = fetch(server, push.pdu.headers["X-Mms-Content-Location"])
+        assert bytes(conf.parts[1].data) == b"New text"
+        assert conf.headers["Subject"] == "Coupon"  # what the ReplaceReq did not touch stays
+        ack = MmsPdu("m-acknowledge-ind", conf.transaction_id, "1.2", {})
+        post_pdu(server.mm1 + "/mms", ack, C)
+        # After retrieval both are refused, and another VASP cannot touch the message.
+        assert call(server, replace).status_code == 3001
+        late_cancel = mm7.CancelReq(**common, vasp_id="acme-id", message_id=second.message_id)
+        assert call(server, late_cancel).status_code == 3001
+        foreign = mm7.CancelReq(**common, message_id=second.message_id)
+        assert call(server, foreign, user="other", password="x").status_code == 2005
+        unknown = mm7.CancelReq(**common, vasp_id="acme-id", message_id="nope")
+        assert call(server, unknown).status_code == 2005
+    finally:
+        server.stop()
+
+
+def raw_post(
+    server: ServerProcess, body: bytes, content_type: str = "text/xml", auth: str | None = None
+) -> tuple[int, bytes, dict[str, str]]:
+    token = base64.b64encode((auth or f"acme:{PASSWORD}").encode()).decode()
+    headers = {"Content-Type": content_type, "Authorization": f"Basic {token}"}
+    return http("POST", server.mm7 + "/mm7", body, headers)
+
+
+def answer_status(body: bytes, content_type: str) -> int:
+    answer = mm7.decode(body, content_type)
+    if isinstance(answer, mm7.Fault):
+        assert answer.detail is not None
+        return int(answer.detail.status_code)
+    return int(answer.status_code)
+
+
+def fault_status(body: bytes, content_type: str = "text/xml") -> int:
+    fault = mm7.decode(body, content_type)
+    assert isinstance(fault, mm7.Fault), fault
+    assert fault.detail is not None
+    return int(fault.detail.status_code)
+
+
+def test_bad_input_gets_the_right_status_and_stores_nothing(
+    tmp_path: Path, sink: SmsSink, vasp: VaspSink
+) -> None:
+    server = mm7_server(tmp_path, sink, vasp, max_message_size=20000)
+    ns = "REL-6-MM7-1-4"
+    try:
+        good_body, good_type = mm7.encode(submit(ns, [B]))
+        # Wrong credentials: 401, a Fault with 4001, nothing stored.
+        status, body, headers = raw_post(server, good_body, good_type, auth="acme:wrong")
+        assert status == 401 and "Basic" in headers.get("WWW-Authenticate", "")
+        assert fault_status(body) == 4001
+        status, body, _ = raw_post(server, good_body, good_type, auth="nobody:x")
+        assert status == 401
+        # Not XML at all, and XML bombs: a Fault with a client error, quickly.
+        status, body, _ = raw_post(server, b"<not xml")
+        assert status == 500 and 2000 <= fault_status(body) < 5000
+        entities = ['<!ENTITY a0 "lol">'] + [
+            f'<!ENTITY a{i} "{f"&a{i - 1};" * 10}">' for i in range(1, 10)
+        ]
+        bomb = (
+            f'<?xml version="1.0"?><!DOCTYPE lolz [{"".join(entities)}]><lolz>&a9;</lolz>'
+        ).encode()
+        started = time.monotonic()
+        status, body, _ = raw_post(server, bomb)
+        assert status == 500 and time.monotonic() - started < 5
+        external = (
+            b'<?xml version="1.0"?><!DOCTYPE e [<!ENTITY x SYSTEM "file:///etc/passwd">]><e>&x;</e>'
+        )
+        status, body, _ = raw_post(server, external)
+        assert status == 500 and b"root:" not in body
+        # Understood but refused: answered in a SubmitRsp.
+        foreign = submit(ns, [B], sender_address=mm7.Address("ShortCode", OTHER_SHORTCODE))
+        assert call(server, foreign).status_code == 2001
+        # No Recipients element at all (our encoder will not write that): 4004.
+        body, ctype = mm7.encode(submit(ns, [B]), prefix=None)
+        start, end = body.index(b"<Recipients>"), body.index(b"</Recipients>") + 13
+        status, answer, headers = raw_post(server, body[:start] + body[end:], ctype)
+        assert answer_status(answer, headers["Content-Type"]) == 4004
+        big = submit(ns, [B], content=content(image=bytes(30000)))
+        assert call(server, big).status_code == 2004
+        assert call(server, submit(ns, [B], vasp_id="someone-else")).status_code == 4001
+        # A response element is not a request to an MMSC.
+        stray = mm7.DeliverRsp(
+            transaction_id="x",
+            namespace=ns,
+            mm7_version=mm7.MM7_VERSIONS[ns],
+            status_code=1000,
+            status_text="Success",
+            details=None,
+        )
+        body, ctype = mm7.encode(stray)
+        status, answer, _ = raw_post(server, body, ctype)
+        assert status == 500 and fault_status(answer) == 4003
+        # An unroutable e-mail recipient next to a handset: partial success.
+        mixed = submit(ns, [B], cc=[mm7.Address("RFC2822Address", "someone@example.com")])
+        partial = call(server, mixed)
+        assert partial.status_code == 1100 and "someone@example.com" in (partial.details or "")
+        assert messages_received(server) == 1.0  # only the partial success was stored
+    finally:
+        server.stop()
+
+
+def test_cli_submit_prints_the_submit_rsp(tmp_path: Path, sink: SmsSink, vasp: VaspSink) -> None:
+    server = mm7_server(tmp_path, sink, vasp)
+    picture = tmp_path / "coupon.jpg"
+    picture.write_bytes(JPEG)
+    try:
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "mmsc.cli",
+                "mm7",
+                "submit",
+                "--url",
+                server.mm7 + "/mm7",
+                "--user",
+                "acme",
+                "--vasp-id",
+                "acme-id",
+                "--to",
+                B,
+                "--from",
+                SHORTCODE,
+                "--subject",
+                "CLI",
+                "--text",
+                "from the command line",
+                str(picture),
+            ],
+            env={**os.environ, "PYTHONPATH": str(ROOT), "MMSC_MM7_PASSWORD": PASSWORD},
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr.decode()
+        answer = json.loads(result.stdout)
+        assert answer["operation"] == "SubmitRsp" and answer["status_code"] == 1000
+        push = sink.next()
+        conf = fetch(server, push.pdu.headers["X-Mms-Content-Location"])
+        assert conf.headers["Subject"] == "CLI"
+        assert [bytes(p.data) for p in conf.parts] == [b"from the command line", JPEG]
+        quoted = urllib.parse.quote(answer["message_id"], safe="")
+        status, _, _ = http("GET", f"{server.admin}/api/messages/{quoted}")
+        assert status == 200
+    finally:
+        server.stop()
+
+
+def test_submit_request_builder_defaults() -> None:
+    req = submit_request(to=[B, "1234", "x@y.z"], sender=SHORTCODE, expiry_seconds=60)
+    assert [a.kind for a in req.to] == ["Number", "ShortCode", "RFC2822Address"]
+    assert req.expiry_date == timedelta(seconds=60)
