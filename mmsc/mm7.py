@@ -24,7 +24,7 @@ from typing import Any
 
 from aiohttp import web
 
-from mmsc import metrics
+from mmsc import eaif, metrics
 from mmsc.addresses import Address, AddressError, parse_address
 from mmsc.core import Mmsc, SendRefused
 from mmsc.mm7_config import DEFAULT_NAMESPACE, VaspAccount, load_vasps
@@ -271,5 +271,6 @@ def make_app(core: Mmsc, config: dict[str, Any]) -> web.Application:
     app = web.Application(client_max_size=handlers.max_body)
     app[CORE_KEY] = core
     app.router.add_post("/mm7", handlers.post)
+    app.router.add_post("/eaif", lambda request: eaif.handle(handlers, request))
     app.router.add_post("/mm7/{tail:.*}", handlers.post)
     return app

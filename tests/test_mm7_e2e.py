@@ -414,3 +414,91 @@ def test_submit_request_builder_defaults() -> None:
     req = submit_request(to=[B, "1234", "x@y.z"], sender=SHORTCODE, expiry_seconds=60)
     assert [a.kind for a in req.to] == ["Number", "ShortCode", "RFC2822Address"]
     assert req.expiry_date == timedelta(seconds=60)
+
+
+def eaif_post(
+    server: ServerProcess, body: bytes, headers: dict[str, str], auth: str = f"acme:{PASSWORD}"
+) -> tuple[int, bytes, dict[str, str]]:
+    token = base64.b64encode(auth.encode()).decode()
+    all_headers = {
+        "Content-Type": "application/vnd.wap.mms-message",
+        "Authorization": f"Basic {token}",
+        **headers,
+    }
+    return http("POST", server.mm7 + "/eaif", body, all_headers)
+
+
+def test_eaif_submission(tmp_path: Path, sink: SmsSink, vasp: VaspSink) -> None:
+    server = mm7_server(tmp_path, sink, vasp)
+    try:
+        pdu = MmsPdu(
+            "m-send-req",
+            "E1",
+            "1.2",
+            {"From": None, "To": [f"{C}/TYPE=PLMN"], "Subject": "EAIF"},
+            "application/vnd.wap.multipart.mixed",
+            {},
+            [Part("text/plain", {"charset": "utf-8"}, {}, b"via EAIF")],
+        )
+        body = mms.encode(pdu, check_mandatory=False)
+        # The envelope header names the recipients, not the PDU.
+        status, _, headers = eaif_post(
+            server, body, {"X-NOKIA-MMSC-To": B, "X-NOKIA-MMSC-From": SHORTCODE}
+        )
+        assert status == 204 and headers["X-NOKIA-MMSC-Version"] == "3.0"
+        message_id = headers["X-NOKIA-MMSC-Message-Id"]
+        push = sink.next()
+        assert push.to == B and push.pdu.headers["From"] == f"{SHORTCODE}/TYPE=PLMN"
+        conf = fetch(server, push.pdu.headers["X-Mms-Content-Location"])
+        assert conf.headers["Message-ID"] == message_id
+        assert bytes(conf.parts[0].data) == b"via EAIF"
+        # Refusals are HTTP statuses.
+        assert eaif_post(server, body, {}, auth="acme:wrong")[0] == 401
+        assert eaif_post(server, b"\x8c\x80garbage", {})[0] == 400
+        assert eaif_post(server, body, {"X-NOKIA-MMSC-From": OTHER_SHORTCODE})[0] == 403
+    finally:
+        server.stop()
+
+
+def test_vasp_error_answers_are_events_and_retried(tmp_path: Path, sink: SmsSink) -> None:
+    """A VASP answering 3000 (server error) gets the DeliverReq again; each answer is an event."""
+    with VaspSink(status=3000) as vasp:
+        server = mm7_server(tmp_path, sink, vasp)
+        try:
+            request = MmsPdu(
+                "m-send-req",
+                "MO-2",
+                "1.2",
+                {"From": None, "To": [f"{SHORTCODE}/TYPE=PLMN"]},
+                "application/vnd.wap.multipart.mixed",
+                {},
+                [Part("text/plain", {"charset": "utf-8"}, {}, b"STOP")],
+            )
+            _status, body = post_pdu(server.mm1 + "/mms", request, A)
+            message_id = mms.decode(body).headers["Message-ID"]
+            first = vasp.next()
+            vasp.status = 1000
+            second = vasp.next()
+            assert first.op.linked_id == second.op.linked_id == message_id
+            quoted = urllib.parse.quote(message_id, safe="")
+            _, trace_body, _ = http("GET", f"{server.admin}/api/messages/{quoted}")
+            events = [e["event"] for e in json.loads(trace_body)["events"]]
+            assert "mm7-deliver-retry" in events
+        finally:
+            server.stop()
+
+
+def test_answers_keep_the_callers_namespace_even_an_unknown_one(
+    tmp_path: Path, sink: SmsSink, vasp: VaspSink
+) -> None:
+    server = mm7_server(tmp_path, sink, vasp)
+    try:
+        body, ctype = mm7.encode(submit("REL-5-MM7-1-3", [B]), prefix=None)
+        # A namespace from a schema we have never seen is read with REL-6 rules and echoed.
+        later = body.replace(b"REL-5-MM7-1-3", b"REL-6-MM7-1-9")
+        status, answer, headers = raw_post(server, later, ctype)
+        assert status == 200, answer
+        assert b"REL-6-MM7-1-9" in answer
+        assert answer_status(answer, headers["Content-Type"]) == 1000
+    finally:
+        server.stop()
