@@ -129,7 +129,12 @@ class Mm7Handlers:
             return self.fault(
                 code, f"{name} is not a request to an MMSC", op.namespace, op.transaction_id
             ), code
-        body, content_type = mm7.encode(rsp, namespace=op.namespace, prefix=account.prefix)
+        body, content_type = mm7.encode(
+            rsp,
+            namespace=op.namespace,
+            prefix=account.prefix,
+            unqualified_children=account.unqualified_children,
+        )
         return web.Response(body=body, headers={"Content-Type": content_type}), rsp.status_code
 
     def fault(

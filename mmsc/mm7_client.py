@@ -34,9 +34,17 @@ async def exchange(
     namespace: str | None = None,
     prefix: str | None = "mm7",
     timeout: float = DEFAULT_TIMEOUT,
+    unqualified_children: bool = False,
+    boundary: str | None = None,
 ) -> Any:
     """POST one MM7 request and decode the answer (a response element or a Fault)."""
-    body, content_type = mm7.encode(op, namespace=namespace, prefix=prefix)
+    body, content_type = mm7.encode(
+        op,
+        namespace=namespace,
+        prefix=prefix,
+        boundary=boundary,
+        unqualified_children=unqualified_children,
+    )
     headers = {"Content-Type": content_type, "SOAPAction": '""'}
     if username is not None:
         token = base64.b64encode(f"{username}:{password or ''}".encode()).decode("ascii")

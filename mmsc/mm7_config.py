@@ -14,6 +14,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,19 @@ from typing import Any
 from mmsc.config import ConfigError
 
 DEFAULT_NAMESPACE = "REL-6-MM7-1-4"
+BOUNDARY_STYLES = ("default", "alnum", "nextpart")
+
+
+def make_boundary(style: str) -> str | None:
+    """A MIME boundary in the style a VASP's parser copes with (None: the codec's own,
+    ``mm7-<hex>``). Some MMSCs and VASPs mis-parse boundaries with punctuation
+    (feature-matrix §1: the Vodafone UK case), others expect the mail-client style."""
+    token = secrets.token_hex(12)
+    if style == "alnum":
+        return "MM7" + token
+    if style == "nextpart":
+        return "----=_NextPart_" + token
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +49,8 @@ class VaspAccount:
     allowed_ips: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     namespace: str = DEFAULT_NAMESPACE  # for requests we send to this VASP
     prefix: str | None = "mm7"  # None: the MM7 namespace as default namespace, no prefix
+    unqualified_children: bool = False  # only the operation element in the MM7 namespace
+    boundary_style: str = "default"  # MIME boundaries we write: default | alnum | nextpart
     max_message_size: int | None = None
     max_concurrency: int = 4
     rate: float = 0.0  # outbound requests per second; 0: no limit
@@ -94,6 +110,14 @@ def _vasp(index: int, table: Mapping[str, Any], environ: Mapping[str, str]) -> V
         not isinstance(prefix, str) or not re.fullmatch(r"[A-Za-z_][\w.-]*|", prefix)
     ):
         raise ConfigError(f'{where}.prefix: expected an XML prefix or "" for none')
+    unqualified = table.get("unqualified_children", False)
+    if not isinstance(unqualified, bool):
+        raise ConfigError(f"{where}.unqualified_children: expected true or false")
+    if unqualified and not prefix:
+        raise ConfigError(f"{where}.unqualified_children needs a prefix")
+    boundary_style = table.get("boundary_style", "default")
+    if boundary_style not in BOUNDARY_STYLES:
+        raise ConfigError(f"{where}.boundary_style: expected one of {', '.join(BOUNDARY_STYLES)}")
     size = table.get("max_message_size")
     if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
         raise ConfigError(f"{where}.max_message_size: expected a positive integer")
@@ -114,6 +138,8 @@ def _vasp(index: int, table: Mapping[str, Any], environ: Mapping[str, str]) -> V
         allowed_ips=networks,
         namespace=_text(where, table, "namespace", DEFAULT_NAMESPACE) or DEFAULT_NAMESPACE,
         prefix=prefix or None,
+        unqualified_children=unqualified,
+        boundary_style=str(boundary_style),
         max_message_size=size,
         max_concurrency=concurrency,
         rate=float(rate),

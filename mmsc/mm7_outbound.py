@@ -23,7 +23,7 @@ from sqlalchemy.engine import Connection
 from mmsc import metrics
 from mmsc.core import Mmsc
 from mmsc.mm7_client import exchange
-from mmsc.mm7_config import VaspAccount
+from mmsc.mm7_config import VaspAccount, make_boundary
 from protocol import mm7, mms
 from storage import repository as repo
 
@@ -129,6 +129,8 @@ class Mm7Outbound:
                     password=account.deliver_password,
                     namespace=account.namespace,
                     prefix=account.prefix,
+                    unqualified_children=account.unqualified_children,
+                    boundary=make_boundary(account.boundary_style),
                 )
             except mm7.Mm7DecodeError as exc:
                 await self._finish(

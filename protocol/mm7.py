@@ -375,16 +375,29 @@ def encode(
     namespace: str | None = None,
     prefix: str | None = "mm7",
     boundary: str | None = None,
+    unqualified_children: bool = False,
 ) -> tuple[bytes, str]:
-    """The HTTP body and Content-Type of ``op``; raises ``EncodeError``."""
+    """The HTTP body and Content-Type of ``op``; raises ``EncodeError``.
+
+    ``unqualified_children`` is a compatibility switch for VASP software that
+    expects only the operation element in the MM7 namespace and its children in
+    none (elementFormDefault="unqualified", as several deployed stacks write);
+    it needs a prefix, since a default namespace would qualify the children too.
+    """
+    if unqualified_children and not prefix:
+        raise EncodeError("unqualified children need a namespace prefix")
     try:
-        return _encode(op, namespace or op.namespace, prefix, boundary)
+        return _encode(op, namespace or op.namespace, prefix, boundary, unqualified_children)
     except (TypeError, AttributeError) as exc:  # a field of the wrong type
         raise EncodeError(f"{operation_name(op)}: {exc}") from None
 
 
 def _encode(
-    op: Operation, namespace: str, prefix: str | None, boundary: str | None
+    op: Operation,
+    namespace: str,
+    prefix: str | None,
+    boundary: str | None,
+    unqualified_children: bool = False,
 ) -> tuple[bytes, str]:
     uri = namespace_uri(namespace)
     if prefix is not None and (not is_ncname(prefix) or prefix.lower() in ("env", "xml", "xmlns")):
@@ -402,7 +415,13 @@ def _encode(
         href = "cid:" + quote(cid, safe=_CID_SAFE)
     elif isinstance(op, SubmitReq | DeliverReq | ReplaceReq):
         href = op.content_href
-    writer = Writer(q, is_rel5(namespace), op.mm7_version or mm7_version_for(namespace), href)
+    writer = Writer(
+        (lambda name: name) if unqualified_children else q,
+        is_rel5(namespace),
+        op.mm7_version or mm7_version_for(namespace),
+        href,
+        root_q=q,
+    )
 
     envelope = XmlElement("env:Envelope", [("xmlns:env", SOAP_ENV)])
     if not op.transaction_id and not isinstance(op, Fault):

@@ -301,13 +301,14 @@ class Writer:
     rel5: bool
     version: str
     href: str | None = None
+    root_q: Callable[[str], str] | None = None  # the operation element's (children may differ)
 
 
 def write_operation(op: Operation, w: Writer, *, declare: list[tuple[str, str]]) -> XmlElement:
     """The Body element of ``op`` (not a Fault); ``declare``: its namespace declaration."""
     name = type(op).__name__
     _, elements = OPERATIONS[name]
-    root = XmlElement(w.q(name), list(declare))
+    root = XmlElement((w.root_q or w.q)(name), list(declare))
     for el in elements:
         if el.rel6 and w.rel5:
             continue

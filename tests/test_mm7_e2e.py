@@ -51,7 +51,13 @@ def vasp() -> Iterator[VaspSink]:
         yield v
 
 
-def mm7_server(tmp_path: Path, sink: SmsSink, vasp: VaspSink, **mm1: Any) -> ServerProcess:
+def mm7_server(
+    tmp_path: Path,
+    sink: SmsSink,
+    vasp: VaspSink,
+    vasp_options: dict[str, Any] | None = None,
+    **mm1: Any,
+) -> ServerProcess:
     return start_server(
         tmp_path,
         {
@@ -66,6 +72,7 @@ def mm7_server(tmp_path: Path, sink: SmsSink, vasp: VaspSink, **mm1: Any) -> Ser
                         "shortcodes": [SHORTCODE],
                         "deliver_url": vasp.url,
                         "namespace": "REL-5-MM7-1-2",
+                        **(vasp_options or {}),
                     },
                     {"name": "other", "password": "x", "shortcodes": [OTHER_SHORTCODE]},
                 ]
@@ -500,5 +507,36 @@ def test_answers_keep_the_callers_namespace_even_an_unknown_one(
         assert status == 200, answer
         assert b"REL-6-MM7-1-9" in answer
         assert answer_status(answer, headers["Content-Type"]) == 1000
+    finally:
+        server.stop()
+
+
+def test_per_vasp_dialect_switches(tmp_path: Path, sink: SmsSink, vasp: VaspSink) -> None:
+    options = {
+        "namespace": "REL-6-MM7-1-0",
+        "prefix": "m",
+        "unqualified_children": True,
+        "boundary_style": "nextpart",
+    }
+    server = mm7_server(tmp_path, sink, vasp, vasp_options=options)
+    try:
+        request = MmsPdu(
+            "m-send-req",
+            "MO-3",
+            "1.2",
+            {"From": None, "To": [f"{SHORTCODE}/TYPE=PLMN"]},
+            "application/vnd.wap.multipart.mixed",
+            {},
+            [Part("text/plain", {"charset": "utf-8"}, {}, b"HELP")],
+        )
+        post_pdu(server.mm1 + "/mms", request, A)
+        got = vasp.next()
+        assert got.op.namespace == "REL-6-MM7-1-0" and got.op.mm7_version == "6.3.0"
+        assert 'boundary="----=_NextPart_' in got.content_type
+        assert b"<m:DeliverReq " in got.body and b"<MM7Version>6.3.0</MM7Version>" in got.body
+        # The VASP's own requests are answered in its dialect too.
+        rsp_body, rsp_type = mm7.encode(submit("REL-6-MM7-1-0", [B]), prefix="m")
+        status, answer, _ = raw_post(server, rsp_body, rsp_type)
+        assert status == 200 and b"<m:SubmitRsp " in answer and b"<MM7Version>" in answer
     finally:
         server.stop()

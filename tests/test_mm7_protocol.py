@@ -1129,3 +1129,25 @@ def test_fault_with_an_unreadable_detail_is_still_a_fault() -> None:
     op = mm7.decode(body, "text/xml")
     assert isinstance(op, Fault)
     assert (op.faultcode, op.faultstring, op.detail, op.namespace) == ("Server", "busy", None, NS6)
+
+
+def test_unqualified_children_switch_round_trips() -> None:
+    """The per-VASP dialect switch: only the operation element is in the MM7 namespace."""
+    from protocol import mm7 as codec
+
+    req = codec.SubmitReq(
+        transaction_id="uq-1",
+        namespace="REL-5-MM7-1-0",
+        mm7_version=None,
+        vasp_id="v",
+        to=[codec.Address("Number", "+15550000002")],
+        subject="plain",
+    )
+    body, ctype = codec.encode(req, unqualified_children=True)
+    assert b"<mm7:SubmitReq " in body and b"<MM7Version>5.3.0</MM7Version>" in body
+    assert b"<mm7:MM7Version>" not in body
+    back = codec.decode(body, ctype)
+    assert isinstance(back, codec.SubmitReq)
+    assert (back.transaction_id, back.subject, back.to) == ("uq-1", "plain", req.to)
+    with pytest.raises(EncodeError, match="prefix"):
+        codec.encode(req, prefix=None, unqualified_children=True)
