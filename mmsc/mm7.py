@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -47,6 +48,14 @@ class Refusal(Exception):
 
 def status_text(code: int) -> str:
     return mm7.STATUS.get(code, "Error")
+
+
+def supported_namespace(namespace: str) -> bool:
+    """A 3GPP MM7 schema of release 5 or later (TS 23.140 defines MM7 from REL-5; a
+    later minor version is read with its release's rules). Foreign URIs and REL-4
+    get 4002 Unsupported version."""
+    match = re.fullmatch(r"REL-(\d{1,2})-MM7-\d{1,2}-\d{1,2}", namespace)
+    return match is not None and int(match.group(1)) >= 5
 
 
 def _basic_credentials(header: str | None) -> tuple[str, str] | None:
@@ -110,6 +119,14 @@ class Mm7Handlers:
                     exc.transaction_id,
                 )
             operation = mm7.operation_name(op)
+            if not supported_namespace(op.namespace):
+                status = 4002
+                return self.fault(
+                    4002,
+                    f"namespace {op.namespace!r} is not an MM7 schema we speak (REL-5 and later)",
+                    op.namespace,
+                    op.transaction_id,
+                )
             response, status = await self.dispatch(account, op)
             return response
         finally:

@@ -507,6 +507,12 @@ def test_answers_keep_the_callers_namespace_even_an_unknown_one(
         assert status == 200, answer
         assert b"REL-6-MM7-1-9" in answer
         assert answer_status(answer, headers["Content-Type"]) == 1000
+        # Not an MM7 schema at all, or one from before MM7 existed: 4002, nothing stored.
+        uri = b"http://www.3gpp.org/ftp/Specs/archive/23_series/23.140/schema/REL-5-MM7-1-3"
+        for wrong in (b"http://example.com/not-mm7", uri.replace(b"REL-5", b"REL-4")):
+            status, answer, headers = raw_post(server, body.replace(uri, wrong), ctype)
+            assert status == 500 and fault_status(answer, headers["Content-Type"]) == 4002
+        assert messages_received(server) == 1.0
     finally:
         server.stop()
 
