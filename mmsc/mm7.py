@@ -104,7 +104,17 @@ class Mm7Handlers:
                     http_status=401,
                     headers={"WWW-Authenticate": 'Basic realm="mm7"'},
                 )
-            body = await request.read()
+            try:
+                body = await request.read()
+            except web.HTTPRequestEntityTooLarge:
+                status = 2004
+                return self.fault(
+                    2004,
+                    f"request body over {self.max_body} octets",
+                    account.namespace,
+                    None,
+                    http_status=413,
+                )
             try:
                 op = mm7.decode(
                     body, request.headers.get("Content-Type", "text/xml"), max_size=self.max_body

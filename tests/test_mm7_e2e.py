@@ -312,6 +312,7 @@ def test_bad_input_gets_the_right_status_and_stores_nothing(
     tmp_path: Path, sink: SmsSink, vasp: VaspSink
 ) -> None:
     server = mm7_server(tmp_path, sink, vasp, max_message_size=20000)
+    # (mm7.max_body_size defaults to 2 x max_message_size + 64 KiB = 105,536 octets)
     ns = "REL-6-MM7-1-4"
     try:
         good_body, good_type = mm7.encode(submit(ns, [B]))
@@ -365,6 +366,13 @@ def test_bad_input_gets_the_right_status_and_stores_nothing(
         mixed = submit(ns, [B], cc=[mm7.Address("RFC2822Address", "someone@example.com")])
         partial = call(server, mixed)
         assert partial.status_code == 1100 and "someone@example.com" in (partial.details or "")
+        # Broken MIME (the boundary never appears) and a body over the listener's limit.
+        status, answer, headers = raw_post(
+            server, b"no parts here", 'multipart/related; boundary="xyz"; type="text/xml"'
+        )
+        assert status == 500 and fault_status(answer, headers["Content-Type"]) == 2007
+        status, answer, headers = raw_post(server, b"<x/>" * 30000, "text/xml")
+        assert status == 413 and fault_status(answer, headers["Content-Type"]) == 2004
         assert messages_received(server) == 1.0  # only the partial success was stored
     finally:
         server.stop()
