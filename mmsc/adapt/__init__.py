@@ -1,0 +1,1 @@
+"""Content adaptation: every handset gets a message it can show, within its limits."""

@@ -1,0 +1,236 @@
+"""One image made fit for one handset: orientation, resolution, format and byte budget.
+
+Pure functions over bytes (Pillow, no I/O), so they run in a worker process
+(mmsc.adapt.worker) and are tested with images the tests draw themselves.
+The order of the steps is what keeps them cheap on 2-12 MP camera pictures
+(../shared/research/performance.md §1.6): JPEG ``draft`` decodes at a
+reduced scale straight from the DCT, a good filter (LANCZOS) only runs on
+what is left, and the JPEG quality search is bounded (at most ~7 encodes).
+Hostile input (truncated files, decompression bombs, absurd dimensions) ends
+in :class:`ImageError`, which the pipeline turns into a dropped part with a
+note, never a crash.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+
+from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
+
+# Pillow format name <-> MIME type of the formats we read and write.
+FORMAT_TYPES = {
+    "JPEG": "image/jpeg",
+    "PNG": "image/png",
+    "GIF": "image/gif",
+    "BMP": "image/bmp",
+    "WEBP": "image/webp",
+    "TIFF": "image/tiff",
+}
+TYPE_FORMATS = {v: k for k, v in FORMAT_TYPES.items()}
+# Preferred output when the original format will not do: JPEG for photographs (what
+# every MMS handset takes), then the lossless formats (feature-matrix §1: Mbuni's order).
+OUTPUT_PREFERENCE = ("image/jpeg", "image/png", "image/gif", "image/bmp")
+EXTENSIONS = {
+    "image/jpeg": ".jpg",
+    "image/png": ".png",
+    "image/gif": ".gif",
+    "image/bmp": ".bmp",
+}
+MIN_QUALITY, MAX_QUALITY = 25, 90
+MAX_FRAMES = 200
+
+
+class ImageError(ValueError):
+    """The bytes are not an image we can adapt safely (corrupt, hostile, unsupported)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ImageLimits:
+    max_width: int
+    max_height: int
+    budget: int  # bytes this image may take
+    accept: frozenset[str]  # MIME types the handset takes ("*/*" means anything)
+    animation: bool = True
+    max_pixels: int = 40_000_000  # refuse decompression bombs before decoding
+
+
+@dataclass(frozen=True, slots=True)
+class AdaptedImage:
+    data: bytes
+    content_type: str
+    width: int
+    height: int
+    changed: bool  # False: the original bytes, untouched
+
+
+def _accepts(accept: frozenset[str], ctype: str) -> bool:
+    return "*/*" in accept or "image/*" in accept or ctype in accept
+
+
+def _fit(width: int, height: int, max_w: int, max_h: int) -> tuple[int, int]:
+    """The largest size within the box keeping the aspect ratio; the box may be turned
+    (a 640x480 limit also allows a 480x640 portrait picture, as handsets rotate)."""
+    if (max_w < max_h and width > height) or (max_w > max_h and width < height):
+        max_w, max_h = max_h, max_w
+    scale = min(max_w / width, max_h / height, 1.0)
+    return max(1, int(width * scale)), max(1, int(height * scale))
+
+
+def _open(data: bytes, max_pixels: int) -> Image.Image:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            width, height = image.size
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(f"not a readable image: {exc}") from None
+    except Image.DecompressionBombError as exc:
+        raise ImageError(str(exc)) from None
+    if width < 1 or height < 1 or width * height > max_pixels:
+        raise ImageError(f"{width}x{height} is over the limit of {max_pixels} pixels")
+    if image.format not in FORMAT_TYPES:
+        raise ImageError(f"format {image.format} is not supported")
+    return image
+
+
+def _flatten(frame: Image.Image) -> Image.Image:
+    """RGB on white: JPEG has no transparency, and a black background ruins logos."""
+    if frame.mode in ("RGBA", "LA") or (frame.mode == "P" and "transparency" in frame.info):
+        rgba = frame.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (255, 255, 255))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    return frame.convert("RGB")
+
+
+def _encode_jpeg(frame: Image.Image, budget: int) -> tuple[bytes, int]:
+    """The best JPEG quality that fits ``budget``, by bisection (<= 7 encodes)."""
+    low, high = MIN_QUALITY, MAX_QUALITY
+    best: bytes | None = None
+    while low <= high:
+        quality = (low + high) // 2
+        out = io.BytesIO()
+        frame.save(out, "JPEG", quality=quality, optimize=False, progressive=False)
+        data = out.getvalue()
+        if len(data) <= budget:
+            best, low = data, quality + 1
+        else:
+            high = quality - 1
+    if best is None:
+        out = io.BytesIO()
+        frame.save(out, "JPEG", quality=MIN_QUALITY)
+        return out.getvalue(), MIN_QUALITY
+    return best, low - 1
+
+
+def _encode(frame: Image.Image, ctype: str) -> bytes:
+    out = io.BytesIO()
+    fmt = TYPE_FORMATS[ctype]
+    if fmt == "JPEG":
+        frame = _flatten(frame)
+        frame.save(out, fmt, quality=MAX_QUALITY)
+    elif fmt == "GIF":
+        frame.convert("P", palette=Image.Palette.ADAPTIVE).save(out, fmt)
+    elif fmt == "BMP":
+        _flatten(frame).save(out, fmt)
+    else:
+        frame.save(out, fmt, optimize=True)
+    return out.getvalue()
+
+
+def _animated_gif(image: Image.Image, size: tuple[int, int], budget: int) -> bytes | None:
+    """Every frame scaled, timing kept; None when it does not fit the budget."""
+    frames, durations = [], []
+    for index, frame in enumerate(ImageSequence.Iterator(image)):
+        if index >= MAX_FRAMES:
+            break
+        durations.append(int(frame.info.get("duration", 100)))
+        frames.append(frame.convert("RGBA").resize(size, Image.Resampling.LANCZOS))
+    out = io.BytesIO()
+    frames[0].save(
+        out,
+        "GIF",
+        save_all=True,
+        append_images=frames[1:],
+        duration=durations,
+        loop=int(image.info.get("loop", 0)),
+        disposal=2,
+    )
+    data = out.getvalue()
+    return data if len(data) <= budget else None
+
+
+def adapt_image(data: bytes, content_type: str, limits: ImageLimits) -> AdaptedImage:
+    """``data`` as the handset can show it within ``limits``; ImageError when impossible."""
+    image = _open(data, limits.max_pixels)
+    original_type = FORMAT_TYPES[image.format or ""]
+    width, height = image.size
+    animated = bool(getattr(image, "is_animated", False)) and getattr(image, "n_frames", 1) > 1
+    target = _fit(width, height, limits.max_width, limits.max_height)
+    orientation = image.getexif().get(0x0112, 1) if original_type == "image/jpeg" else 1
+    if (
+        target == (width, height)
+        and orientation in (0, 1)
+        and _accepts(limits.accept, original_type)
+        and len(data) <= limits.budget
+        and (limits.animation or not animated)
+    ):
+        return AdaptedImage(data, original_type, width, height, changed=False)
+    try:
+        if original_type == "image/jpeg":
+            # Decode at 1/2, 1/4 or 1/8 scale when that still covers the target: the
+            # cheapest step of all (the DCT does the downscaling).
+            image.draft("RGB", target if orientation in (0, 1) else target[::-1])
+        image = ImageOps.exif_transpose(image) if orientation not in (0, 1) else image
+        width, height = image.size
+        target = _fit(width, height, limits.max_width, limits.max_height)
+        if (
+            animated
+            and limits.animation
+            and original_type == "image/gif"
+            and _accepts(limits.accept, "image/gif")
+        ):
+            gif = _animated_gif(image, target, limits.budget)
+            if gif is not None:
+                return AdaptedImage(gif, "image/gif", *target, changed=True)
+        image.seek(0)
+        frame = image.convert("RGBA" if image.mode in ("RGBA", "LA", "P") else "RGB")
+        if frame.size != target:
+            frame = frame.resize(target, Image.Resampling.LANCZOS)
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:  # truncated or corrupt data
+        raise ImageError(f"cannot decode: {exc}") from None
+    return _fit_budget(frame, original_type, limits)
+
+
+def _fit_budget(frame: Image.Image, original_type: str, limits: ImageLimits) -> AdaptedImage:
+    """Encode in an accepted format within the budget, shrinking when quality alone fails.
+
+    The original format is kept when the handset takes it (a PNG coupon stays
+    crisp); a lossless format that does not fit falls back to JPEG, the only
+    format whose size we can trade for quality.
+    """
+    if _accepts(limits.accept, original_type) and original_type in EXTENSIONS:
+        preferred = original_type
+    else:
+        preferred = next((t for t in OUTPUT_PREFERENCE if _accepts(limits.accept, t)), "")
+    if not preferred:
+        raise ImageError("the handset accepts none of the image formats we can write")
+    jpeg_ok = _accepts(limits.accept, "image/jpeg")
+    for _ in range(8):
+        if preferred != "image/jpeg":
+            data = _encode(frame, preferred)
+            if len(data) <= limits.budget:
+                return AdaptedImage(data, preferred, *frame.size, changed=True)
+        if jpeg_ok:
+            data, _quality = _encode_jpeg(_flatten(frame), limits.budget)
+            if len(data) <= limits.budget:
+                return AdaptedImage(data, "image/jpeg", *frame.size, changed=True)
+        width, height = frame.size
+        if width <= 16 or height <= 16:
+            break
+        frame = frame.resize(
+            (max(1, int(width * 0.7)), max(1, int(height * 0.7))), Image.Resampling.LANCZOS
+        )
+    raise ImageError(f"cannot fit the picture into {limits.budget} bytes")

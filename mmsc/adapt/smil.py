@@ -1,0 +1,126 @@
+"""Keeping SMIL consistent with the parts that survive adaptation (W3C SMIL 2.0, OMA MMS SMIL).
+
+A SMIL presentation references parts by ``cid:`` URL or by Content-Location.
+When a part is converted it keeps its Content-ID, so only a changed name
+(``photo.png`` -> ``photo.jpg``) needs rewriting; when a part is dropped the
+media element that shows it goes, and a slide (``par``) left with nothing to
+show goes too. Anchors such as Mbuni leave such references dangling, which
+some handsets render as an error slide (feature-matrix §1).
+
+The SMIL is parsed with the same hardening as MM7 (no DTD, no entities, no
+network); a SMIL we cannot parse is left out and the message is sent as
+multipart/mixed, which every handset shows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from lxml import etree  # type: ignore[import-untyped, unused-ignore]
+
+MEDIA = ("img", "text", "audio", "video", "ref", "animation", "textstream")
+_PARSER = etree.XMLParser(
+    resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False, remove_comments=True
+)
+
+
+class SmilError(ValueError):
+    """Not a SMIL document we can rewrite."""
+
+
+def _local(tag: object) -> str:
+    return tag.rsplit("}", 1)[-1] if isinstance(tag, str) else ""
+
+
+def _key(src: str) -> str:
+    """How a ``src`` names a part: ``cid:x`` -> ``x``; a Content-Location as is."""
+    src = src.strip()
+    if src.lower().startswith("cid:"):
+        return src[4:].strip("<>")
+    return src
+
+
+def rewrite(smil: bytes, *, renamed: Mapping[str, str], dropped: set[str]) -> bytes:
+    """``smil`` with references to ``dropped`` parts removed and ``renamed`` ones rewritten.
+
+    Keys are what ``src`` attributes name (a Content-ID without brackets, or a
+    Content-Location); ``renamed`` maps an old name to the new one.
+    """
+    if b"<!DOCTYPE" in smil[:2048].upper() or b"<!ENTITY" in smil.upper():
+        # Some authoring tools write the SMIL 1.0 DOCTYPE; we never load it, and
+        # without it the document is the same for our purposes.
+        smil = _strip_doctype(smil)
+    try:
+        root = etree.fromstring(smil, _PARSER)
+    except etree.XMLSyntaxError as exc:
+        raise SmilError(f"SMIL is not XML: {exc}") from None
+    if _local(root.tag) != "smil":
+        raise SmilError("the root element is not smil")
+    for element in list(root.iter()):
+        if _local(element.tag) not in MEDIA:
+            continue
+        src = element.get("src")
+        if src is None:
+            continue
+        key = _key(src)
+        if key in dropped:
+            parent = element.getparent()
+            if parent is not None:
+                parent.remove(element)
+        elif key in renamed:
+            new = renamed[key]
+            element.set("src", f"cid:{new}" if src.strip().lower().startswith("cid:") else new)
+    for par in list(root.iter()):
+        if _local(par.tag) == "par" and not any(_local(c.tag) in MEDIA for c in par.iter()):
+            parent = par.getparent()
+            if parent is not None:
+                parent.remove(par)
+    result: bytes = etree.tostring(root, encoding="utf-8", xml_declaration=False)
+    return result
+
+
+def _strip_doctype(data: bytes) -> bytes:
+    start = data.upper().find(b"<!DOCTYPE")
+    if start < 0:
+        raise SmilError("entity declarations outside a DOCTYPE")
+    depth, pos = 0, start
+    while pos < len(data):
+        char = data[pos : pos + 1]
+        if char == b"[":
+            depth += 1
+        elif char == b"]":
+            depth -= 1
+        elif char == b">" and depth <= 0:
+            stripped = data[:start] + data[pos + 1 :]
+            if b"<!ENTITY" in stripped.upper():
+                raise SmilError("entity declarations are not allowed")
+            return stripped
+        pos += 1
+    raise SmilError("unterminated DOCTYPE")
+
+
+def generate(parts: list[tuple[str, str]]) -> bytes:
+    """A one-slide-per-visual SMIL for (Content-ID, content type) pairs, for handsets
+    that want a presentation when the original message had none."""
+    slides: list[str] = []
+    pending_text: list[str] = []
+    for cid, ctype in parts:
+        if ctype.startswith("text/"):
+            pending_text.append(f'<text src="cid:{cid}" region="Text"/>')
+            continue
+        tag = {"image": "img", "audio": "audio", "video": "video"}.get(ctype.split("/")[0])
+        if tag is None:
+            continue
+        region = ' region="Image"' if tag in ("img", "video") else ""
+        slides.append(
+            f'<par dur="5000ms"><{tag} src="cid:{cid}"{region}/>{"".join(pending_text)}</par>'
+        )
+        pending_text = []
+    if pending_text:
+        slides.append(f'<par dur="5000ms">{"".join(pending_text)}</par>')
+    layout = (
+        '<layout><root-layout width="100%" height="100%"/>'
+        '<region id="Image" left="0" top="0" width="100%" height="70%" fit="meet"/>'
+        '<region id="Text" left="0" top="70%" width="100%" height="30%" fit="scroll"/></layout>'
+    )
+    return f"<smil><head>{layout}</head><body>{''.join(slides)}</body></smil>".encode()
