@@ -479,11 +479,19 @@ class Mmsc:
             repo.prune_pushes(conn, now - self.policy.keep_pushes)
             rows = repo.messages_to_purge(conn, before, limit)
             out = []
+            keys = []
             for row in rows:
                 repo.set_message_state(conn, row.id, "expired")
                 out.append(repo.Event(row.id, "payload-removed", now, None, "expired", None))
+                keys.append(row.payload_key)
+                # Adapted variants (mmsc.adapt.service) were recorded as "adapted" events.
+                keys += [
+                    e.detail
+                    for e in repo.list_events(conn, row.id)
+                    if e.event == "adapted" and e.detail
+                ]
             repo.add_events(conn, out)
-            return [row.payload_key for row in rows], out
+            return keys, out
 
         keys: list[str] = await self.write(unit)
         for key in keys:  # after the commit: a crash here leaves a file, never a dangling row
@@ -594,9 +602,12 @@ class Mmsc:
     async def recipient(self, token: str) -> Any:
         return await self.read(repo.get_recipient_by_token, token)
 
-    async def retrieve_conf(self, row: Any, version: str | None = None) -> bytes:
-        """The m-retrieve-conf for a recipient: stored envelope + stored body."""
-        raw = await self.payloads.get(row.m_payload_key)
+    async def retrieve_conf(
+        self, row: Any, version: str | None = None, payload_key: str | None = None
+    ) -> bytes:
+        """The m-retrieve-conf for a recipient: stored envelope + stored body (or the
+        adapted variant of the body named by ``payload_key``)."""
+        raw = await self.payloads.get(payload_key or row.m_payload_key)
         original = mms.decode(raw)
         headers: dict[str, Any] = {"Message-ID": row.message_id, "Date": int(row.m_created_at)}
         if row.m_sender_visible:

@@ -65,3 +65,15 @@ mm7_outbound = Counter(
     "MM7 requests sent to VASPs (DeliverReq, DeliveryReportReq, ReadReplyReq), by result",
     ["operation", "result"],
 )
+adaptation_cache = Counter(
+    "mmsc_adaptation_cache", "Adapted-variant lookups: hit, miss (adapted now), shared", ["result"]
+)
+adaptation_failures = Counter(
+    "mmsc_adaptation_failures", "Adaptations abandoned (original served)", ["reason"]
+)
+adaptation_bytes = Counter(
+    "mmsc_adaptation_bytes", "Message bytes into and out of adaptation", ["direction"]
+)
+adaptation_parts = Counter(
+    "mmsc_adaptation_parts", "Parts converted or dropped by adaptation", ["action"]
+)

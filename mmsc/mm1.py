@@ -16,6 +16,8 @@ from typing import Any
 from aiohttp import web
 
 from mmsc import metrics
+from mmsc.adapt.service import AdaptationService
+from mmsc.adapt.targets import TargetResolver
 from mmsc.addresses import Address, resolve_sender
 from mmsc.core import Mmsc, SendRefused
 from protocol import mms
@@ -117,8 +119,16 @@ def token_from_path(tail: str) -> str | None:
 
 
 class Mm1Handlers:
-    def __init__(self, core: Mmsc, config: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        core: Mmsc,
+        config: dict[str, Any],
+        adapter: AdaptationService | None = None,
+        targets: TargetResolver | None = None,
+    ) -> None:
         self.core = core
+        self.adapter = adapter
+        self.targets = targets
         mm1 = config.get("mm1", {})
         self.max_size = int(mm1.get("max_message_size", 1048576))
         self.msisdn_headers = list(mm1.get("msisdn_headers", ["X-MSISDN"]))
@@ -207,6 +217,8 @@ class Mm1Handlers:
 
     async def _learn(self, request: web.Request, address: str, version: str | None) -> None:
         """Remember the handset's User-Agent/UAProf; a failure never reaches the client."""
+        if self.targets is not None:
+            self.targets.prefetch(request.headers)  # cached before it fetches a message
         user_agent, profile = device_facts(request)
         if not (user_agent or profile or version):
             return
@@ -294,7 +306,11 @@ class Mm1Handlers:
                     retrieve_error(token, "Error-permanent-message-not-found", "message not found")
                 )
             try:
-                body = await self.core.retrieve_conf(row)
+                payload_key = None
+                if self.adapter is not None and self.targets is not None and self.targets.enabled:
+                    variant, target = await self.targets.resolve(request.headers)
+                    payload_key = await self.adapter.payload_key(row, target, variant)
+                body = await self.core.retrieve_conf(row, payload_key=payload_key)
             except KeyError:  # payload gone (deleted after expiry)
                 return _pdu_response(
                     retrieve_error(token, "Error-permanent-message-not-found", "message not found")
@@ -310,8 +326,13 @@ class Mm1Handlers:
             metrics.request_duration.labels("mm1", "retrieve").observe(time.perf_counter() - start)
 
 
-def make_app(core: Mmsc, config: dict[str, Any]) -> web.Application:
-    handlers = Mm1Handlers(core, config)
+def make_app(
+    core: Mmsc,
+    config: dict[str, Any],
+    adapter: AdaptationService | None = None,
+    targets: TargetResolver | None = None,
+) -> web.Application:
+    handlers = Mm1Handlers(core, config, adapter, targets)
     # Room for the largest accepted message plus headers; bigger bodies are cut off by
     # aiohttp with 413 before we could read a transaction id.
     app = web.Application(client_max_size=2 * handlers.max_size + 65536)

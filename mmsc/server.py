@@ -19,6 +19,8 @@ from typing import Any
 from aiohttp import web
 
 from mmsc import admin, mm1, mm7
+from mmsc.adapt.service import AdaptationService
+from mmsc.adapt.targets import TargetResolver
 from mmsc.config import ConfigError, Listen
 from mmsc.core import Mmsc, Policy
 from mmsc.mm7_config import load_vasps
@@ -66,6 +68,8 @@ async def run(config: dict[str, Any], stop: asyncio.Event | None = None) -> None
     sched_cfg = config.get("scheduler", {})
     backend = make_backend(config)
     vasps = load_vasps(config)  # configuration errors before anything starts
+    targets = TargetResolver(config)
+    adapt_cfg = config.get("adapt", {})
     try:
         engine = db.create_engine(
             str(storage_cfg.get("database_url", "sqlite+aiosqlite:///var/mmsc.db")),
@@ -97,9 +101,14 @@ async def run(config: dict[str, Any], stop: asyncio.Event | None = None) -> None
         scheduler.mm7 = outbound
     await scheduler.start()
 
+    adapter = AdaptationService(
+        core,
+        workers=int(adapt_cfg.get("workers", 0)) or None,
+        timeout=float(adapt_cfg.get("timeout", 10.0)),
+    )
     admin_app = admin.make_app(core=core, backend=backend)
     runners = [
-        await _start_site(mm1.make_app(core, config), mm1_listen, "mm1"),
+        await _start_site(mm1.make_app(core, config, adapter, targets), mm1_listen, "mm1"),
         await _start_site(mm7.make_app(core, config), mm7_listen, "mm7"),
         await _start_site(admin_app, admin_listen, "admin"),
     ]
@@ -111,6 +120,8 @@ async def run(config: dict[str, Any], stop: asyncio.Event | None = None) -> None
         for runner in runners:
             await runner.cleanup()
         await scheduler.close()
+        await adapter.close()
+        await targets.close()
         if outbound is not None:
             await outbound.close()
         await backend.close()

@@ -11,7 +11,7 @@ import pytest
 from protocol import mms
 from protocol.mms import MmsPdu
 from protocol.wsp import Part
-from tests import tshark
+from tests import media, tshark
 from tests.harness import SmsSink, http, start_server
 
 A, B, C = "+15550000001", "+15550000002", "+15550000003"
@@ -47,9 +47,7 @@ def send_req(
         [
             Part("application/smil", {"charset": "utf-8"}, {"Content-ID": "<smil>"}, SMIL),
             Part("text/plain", {"charset": "utf-8"}, {"Content-ID": "<txt>"}, "Hallo 👋".encode()),
-            Part(
-                "image/jpeg", {"name": "a.jpg"}, {"Content-ID": "<img>"}, b"\xff\xd8" + bytes(900)
-            ),
+            Part("image/jpeg", {"name": "a.jpg"}, {"Content-ID": "<img>"}, media.jpeg()),
         ],
     )
     return mms.encode(pdu)

@@ -27,6 +27,7 @@ from mmsc.mm7_client import exchange, submit_request
 from protocol import mm7, mms
 from protocol.mms import MmsPdu
 from protocol.wsp import Part
+from tests import media
 from tests.conftest import ROOT
 from tests.harness import ServerProcess, SmsSink, http, start_server
 from tests.test_mm1_e2e import fetch_url, post_pdu
@@ -36,7 +37,7 @@ A, B, C = "+15550000001", "+15550000002", "+15550000003"
 SHORTCODE = "1234"
 OTHER_SHORTCODE = "5678"
 PASSWORD = "s3cret"
-JPEG = b"\xff\xd8\xff\xe0" + bytes(2000) + b"\xff\xd9"
+JPEG = media.jpeg(80, 60)
 
 
 @pytest.fixture
@@ -265,7 +266,7 @@ def test_cancel_and_replace_before_retrieval_and_not_after(
             **common,
             vasp_id="acme-id",
             message_id=second.message_id,
-            content=content("New text", image=JPEG[:100] + b"\xff\xd9"),
+            content=content("New text", image=media.jpeg(40, 30)),
         )
         assert call(server, replace).status_code == 1000
         conf = fetch(server, push.pdu.headers["X-Mms-Content-Location"])

@@ -46,6 +46,8 @@ def rewrite(smil: bytes, *, renamed: Mapping[str, str], dropped: set[str]) -> by
     Keys are what ``src`` attributes name (a Content-ID without brackets, or a
     Content-Location); ``renamed`` maps an old name to the new one.
     """
+    if not renamed and not dropped and b"<!ENTITY" not in smil.upper():
+        return smil  # nothing to change: keep the author's bytes
     if b"<!DOCTYPE" in smil[:2048].upper() or b"<!ENTITY" in smil.upper():
         # Some authoring tools write the SMIL 1.0 DOCTYPE; we never load it, and
         # without it the document is the same for our purposes.

@@ -1,0 +1,152 @@
+"""Which variant a fetching handset gets: its capabilities, as an adaptation Target.
+
+Order (issue #6): a per-subscriber override, the handset's UAProf (fetched in
+the background and cached: a retrieval never waits for a profile server),
+a device class matched on User-Agent or profile URL, and the default class.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+
+from mmsc.adapt.pipeline import Target
+from mmsc.config import ConfigError
+from mmsc.devices import DeviceClass, default_caps, load_classes, resolve
+from protocol.uaprof import Capabilities, UaprofError, parse_profile, profile_url
+
+log = logging.getLogger("mmsc.adapt.uaprof")
+
+MAX_PROFILE_BYTES = 512 * 1024
+
+
+def target_of(caps: Capabilities, *, generate_smil: bool = False, smil: bool = True) -> Target:
+    accept = set(caps.accept) | {"text/plain"}
+    return Target(
+        max_message_size=caps.max_message_size,
+        max_width=caps.max_image[0],
+        max_height=caps.max_image[1],
+        accept=frozenset(accept),
+        charsets=frozenset(caps.charsets),
+        smil=caps.smil and smil,
+        generate_smil=generate_smil,
+        animation=caps.animation,
+    )
+
+
+class ProfileCache:
+    """UAProf documents by URL: fetched once in the background, kept for ``ttl`` seconds,
+    dead URLs remembered for ``negative_ttl`` so they are not hammered."""
+
+    def __init__(
+        self, *, timeout: float = 3.0, ttl: float = 7 * 86400, negative_ttl: float = 3600
+    ) -> None:
+        self.timeout = timeout
+        self.ttl = ttl
+        self.negative_ttl = negative_ttl
+        self._entries: dict[str, tuple[float, Capabilities | None]] = {}
+        self._fetching: dict[str, asyncio.Task[None]] = {}
+        self._session: aiohttp.ClientSession | None = None
+
+    async def close(self) -> None:
+        for task in list(self._fetching.values()):
+            task.cancel()
+        for task in list(self._fetching.values()):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def lookup(self, url: str) -> Capabilities | None:
+        """The cached profile, or None (and a fetch starts) when there is none yet."""
+        entry = self._entries.get(url)
+        now = time.monotonic()
+        if entry is not None and entry[0] > now:
+            return entry[1]
+        if url not in self._fetching:
+            task = asyncio.get_running_loop().create_task(self._fetch(url))
+            self._fetching[url] = task
+            task.add_done_callback(lambda _t: self._fetching.pop(url, None))
+        return entry[1] if entry is not None else None
+
+    async def wait(self, url: str) -> None:
+        """Wait for a fetch in progress (the caller bounds how long)."""
+        task = self._fetching.get(url)
+        if task is not None:
+            await asyncio.shield(task)
+
+    async def _fetch(self, url: str) -> None:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(headers={"User-Agent": "mmsc"})
+        caps: Capabilities | None = None
+        try:
+            async with self._session.get(
+                url, timeout=aiohttp.ClientTimeout(total=self.timeout), allow_redirects=True
+            ) as response:
+                if response.status == 200:
+                    data = await response.content.read(MAX_PROFILE_BYTES + 1)
+                    if len(data) <= MAX_PROFILE_BYTES:
+                        caps = parse_profile(data)
+        except (aiohttp.ClientError, OSError, TimeoutError, UaprofError, ValueError) as exc:
+            log.info("UAProf %s unusable: %s", url, exc)
+        ttl = self.ttl if caps is not None else self.negative_ttl
+        self._entries[url] = (time.monotonic() + ttl, caps)
+
+
+class TargetResolver:
+    def __init__(self, config: Mapping[str, Any]) -> None:
+        section = config.get("adapt", {})
+        if not isinstance(section, Mapping):
+            raise ConfigError("[adapt] is not a table")
+        self.enabled = bool(section.get("enabled", True))
+        self.use_uaprof = bool(section.get("uaprof", True))
+        self.generate_smil = bool(section.get("generate_smil", False))
+        # How long a retrieval may wait for a profile fetch already under way (bounded:
+        # a dead profile server costs at most this, then the device class is used).
+        self.uaprof_wait = float(section.get("uaprof_wait", 1.0))
+        self.classes: list[DeviceClass] = load_classes(config)
+        self.profiles = ProfileCache(
+            timeout=float(section.get("uaprof_timeout", 3.0)),
+            ttl=float(section.get("uaprof_ttl", 7 * 86400)),
+            negative_ttl=float(section.get("uaprof_negative_ttl", 3600)),
+        )
+
+    async def close(self) -> None:
+        await self.profiles.close()
+
+    def prefetch(self, headers: Mapping[str, str]) -> None:
+        """Start fetching the handset's profile (any MM1 request carries the header), so
+        that it is cached by the time the handset fetches a message."""
+        url = profile_url(headers) if self.use_uaprof and self.enabled else None
+        if url:
+            self.profiles.lookup(url)
+
+    async def resolve(
+        self, headers: Mapping[str, str], override: Capabilities | None = None
+    ) -> tuple[str, Target]:
+        """(variant name, target) for a handset that sent ``headers``."""
+        url = profile_url(headers) if self.use_uaprof else None
+        profile = self.profiles.lookup(url) if url else None
+        if url and profile is None and self.uaprof_wait > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self.profiles.wait(url)), self.uaprof_wait)
+            profile = self.profiles.lookup(url)
+        key, caps = resolve(
+            override=override,
+            profile=profile,
+            user_agent=headers.get("User-Agent"),
+            classes=self.classes,
+            default=default_caps(self.classes),
+            profile_url=url,
+        )
+        target = target_of(caps, generate_smil=self.generate_smil)
+        digest = hashlib.sha1(f"{key}|{target!r}".encode()).hexdigest()[:12]
+        return f"v-{digest}", target
