@@ -72,7 +72,9 @@ alive() {
 wait_port() {
   local port=$1 deadline=$((SECONDS + $2)) pidfile=${3:-} log=${4:-}
   until port_open "$port"; do
-    if [ -n "$pidfile" ] && ! alive "$pidfile"; then
+    # running (by pid, zombie-aware), not alive (by command line): right after spawn() the
+    # child may still be the subshell about to exec the daemon (a race seen on loaded CI).
+    if [ -n "$pidfile" ] && ! running "$(cat "$pidfile" 2>/dev/null)"; then
       [ -z "$log" ] || tail -n 30 "$log" >&2
       die "the process behind $pidfile exited before port $port answered (log: $log)"
     fi
