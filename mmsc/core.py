@@ -230,6 +230,9 @@ class Mmsc:
         self.node_id = node_id or new_id()[:12]
         self.writer = GroupCommitWriter(engine)
         self.wakeup_callbacks: list[Any] = []
+        # The most a recipient's handset takes (mmsc.adapt.targets), to announce in its
+        # notification instead of the stored size; None: announce the stored size.
+        self.announce_limit: Callable[[str], int | None] | None = None
 
     async def start(self) -> None:
         await self.writer.start()
@@ -404,7 +407,11 @@ class Mmsc:
         if with_subject and row.m_subject:
             headers["Subject"] = row.m_subject
         headers["X-Mms-Message-Class"] = row.m_message_class
-        headers["X-Mms-Message-Size"] = int(row.m_size)
+        size = int(row.m_size)
+        limit = self.announce_limit(row.address) if self.announce_limit is not None else None
+        if limit is not None and size > limit:
+            size = limit  # what adaptation will serve this handset, at most
+        headers["X-Mms-Message-Size"] = size
         headers["X-Mms-Expiry"] = {"relative": max(int(row.m_expires_at - now), 1)}
         if row.m_delivery_report:
             headers["X-Mms-Delivery-Report"] = "Yes"

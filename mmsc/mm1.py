@@ -204,6 +204,8 @@ class Mm1Handlers:
                     text="sender unknown",
                 )
             )
+        if self.targets is not None:
+            self.targets.prefetch(request.headers, str(sender))  # profile, for its own fetches
         try:
             accepted = await self.core.accept(pdu, data, sender, device=device_facts(request))
         except SendRefused as refused:
@@ -218,7 +220,7 @@ class Mm1Handlers:
     async def _learn(self, request: web.Request, address: str, version: str | None) -> None:
         """Remember the handset's User-Agent/UAProf; a failure never reaches the client."""
         if self.targets is not None:
-            self.targets.prefetch(request.headers)  # cached before it fetches a message
+            self.targets.prefetch(request.headers, address)  # cached before it fetches
         user_agent, profile = device_facts(request)
         if not (user_agent or profile or version):
             return

@@ -101,6 +101,8 @@ async def run(config: dict[str, Any], stop: asyncio.Event | None = None) -> None
         scheduler.mm7 = outbound
     await scheduler.start()
 
+    if targets.enabled:
+        core.announce_limit = targets.size_limit
     adapter = AdaptationService(
         core,
         workers=int(adapt_cfg.get("workers", 0)) or None,

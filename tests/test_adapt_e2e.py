@@ -181,10 +181,39 @@ def test_each_handset_gets_a_variant_within_its_profile(tmp_path: Path, sink: Sm
                 "adapt": {"uaprof_wait": 5.0, "workers": 1},
             },
         )
+        small_url, big_url = f"{profiles.base}/small.xml", f"{profiles.base}/big.xml"
         try:
+            # B and C have used the MMSC before (their handsets showed their profiles).
+            for handset, url in ((B, small_url), (C, big_url)):
+                hello = MmsPdu(
+                    "m-send-req",
+                    f"hello-{handset}",
+                    "1.2",
+                    {"From": None, "To": [f"{A}/TYPE=PLMN"]},
+                    "application/vnd.wap.multipart.mixed",
+                    {},
+                    [Part("text/plain", {"charset": "utf-8"}, {}, b"hi")],
+                )
+                status, _, _ = http(
+                    "POST",
+                    server.mm1 + "/mms",
+                    mms.encode(hello),
+                    {
+                        "Content-Type": "application/vnd.wap.mms-message",
+                        "X-MSISDN": handset,
+                        "x-wap-profile": url,
+                    },
+                )
+                assert status == 200
+                assert sink.next().to == A
             message_id, raw = send(server)
             pushes = {p.to: p for p in (sink.next(), sink.next(), sink.next())}
-            small_url, big_url = f"{profiles.base}/small.xml", f"{profiles.base}/big.xml"
+            # Notifications announce what each handset will be served, at most: a handset
+            # that sees a size over its limit may not even try to fetch.
+            announced = {to: p.pdu.headers["X-Mms-Message-Size"] for to, p in pushes.items()}
+            assert announced[B] <= 307200 < len(raw)  # its profile's 100 KB, or the default
+            assert announced[C] <= 614400
+            assert announced[D] == len(raw)  # never seen: the stored size
 
             # The small phone: within 100 KB, pictures within 176x208, all JPEG, SMIL consistent.
             body = fetch(server, pushes[B].pdu.headers["X-Mms-Content-Location"], small_url)

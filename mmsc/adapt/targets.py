@@ -25,6 +25,7 @@ from protocol.uaprof import Capabilities, UaprofError, parse_profile, profile_ur
 log = logging.getLogger("mmsc.adapt.uaprof")
 
 MAX_PROFILE_BYTES = 512 * 1024
+MAX_KNOWN_DEVICES = 200_000  # address -> (User-Agent, profile URL), oldest forgotten first
 
 
 def target_of(caps: Capabilities, *, generate_smil: bool = False, smil: bool = True) -> Target:
@@ -77,6 +78,11 @@ class ProfileCache:
             task.add_done_callback(lambda _t: self._fetching.pop(url, None))
         return entry[1] if entry is not None else None
 
+    def cached(self, url: str) -> Capabilities | None:
+        """The cached profile without starting a fetch; safe from any thread."""
+        entry = self._entries.get(url)
+        return entry[1] if entry is not None else None
+
     async def wait(self, url: str) -> None:
         """Wait for a fetch in progress (the caller bounds how long)."""
         task = self._fetching.get(url)
@@ -113,6 +119,7 @@ class TargetResolver:
         # a dead profile server costs at most this, then the device class is used).
         self.uaprof_wait = float(section.get("uaprof_wait", 1.0))
         self.classes: list[DeviceClass] = load_classes(config)
+        self._devices: dict[str, tuple[str | None, str | None]] = {}
         self.profiles = ProfileCache(
             timeout=float(section.get("uaprof_timeout", 3.0)),
             ttl=float(section.get("uaprof_ttl", 7 * 86400)),
@@ -122,12 +129,38 @@ class TargetResolver:
     async def close(self) -> None:
         await self.profiles.close()
 
-    def prefetch(self, headers: Mapping[str, str]) -> None:
+    def prefetch(self, headers: Mapping[str, str], address: str | None = None) -> None:
         """Start fetching the handset's profile (any MM1 request carries the header), so
-        that it is cached by the time the handset fetches a message."""
-        url = profile_url(headers) if self.use_uaprof and self.enabled else None
+        that it is cached by the time the handset fetches a message; and remember which
+        handset ``address`` uses, for the size its notifications announce."""
+        if not self.enabled:
+            return
+        url = profile_url(headers) if self.use_uaprof else None
         if url:
             self.profiles.lookup(url)
+        if address is not None:
+            if len(self._devices) >= MAX_KNOWN_DEVICES:
+                self._devices.pop(next(iter(self._devices)))
+            self._devices[address] = (headers.get("User-Agent"), url)
+
+    def size_limit(self, address: str) -> int | None:
+        """The most a known handset takes (None: unknown), for X-Mms-Message-Size in its
+        notification: a handset that sees a size over its limit may not even try to fetch
+        (../shared/research/performance.md §3.5). Runs in the database writer's thread:
+        reads caches only, starts nothing."""
+        if not self.enabled or address not in self._devices:
+            return None
+        user_agent, url = self._devices[address]
+        profile = self.profiles.cached(url) if url else None
+        _key, caps = resolve(
+            override=None,
+            profile=profile,
+            user_agent=user_agent,
+            classes=self.classes,
+            default=default_caps(self.classes),
+            profile_url=url,
+        )
+        return caps.max_message_size
 
     async def resolve(
         self, headers: Mapping[str, str], override: Capabilities | None = None
