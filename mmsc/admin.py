@@ -64,6 +64,36 @@ async def subscriber(request: web.Request) -> web.Response:
     return web.json_response(facts)
 
 
+async def capabilities(request: web.Request) -> web.Response:
+    """PUT/DELETE /api/subscribers/{address}/capabilities: an operator's adaptation
+    override for one subscriber (keys as in [[adapt.class]]), first in the resolution
+    order (issue #6)."""
+    from mmsc.config import ConfigError
+    from mmsc.devices import capabilities_from_table
+
+    core = request.app[CORE_KEY]
+    if core is None:
+        return web.json_response({"error": "no message store"}, status=503)
+    table: dict[str, object] | None = None
+    if request.method == "PUT":
+        try:
+            body = await request.json()
+        except ValueError:
+            return web.json_response({"error": "the body is not JSON"}, status=400)
+        if not isinstance(body, dict):
+            return web.json_response({"error": "expected a JSON object"}, status=400)
+        try:
+            capabilities_from_table(body)
+        except ConfigError as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        table = body
+    try:
+        address = await core.set_capabilities(request.match_info["address"], table)
+    except ValueError as exc:  # AddressError
+        return web.json_response({"error": str(exc)}, status=400)
+    return web.json_response({"address": address, "capabilities": table})
+
+
 async def notify_status(request: web.Request) -> web.Response:
     """GET /api/notify: the notification backend and, for SMPP, every bind's state."""
     backend = request.app[BACKEND_KEY]
@@ -90,5 +120,7 @@ def make_app(
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/messages/{id}", message)
     app.router.add_get("/api/subscribers/{address}", subscriber)
+    app.router.add_put("/api/subscribers/{address}/capabilities", capabilities)
+    app.router.add_delete("/api/subscribers/{address}/capabilities", capabilities)
     app.router.add_get("/api/notify", notify_status)
     return app

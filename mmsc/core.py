@@ -867,6 +867,25 @@ class Mmsc:
         row = await self.read(repo.get_subscriber, canonical)
         return None if row is None else dict(row._mapping)
 
+    async def set_capabilities(self, address: str, table: dict[str, Any] | None) -> str:
+        """Store an operator's adaptation override for a subscriber (None removes it);
+        returns the canonical address."""
+        canonical = str(self._address(address))
+        now = time.time()
+
+        def unit(conn: Connection) -> tuple[None, list[repo.Event]]:
+            repo.set_subscriber_capabilities(conn, canonical, table, now)
+            return None, []
+
+        await self.write(unit)
+        return canonical
+
+    async def capabilities_override(self, address: str) -> dict[str, Any] | None:
+        """The override stored for a canonical address, if any (read at each retrieval)."""
+        row = await self.read(repo.get_subscriber, address)
+        value = None if row is None else row.capabilities
+        return value if isinstance(value, dict) and value else None
+
 
 def _subject_mode(value: Any) -> str:
     """[notify] include_subject: true/"always", false/"never", or "auto"."""

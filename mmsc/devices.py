@@ -297,3 +297,17 @@ def resolve(
 
 def _class_key(name: str, caps: Capabilities) -> str:
     return f"class:{name}:{variant_key(caps)}"
+
+
+def capabilities_from_table(table: Mapping[str, Any], where: str = "override") -> Capabilities:
+    """Capabilities from the keys of an ``[[adapt.class]]`` table, starting from the
+    default class (a per-subscriber override written through the admin API uses this)."""
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{where}: expected an object")
+    allowed = {"max_message_size", "max_image", "accept", "charsets", "smil", "animation"}
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise ConfigError(
+            f"{where}.{unknown[0]}: unknown key (known: {', '.join(sorted(allowed))})"
+        )
+    return _class(0, {"name": DEFAULT_CLASS, **table}).caps

@@ -20,6 +20,7 @@ from mmsc.adapt.service import AdaptationService
 from mmsc.adapt.targets import TargetResolver
 from mmsc.addresses import Address, resolve_sender
 from mmsc.core import Mmsc, SendRefused
+from mmsc.devices import capabilities_from_table
 from protocol import mms
 from protocol.errors import DecodeError, EncodeError
 from protocol.mms import MmsPdu
@@ -310,7 +311,11 @@ class Mm1Handlers:
             try:
                 payload_key = None
                 if self.adapter is not None and self.targets is not None and self.targets.enabled:
-                    variant, target = await self.targets.resolve(request.headers)
+                    override = await self.core.capabilities_override(row.address)
+                    variant, target = await self.targets.resolve(
+                        request.headers,
+                        override=capabilities_from_table(override) if override else None,
+                    )
                     payload_key = await self.adapter.payload_key(row, target, variant)
                 body = await self.core.retrieve_conf(row, payload_key=payload_key)
             except KeyError:  # payload gone (deleted after expiry)

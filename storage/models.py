@@ -143,6 +143,7 @@ subscribers = Table(
     Column("uaprof_url", Text),
     Column("mms_version", String(8)),
     Column("last_seen", Float, nullable=False),
+    Column("capabilities", JSON),  # operator's override for adaptation (admin API), or NULL
 )
 
 smsc_messages = Table(

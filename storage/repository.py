@@ -426,6 +426,14 @@ def remember_subscriber(
     conn.execute(stmt, {"address": address, **values})
 
 
+def set_subscriber_capabilities(
+    conn: Connection, address: str, capabilities: Any, now: float
+) -> None:
+    """Store (or, with None, remove) an operator's adaptation override for ``address``."""
+    stmt = _upsert_subscriber(conn.dialect.name, ("capabilities", "last_seen"))
+    conn.execute(stmt, {"address": address, "capabilities": capabilities, "last_seen": now})
+
+
 @functools.lru_cache(maxsize=32)
 def _upsert_subscriber(dialect: str, columns: tuple[str, ...]) -> Any:
     from sqlalchemy.dialects import postgresql, sqlite

@@ -28,7 +28,7 @@ from tests.harness import ServerProcess, SmsSink, http, start_server
 from tests.test_adapt import photo
 from tests.test_mm1_e2e import fetch_url, post_pdu
 
-A, B, C, D = "+15550000001", "+15550000002", "+15550000003", "+15550000004"
+A, B, C, D, E = (f"+1555000000{i}" for i in range(1, 6))
 
 PROFILE = """<?xml version="1.0"?>
 <rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"
@@ -125,7 +125,7 @@ def send(server: ServerProcess) -> tuple[str, bytes]:
         "m-send-req",
         "AD1",
         "1.2",
-        {"From": None, "To": [f"{n}/TYPE=PLMN" for n in (B, C, D)], "Subject": "Pics"},
+        {"From": None, "To": [f"{n}/TYPE=PLMN" for n in (B, C, D, E)], "Subject": "Pics"},
         "application/vnd.wap.multipart.related",
         {"start": "<smil>", "type": "application/smil"},
         parts,
@@ -207,7 +207,7 @@ def test_each_handset_gets_a_variant_within_its_profile(tmp_path: Path, sink: Sm
                 assert status == 200
                 assert sink.next().to == A
             message_id, raw = send(server)
-            pushes = {p.to: p for p in (sink.next(), sink.next(), sink.next())}
+            pushes = {p.to: p for p in (sink.next(), sink.next(), sink.next(), sink.next())}
             # Notifications announce what each handset will be served, at most: a handset
             # that sees a size over its limit may not even try to fetch.
             announced = {to: p.pdu.headers["X-Mms-Message-Size"] for to, p in pushes.items()}
@@ -260,9 +260,29 @@ def test_each_handset_gets_a_variant_within_its_profile(tmp_path: Path, sink: Sm
             assert len(body_dead) <= 307200
             assert all(max(size) <= 640 for _, size, _ in images_of(dead))
 
+            # An operator's override for E beats everything its handset says.
+            override = {"max_message_size": 60000, "max_image": "160x120"}
+            status, _, _ = http(
+                "PUT",
+                f"{server.admin}/api/subscribers/{urllib.parse.quote(E)}/capabilities",
+                json.dumps(override).encode(),
+                {"Content-Type": "application/json"},
+            )
+            assert status == 200
+            bad = http(
+                "PUT",
+                f"{server.admin}/api/subscribers/{urllib.parse.quote(E)}/capabilities",
+                b'{"max_image": "huge"}',
+                {"Content-Type": "application/json"},
+            )
+            assert bad[0] == 400 and b"max_image" in bad[1]
+            body_e = fetch(server, pushes[E].pdu.headers["X-Mms-Content-Location"], big_url)
+            assert len(body_e) <= 60000
+            assert all(max(size) <= 160 for _, size, _ in images_of(mms.decode(body_e)))
+
             quoted = urllib.parse.quote(message_id, safe="")
             _, trace, _ = http("GET", f"{server.admin}/api/messages/{quoted}")
             adapted = [e for e in json.loads(trace)["events"] if e["event"] == "adapted"]
-            assert len(adapted) == 3  # small, big, default: one per variant, not per fetch
+            assert len(adapted) == 4  # small, big, default, override: one per variant
         finally:
             server.stop()
