@@ -16,6 +16,7 @@ Each row's life:
   delivery and read reports), claimed with a lease so a crash only delays.
 - ``events``: every state change of a message or recipient, with its cause.
 - ``subscribers``: what we learned about a handset (User-Agent, UAProf, version).
+- ``uaprof_profiles``: UAProf documents we fetched (or found dead), with their TTL.
 - ``smsc_messages``: the id an SMSC gave each submit_sm of a push, so that its
   delivery receipt (which names only that id) finds the message again.
 """
@@ -155,4 +156,13 @@ smsc_messages = Table(
     Column("message_id", String(40)),
     Column("recipient_id", BigInteger),
     Column("created_at", Float, nullable=False),
+)
+
+uaprof_profiles = Table(
+    "uaprof_profiles",
+    metadata,
+    Column("url", String(1000), primary_key=True),
+    Column("fetched_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),  # fetch again after this
+    Column("capabilities", JSON),  # NULL: the URL was dead or not a profile (negative entry)
 )

@@ -31,6 +31,7 @@ from storage.models import (
     recipients,
     smsc_messages,
     subscribers,
+    uaprof_profiles,
 )
 
 # Recipient states. Terminal ones never change again.
@@ -532,3 +533,24 @@ def find_smsc_id(conn: Connection, candidates: Sequence[str]) -> Row[Any] | None
         .limit(1)
     )
     return conn.execute(q).first()
+
+
+def get_uaprof(conn: Connection, url: str) -> Row[Any] | None:
+    return conn.execute(select(uaprof_profiles).where(uaprof_profiles.c.url == url)).first()
+
+
+def put_uaprof(
+    conn: Connection, url: str, capabilities: Any, fetched_at: float, expires_at: float
+) -> None:
+    """Upsert a fetched profile (``capabilities`` None: a dead URL, remembered too)."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    insert_fn: Any = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    stmt = insert_fn(uaprof_profiles).values(
+        url=url, capabilities=capabilities, fetched_at=fetched_at, expires_at=expires_at
+    )
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[uaprof_profiles.c.url],
+        set_={c: stmt.excluded[c] for c in ("capabilities", "fetched_at", "expires_at")},
+    )
+    conn.execute(stmt)

@@ -284,5 +284,20 @@ def test_each_handset_gets_a_variant_within_its_profile(tmp_path: Path, sink: Sm
             _, trace, _ = http("GET", f"{server.admin}/api/messages/{quoted}")
             adapted = [e for e in json.loads(trace)["events"] if e["event"] == "adapted"]
             assert len(adapted) == 4  # small, big, default, override: one per variant
+
+            # Profiles live in the database too: a restarted server does not fetch again.
+            server.stop()
+            server = start_server(
+                tmp_path,
+                {
+                    "mm1": {"public_url": "http://mmsc.test/mms"},
+                    "notify": {"backend": "kannel", "sendsms_url": sink.url},
+                    "adapt": {"uaprof_wait": 5.0, "workers": 1},
+                },
+            )
+            fetched_before = profiles.requests.count("small.xml")
+            again = fetch(server, pushes[B].pdu.headers["X-Mms-Content-Location"], small_url)
+            assert len(again) <= 102400
+            assert profiles.requests.count("small.xml") == fetched_before == 1
         finally:
             server.stop()

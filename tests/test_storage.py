@@ -58,7 +58,15 @@ POLICY = Policy(
     push_retry_max=60.0,
     push_max_attempts=3,
 )
-TABLES = {"messages", "recipients", "outbox", "events", "subscribers", "smsc_messages"}
+TABLES = {
+    "messages",
+    "recipients",
+    "outbox",
+    "events",
+    "subscribers",
+    "smsc_messages",
+    "uaprof_profiles",
+}
 
 
 # ----------------------------------------------------------------------------- fixtures
@@ -231,7 +239,7 @@ def test_upgrade_creates_schema_and_is_idempotent(db_url: str) -> None:
         try:
             assert await db.current_revision(engine) is None
             await db.upgrade(engine)
-            assert await db.current_revision(engine) == "0004"
+            assert await db.current_revision(engine) == "0005"
             async with engine.connect() as conn:
                 names = await conn.run_sync(lambda c: set(inspect(c).get_table_names()))
                 assert await conn.run_sync(diff) == []  # the migration builds the models
@@ -240,13 +248,13 @@ def test_upgrade_creates_schema_and_is_idempotent(db_url: str) -> None:
                 await conn.execute(insert(subscribers).values(address=B, last_seen=1.0))
             await db.upgrade(engine)
             await db.upgrade(engine)
-            assert await db.current_revision(engine) == "0004"
+            assert await db.current_revision(engine) == "0005"
             assert await count(engine, subscribers) == 1
             async with engine.connect() as conn:
                 versions = (
                     await conn.execute(text("SELECT version_num FROM alembic_version"))
                 ).all()
-            assert [v[0] for v in versions] == ["0004"]  # one row, not one per upgrade
+            assert [v[0] for v in versions] == ["0005"]  # one row, not one per upgrade
         finally:
             await engine.dispose()
 

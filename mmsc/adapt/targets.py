@@ -12,15 +12,18 @@ import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any, TypeAlias
 
 import aiohttp
+from sqlalchemy.engine import Connection
 
 from mmsc.adapt.pipeline import Target
 from mmsc.config import ConfigError
+from mmsc.core import Mmsc
 from mmsc.devices import DeviceClass, default_caps, load_classes, resolve
 from protocol.uaprof import Capabilities, UaprofError, parse_profile, profile_url
+from storage import repository as repo
 
 log = logging.getLogger("mmsc.adapt.uaprof")
 
@@ -42,16 +45,64 @@ def target_of(caps: Capabilities, *, generate_smil: bool = False, smil: bool = T
     )
 
 
+def caps_to_json(caps: Capabilities) -> dict[str, Any]:
+    return {
+        "max_message_size": caps.max_message_size,
+        "max_image": list(caps.max_image),
+        "accept": sorted(caps.accept),
+        "charsets": sorted(caps.charsets),
+        "mms_version": caps.mms_version,
+        "screen": list(caps.screen) if caps.screen else None,
+        "smil": caps.smil,
+        "animation": caps.animation,
+        "vendor": caps.vendor,
+        "model": caps.model,
+    }
+
+
+def caps_from_json(value: Mapping[str, Any]) -> Capabilities:
+    screen = value.get("screen")
+    return Capabilities(
+        max_message_size=int(value["max_message_size"]),
+        max_image=(int(value["max_image"][0]), int(value["max_image"][1])),
+        accept=frozenset(value["accept"]),
+        charsets=frozenset(value["charsets"]),
+        mms_version=value.get("mms_version"),
+        screen=(int(screen[0]), int(screen[1])) if screen else None,
+        smil=bool(value["smil"]),
+        animation=bool(value["animation"]),
+        vendor=value.get("vendor"),
+        model=value.get("model"),
+    )
+
+
+StoredProfile: TypeAlias = "tuple[float, dict[str, Any] | None] | None"
+ProfileLoad: TypeAlias = Callable[[str], Coroutine[Any, Any, StoredProfile]]
+ProfileSave: TypeAlias = Callable[
+    [str, "dict[str, Any] | None", float, float], Coroutine[Any, Any, None]
+]
+
+
 class ProfileCache:
     """UAProf documents by URL: fetched once in the background, kept for ``ttl`` seconds,
-    dead URLs remembered for ``negative_ttl`` so they are not hammered."""
+    dead URLs remembered for ``negative_ttl`` so they are not hammered. With ``load`` and
+    ``save`` (the database) the cache is shared by every node and survives restarts;
+    memory is only the first level."""
 
     def __init__(
-        self, *, timeout: float = 3.0, ttl: float = 7 * 86400, negative_ttl: float = 3600
+        self,
+        *,
+        timeout: float = 3.0,
+        ttl: float = 7 * 86400,
+        negative_ttl: float = 3600,
+        load: ProfileLoad | None = None,
+        save: ProfileSave | None = None,
     ) -> None:
         self.timeout = timeout
         self.ttl = ttl
         self.negative_ttl = negative_ttl
+        self.load = load
+        self.save = save
         self._entries: dict[str, tuple[float, Capabilities | None]] = {}
         self._fetching: dict[str, asyncio.Task[None]] = {}
         self._session: aiohttp.ClientSession | None = None
@@ -90,6 +141,17 @@ class ProfileCache:
             await asyncio.shield(task)
 
     async def _fetch(self, url: str) -> None:
+        if self.load is not None:
+            try:
+                stored = await self.load(url)
+            except Exception as exc:  # the database is a cache here, never a blocker
+                log.warning("UAProf cache read for %s failed: %s", url, exc)
+                stored = None
+            if stored is not None and stored[0] > time.time():
+                expires_at, value = stored
+                known = caps_from_json(value) if value else None
+                self._entries[url] = (time.monotonic() + expires_at - time.time(), known)
+                return
         if self._session is None:
             self._session = aiohttp.ClientSession(headers={"User-Agent": "mmsc"})
         caps: Capabilities | None = None
@@ -105,10 +167,16 @@ class ProfileCache:
             log.info("UAProf %s unusable: %s", url, exc)
         ttl = self.ttl if caps is not None else self.negative_ttl
         self._entries[url] = (time.monotonic() + ttl, caps)
+        if self.save is not None:
+            now = time.time()
+            try:
+                await self.save(url, caps_to_json(caps) if caps else None, now, now + ttl)
+            except Exception as exc:
+                log.warning("UAProf cache write for %s failed: %s", url, exc)
 
 
 class TargetResolver:
-    def __init__(self, config: Mapping[str, Any]) -> None:
+    def __init__(self, config: Mapping[str, Any], core: Mmsc | None = None) -> None:
         section = config.get("adapt", {})
         if not isinstance(section, Mapping):
             raise ConfigError("[adapt] is not a table")
@@ -120,10 +188,30 @@ class TargetResolver:
         self.uaprof_wait = float(section.get("uaprof_wait", 1.0))
         self.classes: list[DeviceClass] = load_classes(config)
         self._devices: dict[str, tuple[str | None, str | None]] = {}
+        load: ProfileLoad | None = None
+        save: ProfileSave | None = None
+        if core is not None:
+            database = core
+
+            async def load(url: str) -> tuple[float, dict[str, Any] | None] | None:
+                row = await database.read(repo.get_uaprof, url)
+                return None if row is None else (float(row.expires_at), row.capabilities)
+
+            async def save(
+                url: str, value: dict[str, Any] | None, fetched_at: float, expires_at: float
+            ) -> None:
+                def unit(conn: Connection) -> tuple[None, list[repo.Event]]:
+                    repo.put_uaprof(conn, url, value, fetched_at, expires_at)
+                    return None, []
+
+                await database.write(unit)
+
         self.profiles = ProfileCache(
             timeout=float(section.get("uaprof_timeout", 3.0)),
             ttl=float(section.get("uaprof_ttl", 7 * 86400)),
             negative_ttl=float(section.get("uaprof_negative_ttl", 3600)),
+            load=load,
+            save=save,
         )
 
     async def close(self) -> None:
