@@ -15,6 +15,15 @@ if ! command -v tshark >/dev/null 2>&1; then
 fi
 tshark --version 2>/dev/null | head -n 1
 
+# ffmpeg: content adaptation transcodes audio and video with it when it is installed (the
+# tests cover both that and the path without it).
+if ! command -v ffmpeg >/dev/null 2>&1; then
+  echo "test-deps: installing ffmpeg from Debian's packages"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends ffmpeg >/dev/null
+fi
+
 # PostgreSQL for the multi-node tests: use the one on 127.0.0.1:5432 when it answers,
 # start the installed cluster when it does not, install it when there is none.
 if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then

@@ -37,6 +37,11 @@ EXTENSIONS = {
     "image/png": ".png",
     "image/gif": ".gif",
     "image/bmp": ".bmp",
+    "audio/amr": ".amr",
+    "audio/mp4": ".m4a",
+    "audio/mpeg": ".mp3",
+    "video/mp4": ".mp4",
+    "video/3gpp": ".3gp",
 }
 MIN_QUALITY, MAX_QUALITY = 25, 90
 MAX_FRAMES = 200

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 
 from mmsc.adapt import smil as smil_mod
 from mmsc.adapt.images import EXTENSIONS, ImageError, ImageLimits, adapt_image
+from mmsc.adapt.media import transcode
 from protocol.wsp import Part
 
 RELATED = "application/vnd.wap.multipart.related"
@@ -206,6 +207,7 @@ def _adapt_once(
     available = max_size - HEADER_RESERVE - PART_RESERVE * (len(parts) + 1)
     smil_parts = [p for p in parts if p.content_type == SMIL]
     kept: list[Part] = []
+    renamed: dict[str, str] = {}
     images: list[Part] = []
     dropped: list[Part] = []
     notes: list[str] = []
@@ -220,13 +222,23 @@ def _adapt_once(
             images.append(part)
         elif _accepts(target, ctype):
             kept.append(part)
+        elif ctype.startswith(("audio/", "video/")):
+            media = transcode(bytes(part.data), ctype, target.accept, max(available // 2, 1))
+            if media is None:
+                dropped.append(part)
+                notes.append(f"{_name(part)}: {ctype} not accepted (and not transcodable)")
+            else:
+                new_part, old_loc, new_loc = _renamed(part, media.content_type)
+                if old_loc and new_loc:
+                    renamed[old_loc] = new_loc
+                kept.append(replace(new_part, data=media.data))
+                converted += 1
         else:
             dropped.append(part)
             notes.append(f"{_name(part)}: {ctype} not accepted")
     fixed = sum(len(p.data) for p in kept) + sum(len(p.data) for p in smil_parts)
     image_total = sum(len(p.data) for p in images) or 1
     image_room = max(available - fixed, 0)
-    renamed: dict[str, str] = {}
     adapted_images: list[Part] = []
     for part in images:
         share = max(int(image_room * len(part.data) / image_total), MIN_IMAGE_BUDGET)
@@ -272,11 +284,22 @@ def _adapt_once(
         return sum(len(p.data) for p in items) + sum(len(p.data) for p in smil_parts)
 
     while total(ordered) > available:
-        media = [p for p in ordered if not p.content_type.startswith("text/")]
-        if not media:
+        candidates = [p for p in ordered if not p.content_type.startswith("text/")]
+        if not candidates:
             break
-        largest = max(media, key=lambda p: len(p.data))
+        largest = max(candidates, key=lambda p: len(p.data))
+        index = ordered.index(largest)
         ordered.remove(largest)
+        if largest.content_type.startswith(("audio/", "video/")):
+            room = available - total(ordered)
+            smaller = transcode(bytes(largest.data), largest.content_type, target.accept, room)
+            if smaller is not None and len(smaller.data) < len(largest.data):
+                new_part, old_loc, new_loc = _renamed(largest, smaller.content_type)
+                if old_loc and new_loc:
+                    renamed[old_loc] = new_loc
+                ordered.insert(index, replace(new_part, data=smaller.data))
+                converted += 1
+                continue
         dropped.append(largest)
         notes.append(f"{_name(largest)}: does not fit {max_size} bytes")
     if dropped:
