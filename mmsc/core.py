@@ -56,6 +56,11 @@ RETRIEVE_FIELDS = (
 )
 
 
+DEVICE_REFRESH = 3600.0  # seconds between writes of unchanged handset facts
+OVERRIDE_TTL = 30.0  # seconds a per-subscriber adaptation override is remembered
+PDU_CACHE_BYTES = 64 * 1024 * 1024  # decoded bodies kept for repeated retrievals
+
+
 def new_id() -> str:
     """120 random bits in lower-case base32: unguessable, URL- and file-name-safe, 24 chars."""
     return base64.b32encode(secrets.token_bytes(15)).decode("ascii").lower()
@@ -233,6 +238,10 @@ class Mmsc:
         # The most a recipient's handset takes (mmsc.adapt.targets), to announce in its
         # notification instead of the stored size; None: announce the stored size.
         self.announce_limit: Callable[[str], int | None] | None = None
+        self._device_facts: dict[str, tuple[tuple[str | None, ...], float]] = {}
+        self._overrides: dict[str, tuple[float, dict[str, Any] | None]] = {}
+        self._pdu_cache: dict[str, tuple[MmsPdu, int]] = {}
+        self._pdu_cache_bytes = 0
 
     async def start(self) -> None:
         await self.writer.start()
@@ -609,13 +618,31 @@ class Mmsc:
     async def recipient(self, token: str) -> Any:
         return await self.read(repo.get_recipient_by_token, token)
 
+    async def _stored_pdu(self, key: str) -> MmsPdu:
+        """A stored body, decoded; the most recently fetched ones stay in memory (up to
+        ``PDU_CACHE_BYTES``), because a message to many recipients, or a popular variant,
+        is fetched over and over. Payloads never change under a key (a replace writes a
+        new key), so the cache needs no invalidation beyond eviction."""
+        cached = self._pdu_cache.pop(key, None)
+        if cached is not None:
+            self._pdu_cache[key] = cached  # most recent last
+            return cached[0]
+        raw = await self.payloads.get(key)
+        pdu = mms.decode(raw)
+        self._pdu_cache[key] = (pdu, len(raw))
+        self._pdu_cache_bytes += len(raw)
+        while self._pdu_cache_bytes > PDU_CACHE_BYTES and self._pdu_cache:
+            _old, (_pdu, size) = next(iter(self._pdu_cache.items()))
+            del self._pdu_cache[_old]
+            self._pdu_cache_bytes -= size
+        return pdu
+
     async def retrieve_conf(
         self, row: Any, version: str | None = None, payload_key: str | None = None
     ) -> bytes:
         """The m-retrieve-conf for a recipient: stored envelope + stored body (or the
         adapted variant of the body named by ``payload_key``)."""
-        raw = await self.payloads.get(payload_key or row.m_payload_key)
-        original = mms.decode(raw)
+        original = await self._stored_pdu(payload_key or row.m_payload_key)
         headers: dict[str, Any] = {"Message-ID": row.message_id, "Date": int(row.m_created_at)}
         if row.m_sender_visible:
             headers["From"] = self._address(row.m_originator).to_mms()
@@ -758,8 +785,19 @@ class Mmsc:
     async def remember_device(
         self, address: str, user_agent: str | None, profile: str | None, version: str | None
     ) -> None:
-        """Learned facts about a subscriber's handset (for adaptation and notification sizes)."""
+        """Learned facts about a subscriber's handset (for adaptation and notification sizes).
+
+        Written when they change and at most every ``DEVICE_REFRESH`` seconds otherwise
+        (to keep last_seen honest): a retrieval must not cost a durable commit when
+        the handset says what it said last time."""
         now = time.time()
+        facts = (user_agent, profile, version)
+        last = self._device_facts.get(address)
+        if last is not None and last[0] == facts and now - last[1] < DEVICE_REFRESH:
+            return
+        if len(self._device_facts) >= 200_000:
+            self._device_facts.pop(next(iter(self._device_facts)))
+        self._device_facts[address] = (facts, now)
 
         def unit(conn: Connection) -> tuple[None, list[repo.Event]]:
             repo.remember_subscriber(
@@ -878,13 +916,24 @@ class Mmsc:
             return None, []
 
         await self.write(unit)
+        self._overrides.pop(canonical, None)
         return canonical
 
     async def capabilities_override(self, address: str) -> dict[str, Any] | None:
-        """The override stored for a canonical address, if any (read at each retrieval)."""
+        """The override stored for a canonical address, if any. Remembered for
+        ``OVERRIDE_TTL`` seconds: retrievals are frequent and overrides rare (a change
+        made on another node shows up within that time; on this node at once)."""
+        now = time.monotonic()
+        cached = self._overrides.get(address)
+        if cached is not None and cached[0] > now:
+            return cached[1]
         row = await self.read(repo.get_subscriber, address)
         value = None if row is None else row.capabilities
-        return value if isinstance(value, dict) and value else None
+        result = value if isinstance(value, dict) and value else None
+        if len(self._overrides) >= 100_000:
+            self._overrides.clear()
+        self._overrides[address] = (now + OVERRIDE_TTL, result)
+        return result
 
 
 def _subject_mode(value: Any) -> str:

@@ -39,6 +39,16 @@ class AdaptationService:
         self.timeout = timeout
         self._pool: ProcessPoolExecutor | None = None
         self._inflight: dict[str, asyncio.Future[str]] = {}
+        # Variants known to exist / known not to be needed (the message already fits):
+        # the common retrieval then costs no extra payload-store call.
+        self._known: dict[str, None] = {}
+        self._fits: dict[str, None] = {}
+
+    @staticmethod
+    def _remember(table: dict[str, None], key: str) -> None:
+        if len(table) >= 100_000:
+            table.pop(next(iter(table)))
+        table[key] = None
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
@@ -58,7 +68,14 @@ class AdaptationService:
         (when adaptation fails) the original."""
         original = str(row.m_payload_key)
         key = f"{original}.{variant}"
+        if key in self._known:  # stored earlier by this process: no file-system round trip
+            metrics.adaptation_cache.labels("hit").inc()
+            return key
+        if key in self._fits:
+            metrics.adaptation_cache.labels("fits").inc()
+            return original
         if await self.core.payloads.exists(key):
+            self._remember(self._known, key)
             metrics.adaptation_cache.labels("hit").inc()
             return key
         pending = self._inflight.get(key)
@@ -84,6 +101,7 @@ class AdaptationService:
     async def _adapt(self, row: Any, original: str, key: str, target: Target) -> str:
         raw = await self.core.payloads.get(original)
         if not needs_adaptation(raw, target):
+            self._remember(self._fits, key)
             metrics.adaptation_cache.labels("fits").inc()
             return original
         metrics.adaptation_cache.labels("miss").inc()
@@ -111,6 +129,7 @@ class AdaptationService:
         metrics.adaptation_parts.labels("converted").inc(stats["converted"])
         metrics.adaptation_parts.labels("dropped").inc(stats["dropped"])
         await self.core.payloads.put(key, data)
+        self._remember(self._known, key)
         now = time.time()
         detail = key
         notes = "; ".join(stats["notes"])[:500]
