@@ -56,6 +56,8 @@ RETRIEVE_FIELDS = (
 )
 
 
+# (address, a loader of the handset facts stored for it) -> the most its handset takes.
+AnnounceLimit = Callable[[str, Callable[[], tuple[str | None, str | None]]], "int | None"]
 DEVICE_REFRESH = 3600.0  # seconds between writes of unchanged handset facts
 OVERRIDE_TTL = 30.0  # seconds a per-subscriber adaptation override is remembered
 PDU_CACHE_BYTES = 64 * 1024 * 1024  # decoded bodies kept for repeated retrievals
@@ -237,7 +239,7 @@ class Mmsc:
         self.wakeup_callbacks: list[Any] = []
         # The most a recipient's handset takes (mmsc.adapt.targets), to announce in its
         # notification instead of the stored size; None: announce the stored size.
-        self.announce_limit: Callable[[str], int | None] | None = None
+        self.announce_limit: AnnounceLimit | None = None
         self._device_facts: dict[str, tuple[tuple[str | None, ...], float]] = {}
         self._overrides: dict[str, tuple[float, dict[str, Any] | None]] = {}
         self._pdu_cache: dict[str, tuple[MmsPdu, int]] = {}
@@ -394,32 +396,43 @@ class Mmsc:
     def content_location(self, token: str) -> str:
         return f"{self.policy.public_url}/{token}"
 
-    def notification_pdu(self, row: Any, now: float) -> bytes:
+    def notification_pdu(self, row: Any, now: float, conn: Connection | None = None) -> bytes:
         """The m-notification-ind for one recipient (AOSP's mandatory fields, Location last).
 
         With ``include_subject = "auto"`` the Subject is left out when it alone would
         make the push need a second SMS (feature-matrix §4.1: aim for one SMS).
         """
         mode = self.policy.notify_subject
-        encoded = self._notification(row, now, with_subject=mode != "never")
+        size = self._announced_size(row, conn)
+        encoded = self._notification(row, now, size, with_subject=mode != "never")
         room = wap_push.SINGLE_SMS_DATAGRAM
         if mode == "auto" and len(wap_push.encode_push(encoded)) > room:
-            shorter = self._notification(row, now, with_subject=False)
+            shorter = self._notification(row, now, size, with_subject=False)
             if len(wap_push.encode_push(shorter)) <= room:
                 return shorter
         return encoded
 
-    def _notification(self, row: Any, now: float, *, with_subject: bool) -> bytes:
+    def _announced_size(self, row: Any, conn: Connection | None) -> int:
+        """The stored size, or less: at most what the recipient's handset takes, when we
+        know that handset (from this process's memory, else the subscribers table)."""
+        size = int(row.m_size)
+        if self.announce_limit is None:
+            return size
+
+        def stored_facts() -> tuple[str | None, str | None]:
+            facts = repo.get_subscriber(conn, row.address) if conn is not None else None
+            return (None, None) if facts is None else (facts.user_agent, facts.uaprof_url)
+
+        limit = self.announce_limit(row.address, stored_facts)
+        return limit if limit is not None and size > limit else size
+
+    def _notification(self, row: Any, now: float, size: int, *, with_subject: bool) -> bytes:
         headers: dict[str, Any] = {}
         if row.m_sender_visible:
             headers["From"] = self._address(row.m_originator).to_mms()
         if with_subject and row.m_subject:
             headers["Subject"] = row.m_subject
         headers["X-Mms-Message-Class"] = row.m_message_class
-        size = int(row.m_size)
-        limit = self.announce_limit(row.address) if self.announce_limit is not None else None
-        if limit is not None and size > limit:
-            size = limit  # what adaptation will serve this handset, at most
         headers["X-Mms-Message-Size"] = size
         headers["X-Mms-Expiry"] = {"relative": max(int(row.m_expires_at - now), 1)}
         if row.m_delivery_report:
@@ -449,7 +462,7 @@ class Mmsc:
                     conn,
                     kind="notification",
                     destination=row.address,
-                    pdu=self.notification_pdu(row, now),
+                    pdu=self.notification_pdu(row, now, conn),
                     now=now,
                     message_id=row.message_id,
                     recipient_id=row.id,

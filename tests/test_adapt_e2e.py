@@ -299,5 +299,11 @@ def test_each_handset_gets_a_variant_within_its_profile(tmp_path: Path, sink: Sm
             again = fetch(server, pushes[B].pdu.headers["X-Mms-Content-Location"], small_url)
             assert len(again) <= 102400
             assert profiles.requests.count("small.xml") == fetched_before == 1
+            # What the handsets told the first server (B with its own message, D with its
+            # fetch) is in the database: it still bounds what the new server announces.
+            _message_id, raw = send(server)
+            pushes = {p.to: p for p in (sink.next(), sink.next(), sink.next(), sink.next())}
+            assert pushes[B].pdu.headers["X-Mms-Message-Size"] <= 307200 < len(raw)
+            assert pushes[D].pdu.headers["X-Mms-Message-Size"] <= 307200
         finally:
             server.stop()

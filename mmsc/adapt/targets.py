@@ -231,14 +231,25 @@ class TargetResolver:
                 self._devices.pop(next(iter(self._devices)))
             self._devices[address] = (headers.get("User-Agent"), url)
 
-    def size_limit(self, address: str) -> int | None:
+    def size_limit(
+        self,
+        address: str,
+        stored: Callable[[], tuple[str | None, str | None]] | None = None,
+    ) -> int | None:
         """The most a known handset takes (None: unknown), for X-Mms-Message-Size in its
         notification: a handset that sees a size over its limit may not even try to fetch
         (../shared/research/performance.md §3.5). Runs in the database writer's thread:
         reads caches only, starts nothing."""
-        if not self.enabled or address not in self._devices:
+        if not self.enabled:
             return None
-        user_agent, url = self._devices[address]
+        known = self._devices.get(address)
+        if known is None and stored is not None:
+            known = stored()  # what an earlier request (to any node) told the database
+            if known == (None, None):
+                return None
+        if known is None:
+            return None
+        user_agent, url = known
         profile = self.profiles.cached(url) if url else None
         _key, caps = resolve(
             override=None,
