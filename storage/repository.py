@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
@@ -149,8 +149,25 @@ _INSERT_RECIPIENT = insert(recipients).returning(recipients.c.id)
 _INSERT_PUSH = insert(outbox).returning(outbox.c.id)
 
 
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(cls: type) -> tuple[str, ...]:
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in fields(cls))
+    return names
+
+
+def _row(obj: Any) -> dict[str, Any]:
+    """A dataclass as statement parameters: shallow, unlike dataclasses.asdict, which
+    deep-copies every value (the message's headers JSON included) and showed up at ~4%
+    of the server's CPU under load."""
+    return {name: getattr(obj, name) for name in _field_names(type(obj))}
+
+
 def add_events(conn: Connection, rows: Iterable[Event]) -> None:
-    values = [asdict(e) for e in rows]
+    values = [_row(e) for e in rows]
     if values:
         conn.execute(_INSERT_EVENT, values)
 
@@ -159,11 +176,11 @@ def insert_message(
     conn: Connection, message: NewMessage, rcpts: Sequence[NewRecipient]
 ) -> list[int]:
     """The message row and its recipient rows; returns the recipient ids in order."""
-    conn.execute(_INSERT_MESSAGE, asdict(message))
+    conn.execute(_INSERT_MESSAGE, _row(message))
     ids: list[int] = []
     now = message.created_at
     for r in rcpts:  # one statement each: RETURNING of executemany is not portable
-        row = asdict(r)
+        row = _row(r)
         row.update(message_id=message.id, attempts=0, updated_at=now)
         ids.append(int(conn.execute(_INSERT_RECIPIENT, row).scalar_one()))
     return ids
