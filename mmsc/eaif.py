@@ -54,7 +54,7 @@ async def _handle(handlers: Mm7Handlers, request: web.Request) -> web.Response:
         response.headers["WWW-Authenticate"] = 'Basic realm="eaif"'
         return response
     body = await request.read()
-    limit = min(handlers.max_size, account.max_message_size or handlers.max_size)
+    limit = handlers.size_limit(account)
     if len(body) > limit:
         return _refuse(413, f"{len(body)} octets exceed the limit of {limit}", "eaif")
     try:

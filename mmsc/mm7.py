@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hmac
 import logging
 import re
 import time
@@ -77,6 +78,10 @@ class Mm7Handlers:
         self.max_body = int(config.get("mm7", {}).get("max_body_size", 2 * self.max_size + 65536))
 
     # ------------------------------------------------------------------ HTTP
+
+    def size_limit(self, account: VaspAccount) -> int:
+        """The largest message this VASP may submit: its own cap, never above MM1's."""
+        return min(self.max_size, account.max_message_size or self.max_size)
 
     def authenticate(self, request: web.Request) -> VaspAccount | None:
         credentials = _basic_credentials(request.headers.get("Authorization"))
@@ -237,7 +242,7 @@ class Mm7Handlers:
                 raise Refusal(4004, "no recipient")
             pdu = submit_to_pdu(op, sender.to_mms())
             raw = encode_submit(pdu)
-            limit = min(self.max_size, account.max_message_size or self.max_size)
+            limit = self.size_limit(account)
             if len(raw) > limit:
                 raise Refusal(2004, f"{len(raw)} octets exceed the limit of {limit}")
             unroutable = self._unroutable(op)
@@ -284,7 +289,7 @@ class Mm7Handlers:
             self._check_identity(account, op)
         except Refusal as refusal:
             return self._response(mm7.ReplaceRsp, op, refusal.status, refusal.text)
-        limit = min(self.max_size, account.max_message_size or self.max_size)
+        limit = self.size_limit(account)
         result = await replace(
             self.core, op.message_id, account.name, lambda stored: replaced_pdu(stored, op), limit
         )
@@ -293,8 +298,6 @@ class Mm7Handlers:
 
 
 def _same(a: str, b: str) -> bool:
-    import hmac
-
     return hmac.compare_digest(a.encode(), b.encode())
 
 

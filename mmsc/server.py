@@ -68,7 +68,7 @@ async def run(config: dict[str, Any], stop: asyncio.Event | None = None) -> None
     sched_cfg = config.get("scheduler", {})
     backend = make_backend(config)
     vasps = load_vasps(config)  # configuration errors before anything starts
-    targets = TargetResolver(config)  # the database cache is attached once the core runs
+    targets = TargetResolver(config)
     adapt_cfg = config.get("adapt", {})
     try:
         engine = db.create_engine(
@@ -101,9 +101,7 @@ async def run(config: dict[str, Any], stop: asyncio.Event | None = None) -> None
         scheduler.mm7 = outbound
     await scheduler.start()
 
-    if targets.enabled:
-        targets = TargetResolver(config, core)  # with the UAProf cache in the database
-        core.announce_limit = targets.size_limit
+    targets.attach(core)
     adapter = AdaptationService(
         core,
         workers=int(adapt_cfg.get("workers", 0)) or None,

@@ -32,11 +32,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from lxml import etree  # type: ignore[import-untyped, unused-ignore]
-
 from protocol.errors import EncodeError
 from protocol.mm7_errors import Mm7DecodeError
 from protocol.mm7_tables import MESSAGE_FORMAT_CORRUPT
+from protocol.xml_safe import pull_parser
 
 # A SOAP envelope is Envelope/Body/op/Recipients/To/Number: depth 6, a Fault's detail
 # 8. Eight times that is more than any peer needs and far below libxml2's own 256.
@@ -129,20 +128,6 @@ def _refuse_dtd(data: bytes) -> None:
         raise Mm7DecodeError(MESSAGE_FORMAT_CORRUPT, f"XML with {found[0][2:]} is refused")
 
 
-def _parser() -> Any:
-    return etree.XMLPullParser(
-        events=("start", "end"),
-        resolve_entities=False,
-        no_network=True,
-        load_dtd=False,
-        dtd_validation=False,
-        huge_tree=False,
-        remove_comments=True,
-        remove_pis=True,
-        collect_ids=False,
-    )
-
-
 def parse(data: bytes) -> Node:
     """Parse one untrusted XML document; raises only ``Mm7DecodeError`` (2007)."""
     if _encoding_of(data) is None:
@@ -169,7 +154,7 @@ def _parse_checked(data: bytes) -> Node:
 
 
 def _parse_bounded(data: bytes) -> Node:
-    parser = _parser()
+    parser = pull_parser()
     depth = 0
     count = 0
     for start in range(0, len(data), _FEED_CHUNK):

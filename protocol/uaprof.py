@@ -42,10 +42,9 @@ from dataclasses import dataclass
 from typing import Any, Final, Protocol
 from urllib.parse import urlsplit
 
-from lxml import etree  # type: ignore[import-untyped, unused-ignore]
-
 from protocol.errors import DecodeError
 from protocol.wsp_tables import CHARSET_CODES, CHARSETS
+from protocol.xml_safe import pull_parser
 
 # The largest profile of the shared corpus is 21 KB; fifty times that leaves room for
 # bigger vendor files and still bounds what a hostile host can make us parse.
@@ -326,26 +325,12 @@ def _sanitised(text: str) -> str:
     return _BARE_AMP.sub("&amp;", _ENTITY_REF.sub("", text))
 
 
-def _parser() -> Any:
-    return etree.XMLPullParser(
-        events=("start", "end"),
-        resolve_entities=False,
-        no_network=True,
-        load_dtd=False,
-        dtd_validation=False,
-        huge_tree=False,
-        remove_comments=True,
-        remove_pis=True,
-        collect_ids=False,
-    )
-
-
 def _parse_xml(data: bytes) -> Any:
     """The root element of a bounded, DTD-free parse; UaprofError for anything else."""
     if len(data) > MAX_PROFILE_SIZE:
         raise UaprofError(f"profile larger than {MAX_PROFILE_SIZE} bytes")
     clean = _sanitised(_decode(data)).encode("utf-8", "replace")
-    parser = _parser()
+    parser = pull_parser()
     depth = count = 0
     try:
         for start in range(0, len(clean), _FEED_CHUNK):

@@ -21,7 +21,7 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from aiohttp import web
 
@@ -159,22 +159,27 @@ class Push:
     raw: bytes
 
 
-class SmsSink:
-    """A Kannel-style sendsms endpoint on loopback that decodes the pushes it gets."""
+class LoopbackServer:
+    """An aiohttp application on 127.0.0.1 (a free port) in a thread with its own loop.
 
-    def __init__(self, status: int = 202) -> None:
-        self.status = status
-        self.pushes: queue.Queue[Push] = queue.Queue()
-        self.requests: list[str] = []
-        self._partial: dict[tuple[str, int], dict[int, bytes]] = {}
+    The peers the tests stand up (an SMS gateway, a VASP, a UAProf host) differ only
+    in their routes; this is the one place that runs them. Use as a context manager;
+    ``base`` is ``http://127.0.0.1:<port>`` once entered.
+    """
+
+    def __init__(self) -> None:
         self._loop = asyncio.new_event_loop()
         self._started = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
-        self.url = ""
+        self.base = ""
 
-    def __enter__(self) -> SmsSink:
+    def routes(self, app: web.Application) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
         self._thread.start()
-        self._started.wait(10)
+        if not self._started.wait(10):
+            raise RuntimeError(f"{type(self).__name__} did not start")
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -184,16 +189,34 @@ class SmsSink:
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
         app = web.Application()
-        app.router.add_get("/cgi-bin/sendsms", self._handle)
+        self.routes(app)
         runner = web.AppRunner(app, access_log=None)
         self._loop.run_until_complete(runner.setup())
         site = web.TCPSite(runner, "127.0.0.1", 0)
         self._loop.run_until_complete(site.start())
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}/cgi-bin/sendsms"
+        self.base = f"http://127.0.0.1:{port}"
         self._started.set()
         self._loop.run_forever()
         self._loop.run_until_complete(runner.cleanup())
+
+
+class SmsSink(LoopbackServer):
+    """A Kannel-style sendsms endpoint on loopback that decodes the pushes it gets."""
+
+    def __init__(self, status: int = 202) -> None:
+        super().__init__()
+        self.status = status
+        self.pushes: queue.Queue[Push] = queue.Queue()
+        self.requests: list[str] = []
+        self._partial: dict[tuple[str, int], dict[int, bytes]] = {}
+
+    def routes(self, app: web.Application) -> None:
+        app.router.add_get("/cgi-bin/sendsms", self._handle)
+
+    @property
+    def url(self) -> str:
+        return f"{self.base}/cgi-bin/sendsms"
 
     async def _handle(self, request: web.Request) -> web.Response:
         raw_query = request.rel_url.raw_query_string

@@ -8,10 +8,8 @@ recipient's m-retrieve-conf is checked with our codec and with tshark.
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
-import threading
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +22,7 @@ from protocol import mms
 from protocol.mms import MmsPdu
 from protocol.wsp import Part
 from tests import tshark
-from tests.harness import ServerProcess, SmsSink, http, start_server
+from tests.harness import LoopbackServer, ServerProcess, SmsSink, http, start_server
 from tests.test_adapt import photo
 from tests.test_mm1_e2e import fetch_url, post_pdu
 
@@ -48,37 +46,16 @@ def profile(size: int, resolution: str, accept: list[str]) -> bytes:
     return PROFILE.format(size=size, resolution=resolution, accept=items).encode()
 
 
-class ProfileServer:
-    """UAProf documents on loopback, in a thread with its own loop."""
+class ProfileServer(LoopbackServer):
+    """UAProf documents on loopback."""
 
     def __init__(self, documents: dict[str, bytes]) -> None:
+        super().__init__()
         self.documents = documents
         self.requests: list[str] = []
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self.base = ""
 
-    def __enter__(self) -> ProfileServer:
-        self._thread.start()
-        assert self._ready.wait(10)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_get("/{name}", self._handle)
-        runner = web.AppRunner(app, access_log=None)
-        self._loop.run_until_complete(runner.setup())
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        self._loop.run_until_complete(site.start())
-        self.base = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
-        self._ready.set()
-        self._loop.run_forever()
 
     async def _handle(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]

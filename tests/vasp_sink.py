@@ -8,15 +8,14 @@ carrying ``status`` (1000 unless the test says otherwise).
 
 from __future__ import annotations
 
-import asyncio
 import queue
-import threading
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
 from protocol import mm7
+from tests.harness import LoopbackServer
 
 RESPONSES = {
     "DeliverReq": "DeliverRsp",
@@ -33,38 +32,18 @@ class Received:
     body: bytes
 
 
-class VaspSink:
+class VaspSink(LoopbackServer):
     def __init__(self, status: int = 1000) -> None:
+        super().__init__()
         self.status = status
         self.requests: queue.Queue[Received] = queue.Queue()
-        self._loop = asyncio.new_event_loop()
-        self._started = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self.url = ""
 
-    def __enter__(self) -> VaspSink:
-        self._thread.start()
-        if not self._started.wait(10):
-            raise RuntimeError("VASP sink did not start")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/vasp", self._handle)
-        runner = web.AppRunner(app, access_log=None)
-        self._loop.run_until_complete(runner.setup())
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        self._loop.run_until_complete(site.start())
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}/vasp"
-        self._started.set()
-        self._loop.run_forever()
-        self._loop.run_until_complete(runner.cleanup())
+
+    @property
+    def url(self) -> str:
+        return f"{self.base}/vasp"
 
     async def _handle(self, request: web.Request) -> web.Response:
         body = await request.read()

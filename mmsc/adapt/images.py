@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
 
+from mmsc.adapt.formats import accepts
+
 # Pillow format name <-> MIME type of the formats we read and write.
 FORMAT_TYPES = {
     "JPEG": "image/jpeg",
@@ -32,17 +34,6 @@ TYPE_FORMATS = {v: k for k, v in FORMAT_TYPES.items()}
 # Preferred output when the original format will not do: JPEG for photographs (what
 # every MMS handset takes), then the lossless formats (feature-matrix §1: Mbuni's order).
 OUTPUT_PREFERENCE = ("image/jpeg", "image/png", "image/gif", "image/bmp")
-EXTENSIONS = {
-    "image/jpeg": ".jpg",
-    "image/png": ".png",
-    "image/gif": ".gif",
-    "image/bmp": ".bmp",
-    "audio/amr": ".amr",
-    "audio/mp4": ".m4a",
-    "audio/mpeg": ".mp3",
-    "video/mp4": ".mp4",
-    "video/3gpp": ".3gp",
-}
 MIN_QUALITY, MAX_QUALITY = 25, 90
 MAX_FRAMES = 200
 
@@ -68,10 +59,6 @@ class AdaptedImage:
     width: int
     height: int
     changed: bool  # False: the original bytes, untouched
-
-
-def _accepts(accept: frozenset[str], ctype: str) -> bool:
-    return "*/*" in accept or "image/*" in accept or ctype in accept
 
 
 def _fit(width: int, height: int, max_w: int, max_h: int) -> tuple[int, int]:
@@ -189,7 +176,7 @@ def adapt_image(data: bytes, content_type: str, limits: ImageLimits) -> AdaptedI
     if (
         target == (width, height)
         and orientation in (0, 1)
-        and _accepts(limits.accept, original_type)
+        and accepts(limits.accept, original_type)
         and len(data) <= limits.budget
         and (limits.animation or not animated)
     ):
@@ -206,7 +193,7 @@ def adapt_image(data: bytes, content_type: str, limits: ImageLimits) -> AdaptedI
             animated
             and limits.animation
             and original_type == "image/gif"
-            and _accepts(limits.accept, "image/gif")
+            and accepts(limits.accept, "image/gif")
         ):
             gif = _animated_gif(image, target, limits.budget)
             if gif is not None:
@@ -229,13 +216,13 @@ def _fit_budget(frame: Image.Image, original_type: str, limits: ImageLimits) -> 
     crisp); a lossless format that does not fit falls back to JPEG, the only
     format whose size we can trade for quality.
     """
-    if _accepts(limits.accept, original_type) and original_type in EXTENSIONS:
+    if accepts(limits.accept, original_type) and original_type in OUTPUT_PREFERENCE:
         preferred = original_type
     else:
-        preferred = next((t for t in OUTPUT_PREFERENCE if _accepts(limits.accept, t)), "")
+        preferred = next((t for t in OUTPUT_PREFERENCE if accepts(limits.accept, t)), "")
     if not preferred:
         raise ImageError("the handset accepts none of the image formats we can write")
-    jpeg_ok = _accepts(limits.accept, "image/jpeg")
+    jpeg_ok = accepts(limits.accept, "image/jpeg")
     for _ in range(8):
         if preferred != "image/jpeg":
             data = _encode(frame, preferred)

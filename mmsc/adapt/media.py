@@ -19,6 +19,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from mmsc.adapt.formats import accepts
+
 TIMEOUT = 30.0
 # (MIME type, ffmpeg output arguments), in order of preference.
 AUDIO_TARGETS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -44,10 +46,6 @@ class Transcoded:
 def ffmpeg() -> str | None:
     """The ffmpeg binary, if installed (looked up once per process)."""
     return shutil.which("ffmpeg")
-
-
-def _accepts(accept: frozenset[str], ctype: str) -> bool:
-    return "*/*" in accept or f"{ctype.split('/')[0]}/*" in accept or ctype in accept
 
 
 def _run(
@@ -79,7 +77,7 @@ def transcode_audio(
     if binary is None:
         return None
     for ctype, args in AUDIO_TARGETS:
-        if not _accepts(accept, ctype):
+        if not accepts(accept, ctype):
             continue
         out = _run(binary, data, args, timeout, audio_only=True)
         if out is not None and len(out) <= budget:
@@ -104,7 +102,7 @@ def transcode_video(
     if binary is None:
         return None
     for ctype, container in VIDEO_TYPES.items():
-        if not _accepts(accept, ctype):
+        if not accepts(accept, ctype):
             continue
         for width, height, vrate, arate in VIDEO_LADDER:
             args = (

@@ -15,7 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from mmsc.adapt import smil as smil_mod
-from mmsc.adapt.images import EXTENSIONS, ImageError, ImageLimits, adapt_image
+from mmsc.adapt.formats import EXTENSIONS, accepts
+from mmsc.adapt.images import ImageError, ImageLimits, adapt_image
 from mmsc.adapt.media import transcode
 from protocol.wsp import Part
 
@@ -54,12 +55,6 @@ class Adapted:
     dropped: int = 0
     bytes_in: int = 0
     bytes_out: int = 0
-
-
-def _accepts(target: Target, ctype: str) -> bool:
-    accept = target.accept
-    major = ctype.split("/")[0]
-    return "*/*" in accept or f"{major}/*" in accept or ctype in accept
 
 
 def _name(part: Part) -> str:
@@ -220,7 +215,7 @@ def _adapt_once(
             kept.append(_charset_text(part, target))
         elif ctype.startswith("image/"):
             images.append(part)
-        elif _accepts(target, ctype):
+        elif accepts(target.accept, ctype):
             kept.append(part)
         elif ctype.startswith(("audio/", "video/")):
             media = transcode(bytes(part.data), ctype, target.accept, max(available // 2, 1))

@@ -38,7 +38,7 @@ class AdaptationService:
         self.workers = workers or max(1, os.cpu_count() or 1)
         self.timeout = timeout
         self._pool: ProcessPoolExecutor | None = None
-        self._inflight: dict[str, asyncio.Future[str]] = {}
+        self._inflight: dict[str, asyncio.Task[str]] = {}
         # Variants known to exist / known not to be needed (the message already fits):
         # the common retrieval then costs no extra payload-store call.
         self._known: dict[str, None] = {}
@@ -82,21 +82,12 @@ class AdaptationService:
         if pending is not None:
             metrics.adaptation_cache.labels("shared").inc()
             return await asyncio.shield(pending)
-        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self._inflight[key] = future
-        try:
-            result = await self._adapt(row, original, key, target)
-            future.set_result(result)
-            return result
-        except BaseException as exc:
-            future.set_exception(exc)
-            raise
-        finally:
-            del self._inflight[key]
-            if not future.done():
-                future.cancel()
-            elif future.exception() is not None:
-                pass  # retrieved here so that asyncio does not warn about it
+        # One task per variant; every fetch waits on it through a shield, so a handset
+        # that hangs up does not cancel the job the others wait for.
+        task = asyncio.get_running_loop().create_task(self._adapt(row, original, key, target))
+        self._inflight[key] = task
+        task.add_done_callback(lambda _task: self._inflight.pop(key, None))
+        return await asyncio.shield(task)
 
     async def _adapt(self, row: Any, original: str, key: str, target: Target) -> str:
         raw = await self.core.payloads.get(original)

@@ -176,7 +176,7 @@ class ProfileCache:
 
 
 class TargetResolver:
-    def __init__(self, config: Mapping[str, Any], core: Mmsc | None = None) -> None:
+    def __init__(self, config: Mapping[str, Any]) -> None:
         section = config.get("adapt", {})
         if not isinstance(section, Mapping):
             raise ConfigError("[adapt] is not a table")
@@ -188,31 +188,33 @@ class TargetResolver:
         self.uaprof_wait = float(section.get("uaprof_wait", 1.0))
         self.classes: list[DeviceClass] = load_classes(config)
         self._devices: dict[str, tuple[str | None, str | None]] = {}
-        load: ProfileLoad | None = None
-        save: ProfileSave | None = None
-        if core is not None:
-            database = core
-
-            async def load(url: str) -> tuple[float, dict[str, Any] | None] | None:
-                row = await database.read(repo.get_uaprof, url)
-                return None if row is None else (float(row.expires_at), row.capabilities)
-
-            async def save(
-                url: str, value: dict[str, Any] | None, fetched_at: float, expires_at: float
-            ) -> None:
-                def unit(conn: Connection) -> tuple[None, list[repo.Event]]:
-                    repo.put_uaprof(conn, url, value, fetched_at, expires_at)
-                    return None, []
-
-                await database.write(unit)
-
         self.profiles = ProfileCache(
             timeout=float(section.get("uaprof_timeout", 3.0)),
             ttl=float(section.get("uaprof_ttl", 7 * 86400)),
             negative_ttl=float(section.get("uaprof_negative_ttl", 3600)),
-            load=load,
-            save=save,
         )
+
+    def attach(self, core: Mmsc) -> None:
+        """Keep profiles in the database too (shared by nodes, kept across restarts), and
+        let the core ask what a recipient's handset takes when it writes a notification.
+        Separate from __init__ so that configuration errors surface before the core starts."""
+
+        async def load(url: str) -> tuple[float, dict[str, Any] | None] | None:
+            row = await core.read(repo.get_uaprof, url)
+            return None if row is None else (float(row.expires_at), row.capabilities)
+
+        async def save(
+            url: str, value: dict[str, Any] | None, fetched_at: float, expires_at: float
+        ) -> None:
+            def unit(conn: Connection) -> tuple[None, list[repo.Event]]:
+                repo.put_uaprof(conn, url, value, fetched_at, expires_at)
+                return None, []
+
+            await core.write(unit)
+
+        self.profiles.load, self.profiles.save = load, save
+        if self.enabled:
+            core.announce_limit = self.size_limit
 
     async def close(self) -> None:
         await self.profiles.close()

@@ -11,6 +11,7 @@ from typing import Any
 
 from PIL import Image
 
+from mmsc.adapt.formats import accepts
 from mmsc.adapt.pipeline import RELATED, SMIL, Adapted, Target, adapt
 from protocol import mms
 from protocol.errors import DecodeError
@@ -37,7 +38,7 @@ def needs_adaptation(raw: bytes, target: Target) -> bool:
             if not target.smil:
                 return True
             continue
-        if not _accepted(target, ctype):
+        if not accepts(target.accept, ctype):
             return True
         if ctype.startswith("text/") and not isinstance(part.params.get("charset"), str):
             return True
@@ -57,11 +58,6 @@ def needs_adaptation(raw: bytes, target: Target) -> bool:
             if rotated or sorted((width, height))[0] > box[0] or max(width, height) > box[1]:
                 return True
     return target.generate_smil and pdu.content_type != RELATED
-
-
-def _accepted(target: Target, ctype: str) -> bool:
-    accept = target.accept
-    return "*/*" in accept or f"{ctype.split('/')[0]}/*" in accept or ctype in accept
 
 
 def adapt_submission(raw: bytes, target: Target) -> tuple[bytes, dict[str, Any]]:
