@@ -420,6 +420,8 @@ class Mmsc:
             return size
 
         def stored_facts() -> tuple[str | None, str | None]:
+            if hasattr(row, "s_user_agent"):  # joined by repo.due_recipients
+                return (row.s_user_agent, row.s_uaprof_url)
             facts = repo.get_subscriber(conn, row.address) if conn is not None else None
             return (None, None) if facts is None else (facts.user_agent, facts.uaprof_url)
 

@@ -208,11 +208,7 @@ class Scheduler:
                         )
                     )
             repo.add_events(conn, out)
-            created_at = None
-            if first_notification:
-                message = repo.get_message(conn, row.message_id)
-                created_at = None if message is None else message.created_at
-            return created_at, out
+            return (row.m_created_at if first_notification else None), out
 
         created_at = await core.write(record)
         if created_at is not None:

@@ -116,8 +116,18 @@ class GroupCommitWriter:
 
     async def _execute(self, units: list[Unit]) -> list[Any]:
         if self._thread is not None:
+            assert self._sync_engine is not None
             loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._thread, self._execute_sync, units)
+            with self._sync_engine.connect() as raw:
+                conn = raw.execution_options(**{WRITE_OPTION: True})
+                trans = conn.begin()
+                try:
+                    results = self._apply(conn, units)
+                except BaseException:
+                    trans.rollback()
+                    raise
+                await loop.run_in_executor(self._thread, trans.commit)
+                return results
         async with self.engine.connect() as raw:
             conn = await raw.execution_options(**{WRITE_OPTION: True})
             async with conn.begin():
