@@ -1,4 +1,5 @@
-"""Build hook: compile the codec's hot modules with mypyc when possible.
+"""Build hook: compile the codec's hot modules with mypyc when possible, and the
+durable-write helper of the payload store (storage/_durable.c).
 
 The MMS/WSP decoder runs for every handset request; compiled with mypyc it
 is about 2.4x faster than under CPython's interpreter (bench/README.md).
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from setuptools import setup
+from setuptools import Extension, setup
 
 COMPILED_MODULES = [
     "protocol/wsp_tables.py",
@@ -27,7 +28,10 @@ def _ext_modules() -> list:
         from mypyc.build import mypycify
     except ImportError:
         return []
-    return mypycify(COMPILED_MODULES, opt_level="3")
+    # storage/_durable.c: a batch of durable payload writes with the GIL released once
+    # (storage/durable.py falls back to the same recipe in Python).
+    durable = Extension("storage._durable", ["storage/_durable.c"])
+    return [*mypycify(COMPILED_MODULES, opt_level="3"), durable]
 
 
 setup(ext_modules=_ext_modules())

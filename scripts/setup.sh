@@ -23,8 +23,8 @@ fi
 stamp=.venv/.mmsc-installed
 stale=""
 if [ -f "$stamp" ]; then
-  stale=$(find pyproject.toml setup.py protocol -name '*.py' -newer "$stamp" -o \
-               -name pyproject.toml -newer "$stamp" | head -n 1)
+  stale=$(find pyproject.toml setup.py protocol storage/_durable.c -name '*.py' -newer "$stamp" -o \
+               -name pyproject.toml -newer "$stamp" -o -name '*.c' -newer "$stamp" | head -n 1)
 fi
 if [ ! -f "$stamp" ] || [ -n "$stale" ]; then
   echo "setup: installing mmsc into .venv (compiling the codec with mypyc takes a minute)"

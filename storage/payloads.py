@@ -18,13 +18,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
+import itertools
 import os
 import re
-import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Final, Protocol, runtime_checkable
+
+from storage import durable
 
 __all__ = [
     "MAX_KEY_LENGTH",
@@ -41,6 +45,7 @@ MAX_KEY_LENGTH: Final = 200
 _KEY_RE: Final = re.compile(rf"[A-Za-z0-9._-]{{1,{MAX_KEY_LENGTH}}}")
 _TEMP_SUFFIX: Final = ".tmp"
 _SHARD_RE: Final = re.compile(r"[0-9a-f]{2}")
+_TEMP_COUNTER = itertools.count()
 
 
 class PayloadNotFound(KeyError):
@@ -249,47 +254,71 @@ class FilesystemPayloadStore:
         self._durable_dirs.add(directory)
 
     def _put_sync(self, path: Path, view: memoryview) -> int:
-        directory = path.parent
-        self._ensure_dir(directory)
+        error = self._write_batch([(path, view)])[0]
+        if error is not None:
+            raise error
+        return view.nbytes
+
+    def put_many_blocking(
+        self, items: Sequence[tuple[str, bytes | memoryview]]
+    ) -> list[OSError | ValueError | None]:
+        """Put several payloads in the calling (worker) thread; per item None or the error.
+
+        The group-commit writer writes a batch's payloads this way, in its own thread
+        right before the transaction whose rows name them (storage/writer.py): one
+        thread hand-off and, compiled, one release of the GIL for the whole batch.
+        """
+        prepared: list[tuple[Path, memoryview]] = []
+        errors: list[OSError | ValueError | None] = []
+        for key, data in items:
+            try:
+                prepared.append((self.path_for(key), _as_bytes_view(data)))
+                errors.append(None)
+            except ValueError as exc:
+                errors.append(exc)
+        written = iter(self._write_batch(prepared))
+        return [next(written) if error is None else error for error in errors]
+
+    def _write_batch(self, items: Sequence[tuple[Path, memoryview]]) -> list[OSError | None]:
         # Durable atomic replace, the standard recipe (see e.g. the LWN article
         # "Ensuring data reaches disk", https://lwn.net/Articles/457667/, and
-        # SQLite's/PostgreSQL's own file handling):
+        # SQLite's/PostgreSQL's own file handling), in storage/durable.py:
         #   1. write the new bytes to a unique temp file in the *same* directory
         #      (rename is only atomic within one filesystem);
         #   2. fsync the temp file, so its data and size are on disk before the
         #      name points at it (else a crash can leave a named, empty file);
-        #   3. os.replace() it onto the final name: readers see old or new, never
+        #   3. rename it onto the final name: readers see old or new, never
         #      half-written bytes;
         #   4. fsync the directory, so the rename itself survives power loss.
-        # Unique temp names (mkstemp) let concurrent puts of one key not collide:
-        # the last rename wins.
-        prefix = f".{path.name}."
+        # Temp names are unique per process and put (pid, counter; created with
+        # O_EXCL), so concurrent puts of one key do not collide: the last rename wins.
+        batch = []
+        for path, view in items:
+            self._ensure_dir_fresh(path.parent)
+            batch.append(self._file_item(path, view))
+        codes = durable.write_files(batch, self._fsync)
+        errors: list[OSError | None] = []
+        for (path, view), code in zip(items, codes, strict=True):
+            if code == errno.ENOENT:  # its directory vanished meanwhile: recreate, retry once
+                self._durable_dirs.clear()
+                self._ensure_dir(path.parent)
+                code = durable.write_files([self._file_item(path, view)], self._fsync)[0]
+            errors.append(None if code == 0 else OSError(code, os.strerror(code), str(path)))
+        return errors
+
+    def _ensure_dir_fresh(self, directory: Path) -> None:
         try:
-            fd, tmp_name = tempfile.mkstemp(prefix=prefix, suffix=_TEMP_SUFFIX, dir=directory)
+            self._ensure_dir(directory)
         except FileNotFoundError:
             # A directory we knew was removed behind our back (an operator's
             # cleanup, a restored backup): forget what we knew and recreate it.
             self._durable_dirs.clear()
             self._ensure_dir(directory)
-            fd, tmp_name = tempfile.mkstemp(prefix=prefix, suffix=_TEMP_SUFFIX, dir=directory)
-        total = view.nbytes
-        try:
-            try:
-                written = 0
-                while written < total:
-                    written += os.write(fd, view[written:])
-                if self._fsync:
-                    os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp_name, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp_name)
-            raise
-        if self._fsync:
-            _fsync_dir(directory)
-        return total
+
+    @staticmethod
+    def _file_item(path: Path, view: memoryview) -> durable.FileItem:
+        temp = f".{path.name}.{os.getpid()}.{next(_TEMP_COUNTER)}{_TEMP_SUFFIX}"
+        return (os.fsencode(path.parent), temp.encode(), path.name.encode(), view)
 
     def _get_sync(self, key: str, path: Path) -> bytes:
         try:

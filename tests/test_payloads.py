@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from storage import durable
 from storage.payloads import (
     FilesystemPayloadStore,
     InMemoryPayloadStore,
@@ -390,6 +391,7 @@ def test_failed_put_leaves_no_temp_file_and_no_payload(
     fs_store: FilesystemPayloadStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     run(fs_store.put("warmup", b"w"))  # create the root before fsync starts failing
+    monkeypatch.setattr(durable, "_write_files_c", None)  # the Python recipe calls os.fsync
 
     def broken_fsync(fd: int) -> None:
         raise OSError(5, "Input/output error")
@@ -401,12 +403,34 @@ def test_failed_put_leaves_no_temp_file_and_no_payload(
     assert temp_files(fs_store.root) == []
     assert run(fs_store.exists("k")) is False
     # The old value survives a failed overwrite.
+    monkeypatch.setattr(durable, "_write_files_c", None)
     monkeypatch.setattr(os, "fsync", broken_fsync)
     with pytest.raises(OSError):
         run(fs_store.put("warmup", b"new"))
     monkeypatch.undo()
     assert run(fs_store.get("warmup")) == b"w"
     assert temp_files(fs_store.root) == []
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["c", "python"])
+def test_failed_rename_leaves_no_temp_file_either_implementation(
+    fs_store: FilesystemPayloadStore, monkeypatch: pytest.MonkeyPatch, compiled: bool
+) -> None:
+    if compiled:
+        assert durable.COMPILED, "the C helper is built by the default install (setup.py)"
+    else:
+        monkeypatch.setattr(durable, "_write_files_c", None)
+    run(fs_store.put("ok", b"fine"))
+    blocked = fs_store.path_for("blocked")
+    blocked.mkdir(parents=True)  # a directory where the file should go: rename fails
+    (blocked / "inside").write_bytes(b"x")
+    errors = fs_store.put_many_blocking([("a", b"1"), ("blocked", b"2"), ("b", b"3")])
+    assert errors[0] is None and errors[2] is None
+    assert isinstance(errors[1], OSError)
+    assert run(fs_store.get("a")) == b"1" and run(fs_store.get("b")) == b"3"
+    assert temp_files(fs_store.root) == []
+    bad = fs_store.put_many_blocking([("../x", b"no")])
+    assert isinstance(bad[0], ValueError)
 
 
 def test_stray_temp_file_is_never_returned(fs_store: FilesystemPayloadStore) -> None:
@@ -459,24 +483,31 @@ def test_sweep_temp_rejects_negative_age(fs_store: FilesystemPayloadStore) -> No
 
 
 def test_put_follows_the_durability_recipe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """fsync(file) -> rename -> fsync(dir); each directory put created is synced in its parent."""
+    """fsync(file) -> rename -> fsync(dir); each directory put created is synced in its parent.
+
+    Spied on the Python recipe of storage/durable.py; the C helper makes the same calls
+    in the same order (storage/_durable.c) and is checked for its outcomes elsewhere."""
     events: list[tuple[str, int]] = []  # ("fsync", inode) / ("replace", inode of the temp file)
-    real_fsync, real_replace = os.fsync, os.replace
+    real_fsync, real_rename = os.fsync, os.rename
 
     def spy_fsync(fd: int) -> None:
         events.append(("fsync", os.fstat(fd).st_ino))
         real_fsync(fd)
 
-    def spy_replace(src: str, dst: str) -> None:
-        events.append(("replace", os.stat(src).st_ino))
-        real_replace(src, dst)
+    def spy_replace(src: Any, dst: Any, **dir_fds: Any) -> None:
+        events.append(("replace", os.stat(src, dir_fd=dir_fds.get("src_dir_fd")).st_ino))
+        real_rename(src, dst, **dir_fds)
+
+    def patch() -> None:
+        monkeypatch.setattr(durable, "_write_files_c", None)
+        monkeypatch.setattr(os, "fsync", spy_fsync)
+        monkeypatch.setattr(os, "rename", spy_replace)
 
     base = tmp_path / "base"
     base.mkdir()
     root = base / "new" / "payloads"
     store = FilesystemPayloadStore(root)
-    monkeypatch.setattr(os, "fsync", spy_fsync)
-    monkeypatch.setattr(os, "replace", spy_replace)
+    patch()
     run(store.put("k", b"data"))
     monkeypatch.undo()
 
@@ -496,8 +527,7 @@ def test_put_follows_the_durability_recipe(tmp_path: Path, monkeypatch: pytest.M
 
     # A second put into the same shard needs no directory creation but the same recipe.
     events.clear()
-    monkeypatch.setattr(os, "fsync", spy_fsync)
-    monkeypatch.setattr(os, "replace", spy_replace)
+    patch()
     run(store.put("k", b"data2"))
     monkeypatch.undo()
     new_ino = final.stat().st_ino

@@ -36,7 +36,7 @@ _REPLY_LIMIT = 200
 
 def percent_encode_all(data: bytes) -> str:
     """``%XX`` for every octet: binary SMS data must arrive at smsbox unchanged."""
-    return "".join(f"%{octet:02X}" for octet in data)
+    return "%" + data.hex("%").upper() if data else ""  # bytes.hex(sep): C speed
 
 
 def _text(value: str) -> str:

@@ -1,0 +1,5 @@
+from collections.abc import Sequence
+
+def write_files(
+    items: Sequence[tuple[bytes, bytes, bytes, bytes | memoryview]], fsync: bool, /
+) -> list[int]: ...
