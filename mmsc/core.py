@@ -235,7 +235,7 @@ class Mmsc:
         self.payloads = payloads
         self.policy = policy
         self.node_id = node_id or new_id()[:12]
-        self.writer = GroupCommitWriter(engine, payloads=payloads)
+        self.writer = GroupCommitWriter(engine)
         self.wakeup_callbacks: list[Any] = []
         # The most a recipient's handset takes (mmsc.adapt.targets), to announce in its
         # notification instead of the stored size; None: announce the stored size.
@@ -256,9 +256,9 @@ class Mmsc:
         async with self.engine.connect() as conn:
             return await conn.run_sync(fn, *args)
 
-    async def write(self, unit: Any, *, payload: tuple[str, bytes] | None = None) -> Any:
+    async def write(self, unit: Any) -> Any:
         """Run a unit in the group-commit writer; it returns (result, events)."""
-        result, rows = await self.writer.submit(unit, payload=payload)
+        result, rows = await self.writer.submit(unit)
         _log_events(rows)
         return result
 
@@ -298,6 +298,7 @@ class Mmsc:
             raise SendRefused("Error-permanent-message-format-corrupt", f"{field_name} too long")
         message_id = new_id()
         payload_key = message_id
+        await self.payloads.put(payload_key, raw)  # durable before the row that names it
         envelope = {k: v for k, v in pdu.headers.items() if k in ENVELOPE_FIELDS}
         earliest = pdu.headers.get("X-Mms-Delivery-Time")
         earliest_at: float | None = None
@@ -379,8 +380,7 @@ class Mmsc:
             return ids, rows
 
         try:
-            # The body is stored durably by the writer, before the row that names it.
-            ids = await self.write(unit, payload=(payload_key, raw))
+            ids = await self.write(unit)
         except Exception:
             await self.payloads.delete(payload_key)  # no row names it: nothing half-stored
             raise

@@ -25,6 +25,7 @@ import os
 import re
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Final, Protocol, runtime_checkable
 
@@ -139,8 +140,9 @@ class FilesystemPayloadStore:
     ``os.replace`` onto the final name, fsync the directory (see :meth:`put`).
     Files are created mode 0600 (message bodies are private).
 
-    All blocking I/O runs in worker threads (``asyncio.to_thread``), so the
-    event loop never blocks on a disk and many puts proceed concurrently.
+    All blocking I/O runs in worker threads, so the event loop never blocks on
+    a disk. Puts are written in batches (see :meth:`_flush`): under load one
+    thread hand-off serves many of them.
 
     ``fsync=False`` skips every fsync: faster, still atomic against a killed
     process (the page cache survives that), but not against power loss. Only
@@ -151,9 +153,16 @@ class FilesystemPayloadStore:
     find nothing. Assumes a POSIX filesystem with case-sensitive names.
     """
 
-    def __init__(self, root: str | os.PathLike[str], *, fsync: bool = True) -> None:
+    def __init__(
+        self, root: str | os.PathLike[str], *, fsync: bool = True, max_flushers: int = 4
+    ) -> None:
         self._root = Path(root).absolute()
         self._fsync = fsync
+        self._max_flushers = max_flushers
+        self._pending: list[tuple[Path, memoryview, asyncio.Future[int]]] = []
+        self._flushers = 0
+        self._flush_tasks: set[asyncio.Task[None]] = set()
+        self._executor: ThreadPoolExecutor | None = None
         # Directories whose own entry in their parent is known to be durable.
         # Another put may have created a shard directory a moment ago and not yet
         # fsynced its parent; a put only trusts a directory found in this set, so
@@ -178,13 +187,49 @@ class FilesystemPayloadStore:
 
         The recipe (write to a temp file, fsync it, rename over the target,
         fsync the directory) is the standard one for crash- and power-loss-safe
-        replacement; see the comment in ``_put_sync``.
+        replacement; see the comment in ``_write_batch``.
 
         The caller must not mutate a ``memoryview`` argument until this returns.
         """
         path = self.path_for(key)
         view = _as_bytes_view(data)
-        return await asyncio.to_thread(self._put_sync, path, view)
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._pending.append((path, view, future))
+        if self._flushers < self._max_flushers:
+            self._flushers += 1
+            task = asyncio.create_task(self._flush())
+            self._flush_tasks.add(task)
+            task.add_done_callback(self._flush_tasks.discard)
+        return await future
+
+    async def _flush(self) -> None:
+        """Write what is pending, a batch per thread hand-off, until nothing is left.
+
+        Puts that arrive while a batch is being written wait for the next one, so
+        under load one hand-off (and, compiled, one release of the GIL) serves many
+        puts; up to ``max_flushers`` batches are written at once, so slow fsyncs
+        overlap.
+        """
+        loop = asyncio.get_running_loop()
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(self._max_flushers, "mmsc-payloads")
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                items = [(path, view) for path, view, _future in batch]
+                try:
+                    errors = await loop.run_in_executor(self._executor, self._write_batch, items)
+                except Exception as exc:  # e.g. the root cannot be created: all of them fail
+                    errors = [exc] * len(batch)  # type: ignore[list-item]
+                for (_path, view, future), error in zip(batch, errors, strict=True):
+                    if future.done():
+                        continue
+                    if error is None:
+                        future.set_result(view.nbytes)
+                    else:
+                        future.set_exception(error)
+        finally:
+            self._flushers -= 1
 
     async def get(self, key: str) -> bytes:
         path = self.path_for(key)
@@ -200,7 +245,12 @@ class FilesystemPayloadStore:
         return await asyncio.to_thread(path.is_file)
 
     async def close(self) -> None:
-        """Nothing to release: every operation opens and closes its own files."""
+        """Finish the puts in progress and stop the writer threads."""
+        while self._flush_tasks:
+            await asyncio.gather(*self._flush_tasks)
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
 
     # -- maintenance ---------------------------------------------------------------
 
@@ -252,32 +302,6 @@ class FilesystemPayloadStore:
             # a moment ago by a concurrent put (or before a crash) and not synced.
             _fsync_dir(directory.parent)
         self._durable_dirs.add(directory)
-
-    def _put_sync(self, path: Path, view: memoryview) -> int:
-        error = self._write_batch([(path, view)])[0]
-        if error is not None:
-            raise error
-        return view.nbytes
-
-    def put_many_blocking(
-        self, items: Sequence[tuple[str, bytes | memoryview]]
-    ) -> list[OSError | ValueError | None]:
-        """Put several payloads in the calling (worker) thread; per item None or the error.
-
-        The group-commit writer writes a batch's payloads this way, in its own thread
-        right before the transaction whose rows name them (storage/writer.py): one
-        thread hand-off and, compiled, one release of the GIL for the whole batch.
-        """
-        prepared: list[tuple[Path, memoryview]] = []
-        errors: list[OSError | ValueError | None] = []
-        for key, data in items:
-            try:
-                prepared.append((self.path_for(key), _as_bytes_view(data)))
-                errors.append(None)
-            except ValueError as exc:
-                errors.append(exc)
-        written = iter(self._write_batch(prepared))
-        return [next(written) if error is None else error for error in errors]
 
     def _write_batch(self, items: Sequence[tuple[Path, memoryview]]) -> list[OSError | None]:
         # Durable atomic replace, the standard recipe (see e.g. the LWN article
