@@ -110,7 +110,7 @@ class Scheduler:
         return bool(expired or queued or sent)
 
     async def update_depths(self) -> None:
-        depths = await self.core.read(repo.queue_depths)
+        depths = await self.core.read_in_thread(repo.queue_depths)  # a count: off the loop
         for state, count in depths.items():
             metrics.queue_depth.labels(state).set(count)
 

@@ -74,7 +74,7 @@ def create_engine(url: str, *, sqlite_synchronous: str = "FULL", echo: bool = Fa
     return create_async_engine(url, **kwargs)
 
 
-def sync_twin(engine: AsyncEngine) -> Engine | None:
+def sync_twin(engine: AsyncEngine, *, busy_timeout: float = 30.0) -> Engine | None:
     """For SQLite, a plain synchronous engine on the same file (pysqlite), else None.
 
     The group-commit writer runs its batches on it in one thread: a statement
@@ -86,7 +86,7 @@ def sync_twin(engine: AsyncEngine) -> Engine | None:
     url = engine.url.set(drivername="sqlite")
     twin = sa_create_engine(
         url,
-        connect_args={"timeout": 30, "check_same_thread": False},
+        connect_args={"timeout": busy_timeout, "check_same_thread": False},
         echo=engine.echo,
     )
     _sqlite_setup(twin, _SYNCHRONOUS.get(str(engine.url), "FULL"))
