@@ -62,7 +62,7 @@ RETRIEVE_FIELDS = (
 AnnounceLimit = Callable[[str, Callable[[], tuple[str | None, str | None]]], "int | None"]
 DEVICE_REFRESH = 3600.0  # seconds between writes of unchanged handset facts
 OVERRIDE_TTL = 30.0  # seconds a per-subscriber adaptation override is remembered
-PDU_CACHE_BYTES = 64 * 1024 * 1024  # decoded bodies kept for repeated retrievals
+PDU_CACHE_BYTES = 64 * 1024 * 1024  # encoded m-retrieve-conf kept for repeated retrievals
 
 
 def new_id() -> str:
@@ -245,8 +245,10 @@ class Mmsc:
         self.announce_limit: AnnounceLimit | None = None
         self._device_facts: dict[str, tuple[tuple[str | None, ...], float]] = {}
         self._overrides: dict[str, tuple[float, dict[str, Any] | None]] = {}
-        self._pdu_cache: dict[str, tuple[MmsPdu, int]] = {}
-        self._pdu_cache_bytes = 0
+        # Encoded m-retrieve-conf after its opening headers, by (payload key, message,
+        # version): see retrieve_conf.
+        self._conf_cache: dict[tuple[str, str, str], bytes] = {}
+        self._conf_cache_bytes = 0
 
     async def start(self) -> None:
         await self.writer.start()
@@ -659,31 +661,40 @@ class Mmsc:
     async def recipient(self, token: str) -> Any:
         return await self.read(repo.get_recipient_by_token, token)
 
-    async def _stored_pdu(self, key: str) -> MmsPdu:
-        """A stored body, decoded; the most recently fetched ones stay in memory (up to
-        ``PDU_CACHE_BYTES``), because a message to many recipients, or a popular variant,
-        is fetched over and over. Payloads never change under a key (a replace writes a
-        new key), so the cache needs no invalidation beyond eviction."""
-        cached = self._pdu_cache.pop(key, None)
-        if cached is not None:
-            self._pdu_cache[key] = cached  # most recent last
-            return cached[0]
-        raw = await self.payloads.get(key)
-        pdu = mms.decode(raw)
-        self._pdu_cache[key] = (pdu, len(raw))
-        self._pdu_cache_bytes += len(raw)
-        while self._pdu_cache_bytes > PDU_CACHE_BYTES and self._pdu_cache:
-            _old, (_pdu, size) = next(iter(self._pdu_cache.items()))
-            del self._pdu_cache[_old]
-            self._pdu_cache_bytes -= size
-        return pdu
-
     async def retrieve_conf(
         self, row: Any, version: str | None = None, payload_key: str | None = None
     ) -> bytes:
         """The m-retrieve-conf for a recipient: stored envelope + stored body (or the
-        adapted variant of the body named by ``payload_key``)."""
-        original = await self._stored_pdu(payload_key or row.m_payload_key)
+        adapted variant of the body named by ``payload_key``).
+
+        A message to many recipients, or a popular variant, is fetched over and over,
+        and re-encoding it (its parts, and every address of a long To list) cost most
+        of a retrieval. Only the Transaction-ID differs between its recipients, and
+        OMA-MMS-ENC §7 puts it among the three headers that open every PDU, in a fixed
+        order: so the encoding after those three is cached (up to
+        ``PDU_CACHE_BYTES``) and each fetch encodes only its own opening headers.
+        Payloads never change under a key (a replace writes a new key), so the cache
+        needs no invalidation beyond eviction.
+        """
+        version = version or row.m_mms_version or "1.2"
+        key = (payload_key or row.m_payload_key, row.message_id, version)
+        head = mms.encode(MmsPdu("m-retrieve-conf", row.token, version, {}), check_mandatory=False)
+        tail = self._conf_cache.pop(key, None)
+        if tail is None:
+            full = await self._encode_retrieve_conf(row, version, key[0])
+            if not full.startswith(head):  # cannot happen with our encoder; never splice then
+                raise AssertionError("m-retrieve-conf does not open with its own headers")
+            tail = full[len(head) :]
+            self._conf_cache_bytes += len(tail)
+            while self._conf_cache_bytes > PDU_CACHE_BYTES and self._conf_cache:
+                _old, old_tail = next(iter(self._conf_cache.items()))
+                del self._conf_cache[_old]
+                self._conf_cache_bytes -= len(old_tail)
+        self._conf_cache[key] = tail  # most recent last
+        return head + tail
+
+    async def _encode_retrieve_conf(self, row: Any, version: str, payload_key: str) -> bytes:
+        original = mms.decode(await self.payloads.get(payload_key))
         headers: dict[str, Any] = {"Message-ID": row.message_id, "Date": int(row.m_created_at)}
         if row.m_sender_visible:
             headers["From"] = self._address(row.m_originator).to_mms()
@@ -694,7 +705,7 @@ class Mmsc:
         pdu = MmsPdu(
             "m-retrieve-conf",
             row.token,
-            version or row.m_mms_version or "1.2",
+            version,
             headers,
             original.content_type,
             original.content_type_params,

@@ -438,6 +438,30 @@ def test_accept_stores_message_recipients_events_payload(db_url: str, tmp_path: 
     run(body)
 
 
+def test_retrieve_conf_from_the_cache_is_each_recipients_own(db_url: str) -> None:
+    """The cached encoding (core.retrieve_conf) gives every recipient the PDU a fresh encode
+    would: its own Transaction-ID, the same envelope and parts; other versions apart."""
+
+    async def body() -> None:
+        async with open_db(db_url) as engine, running_core(engine) as core:
+            accepted = await accept(core, [B, C, "+15550000009"], report=True)
+            rows = [
+                await core.read(repo.get_recipient_by_id, rid) for rid, _ in accepted.recipients
+            ]
+            for version in ("1.2", "1.1"):
+                for row in rows:
+                    cached = await core.retrieve_conf(row, version)
+                    fresh = await core._encode_retrieve_conf(row, version, row.m_payload_key)
+                    assert cached == fresh
+                    pdu = mms.decode(cached)
+                    assert (pdu.transaction_id, pdu.mms_version) == (row.token, version)
+                    assert pdu.headers["Message-ID"] == accepted.message_id
+                    assert pdu.parts[0].data == b"message T1"
+            assert len(core._conf_cache) == 2  # one encoding per version, not per recipient
+
+    run(body)
+
+
 def test_accept_refused_or_failed_stores_nothing(db_url: str, tmp_path: Path) -> None:
     """No half-stored message: a refusal, or a failed commit, leaves no row and no payload."""
     payloads = FilesystemPayloadStore(tmp_path / "payloads", fsync=False)
