@@ -239,6 +239,7 @@ class Mmsc:
         self.node_id = node_id or new_id()[:12]
         self.writer = GroupCommitWriter(engine)
         self._read_engine = sync_twin(engine, busy_timeout=0.0)  # SQLite only, see read()
+        self._reader: Connection | None = None
         self.wakeup_callbacks: list[Any] = []
         # The most a recipient's handset takes (mmsc.adapt.targets), to announce in its
         # notification instead of the stored size; None: announce the stored size.
@@ -255,6 +256,9 @@ class Mmsc:
 
     async def close(self) -> None:
         await self.writer.close()
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
         if self._read_engine is not None:
             self._read_engine.dispose()
 
@@ -271,12 +275,15 @@ class Mmsc:
         :meth:`read_in_thread`.
         """
         if self._read_engine is not None:
+            if self._reader is None:
+                self._reader = self._read_engine.connect()  # kept: no pool round per lookup
             try:
-                with self._read_engine.connect() as conn:
-                    return fn(conn, *args)
+                return fn(self._reader, *args)
             except OperationalError as exc:
                 if "locked" not in str(exc) and "busy" not in str(exc):
                     raise
+            finally:
+                self._reader.rollback()  # ends the read transaction and its snapshot
         return await self.read_in_thread(fn, *args)
 
     async def read_in_thread(self, fn: Any, *args: Any) -> Any:

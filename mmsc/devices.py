@@ -27,6 +27,7 @@ editing a class changes its key, so a stale variant is never served.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -254,6 +255,7 @@ def default_caps(classes: Sequence[DeviceClass]) -> Capabilities:
     return found.caps if found else DEFAULT
 
 
+@functools.lru_cache(maxsize=1024)  # per retrieval otherwise (a JSON dump and a SHA-256)
 def variant_key(caps: Capabilities) -> str:
     """A short, stable hash of what adaptation depends on: equal capabilities give
     equal keys across processes and restarts (no ``hash()``, which is salted). Screen,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import time
@@ -281,6 +282,11 @@ class TargetResolver:
             default=default_caps(self.classes),
             profile_url=url,
         )
-        target = target_of(caps, generate_smil=self.generate_smil)
-        digest = hashlib.sha1(f"{key}|{target!r}".encode()).hexdigest()[:12]
-        return f"v-{digest}", target
+        return _variant(key, caps, self.generate_smil)
+
+
+@functools.lru_cache(maxsize=1024)  # a handful of classes and profiles, fetched over and over
+def _variant(key: str, caps: Capabilities, generate_smil: bool) -> tuple[str, Target]:
+    target = target_of(caps, generate_smil=generate_smil)
+    digest = hashlib.sha1(f"{key}|{target!r}".encode()).hexdigest()[:12]
+    return f"v-{digest}", target
