@@ -239,6 +239,35 @@ def process_cpu(pid: int) -> float:
     return _stat_cpu(f"/proc/{pid}/stat")
 
 
+def descendants(pid: int) -> list[int]:
+    """``pid`` and every process below it (the workers of ``[server] workers``, their
+    adaptation pools), from the parent pids in /proc."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as fh:
+                text = fh.read()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        parents[int(entry)] = int(text[text.rindex(")") + 2 :].split()[1])
+    found = [pid]
+    for candidate in found:  # grows while it is walked: breadth first
+        found += [child for child, parent in parents.items() if parent == candidate]
+    return found
+
+
+def tree_cpu(pid: int) -> tuple[float, float]:
+    """(CPU seconds of ``pid`` and its descendants, of their main threads alone): with
+    several workers each runs its own event loop on its main thread."""
+    total = loops = 0.0
+    for process in descendants(pid):
+        total += process_cpu(process)
+        loops += thread_cpu(process).get(process, 0.0)
+    return total, loops
+
+
 def thread_cpu(pid: int) -> dict[int, float]:
     """CPU seconds per thread of ``pid`` (thread id -> seconds)."""
     out: dict[int, float] = {}
@@ -295,11 +324,11 @@ class CpuSnapshot:
 
     @classmethod
     def take(cls, server_pid: int, sink_pid: int, postgres: bool) -> CpuSnapshot:
-        threads = thread_cpu(server_pid)
+        server, loops = tree_cpu(server_pid)
         return cls(
             at=time.perf_counter(),
-            server=process_cpu(server_pid),
-            server_loop=threads.get(server_pid, 0.0),  # the main thread runs the event loop
+            server=server,
+            server_loop=loops,  # the main threads run the event loops
             loadgen=process_cpu(os.getpid()),
             sink=process_cpu(sink_pid),
             database=postgres_cpu() if postgres else 0.0,
@@ -837,7 +866,7 @@ async def run_all(
     )
 
     def ours() -> float:
-        own = process_cpu(server.pid) + process_cpu(os.getpid()) + process_cpu(sink.pid)
+        own = tree_cpu(server.pid)[0] + process_cpu(os.getpid()) + process_cpu(sink.pid)
         return own + (postgres_cpu() if db.pg_name is not None else 0.0)
 
     for connections in args.levels:
@@ -919,6 +948,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="do not fsync payload files (NOT durable; shows what the fsyncs cost)",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="server worker processes ([server] workers; CPU figures add them up)",
+    )
     args = parser.parse_args(argv)
 
     workdir = Path(tempfile.mkdtemp(prefix="mm1-bench-"))
@@ -933,6 +968,7 @@ def main(argv: list[str] | None = None) -> int:
                     "sqlite_synchronous": args.sqlite_synchronous,
                     "payload_fsync": not args.no_payload_fsync,
                 },
+                "server": {"workers": args.workers},
                 "mm1": {
                     "listen": "127.0.0.1:0",
                     "public_url": "http://mmsc.bench/mms",

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import TYPE_CHECKING
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    generate_latest,
+    multiprocess,
+)
 from sqlalchemy import text
 
 if TYPE_CHECKING:
@@ -108,7 +115,13 @@ def make_app(
     registry: CollectorRegistry = REGISTRY, core: Mmsc | None = None, backend: object = None
 ) -> web.Application:
     async def metrics(_request: web.Request) -> web.Response:
-        body = generate_latest(registry)
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR") and registry is REGISTRY:
+            # Several workers (mmsc/workers.py): the sum of every worker's metric files.
+            merged = CollectorRegistry()
+            multiprocess.MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
+            body = generate_latest(merged)
+        else:
+            body = generate_latest(registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     app = web.Application()

@@ -111,17 +111,27 @@ def _write_output(args: argparse.Namespace, data: bytes) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from mmsc import config as config_mod
-    from mmsc import server
+    from mmsc import workers
 
     try:
         cfg = config_mod.load(args.config)
+        count = workers.worker_count(cfg)
     except config_mod.ConfigError as exc:
         return _fail(str(exc), EXIT_USAGE)
     logging.basicConfig(
         level=getattr(logging, args.log_level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        # Several workers write to one log: each line says which process wrote it.
+        format="%(asctime)s %(levelname)s %(name)s "
+        + ("pid=%(process)d " if count > 1 else "")
+        + "%(message)s",
     )
+    if count > 1:
+        workers.prepare_metrics_dir()  # before prometheus_client is imported
+    from mmsc import server
+
     try:
+        if count > 1:
+            return workers.serve(cfg, count)
         asyncio.run(server.run(cfg))
     except OSError as exc:
         return _fail(f"cannot start: {exc}")

@@ -1,4 +1,10 @@
-"""Prometheus metrics. The names and labels of DESIGN.md §3 are part of the contract."""
+"""Prometheus metrics. The names and labels of DESIGN.md §3 are part of the contract.
+
+With several workers (mmsc/workers.py) prometheus-client's multiprocess mode sums
+counters and histograms over the workers; each gauge says how it is combined:
+the queue depths are the database's (every worker reads the same, the most recent
+is shown), SMPP gauges add up over the live workers (each has its own binds).
+"""
 
 from __future__ import annotations
 
@@ -32,8 +38,15 @@ request_duration = Histogram(
     ["interface", "operation"],
     buckets=REQUEST_BUCKETS,
 )
-queue_depth = Gauge("mmsc_queue_depth", "Open recipients by state, and pushes waiting", ["state"])
-smpp_connected = Gauge("mmsc_smpp_connected", "SMPP binds that are bound", ["bind"])
+queue_depth = Gauge(
+    "mmsc_queue_depth",
+    "Open recipients by state, and pushes waiting",
+    ["state"],
+    multiprocess_mode="mostrecent",
+)
+smpp_connected = Gauge(
+    "mmsc_smpp_connected", "SMPP binds that are bound", ["bind"], multiprocess_mode="livesum"
+)
 adaptation_seconds = Histogram(
     "mmsc_adaptation_seconds", "Time to adapt a message to a device", buckets=REQUEST_BUCKETS
 )
@@ -45,7 +58,12 @@ smpp_submits = Counter(
     "submit_sm answered (by command_status name), timed out or aborted, per bind",
     ["bind", "result"],
 )
-smpp_in_flight = Gauge("mmsc_smpp_in_flight", "submit_sm sent and not yet answered", ["bind"])
+smpp_in_flight = Gauge(
+    "mmsc_smpp_in_flight",
+    "submit_sm sent and not yet answered",
+    ["bind"],
+    multiprocess_mode="livesum",
+)
 smpp_submit_seconds = Histogram(
     "mmsc_smpp_submit_response_seconds",
     "submit_sm -> submit_sm_resp",

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -35,9 +36,16 @@ from storage.payloads import FilesystemPayloadStore
 log = logging.getLogger("mmsc.server")
 
 
-async def _start_site(app: web.Application, listen: Listen, name: str) -> web.AppRunner:
+async def _start_site(
+    app: web.Application, listen: Listen, name: str, sock: socket.socket | None = None
+) -> web.AppRunner:
+    """Serve ``app`` on ``listen``, or on ``sock`` bound by the parent of several workers
+    (mmsc/workers.py), which has announced it already."""
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=10)
     await runner.setup()
+    if sock is not None:
+        await web.SockSite(runner, sock).start()
+        return runner
     site = web.TCPSite(runner, listen.host, listen.port, reuse_address=True)
     await site.start()
     server: Any = site._server  # the only way to learn the port of a port-0 binding
@@ -48,8 +56,18 @@ async def _start_site(app: web.Application, listen: Listen, name: str) -> web.Ap
     return runner
 
 
-async def run(config: dict[str, Any], stop: asyncio.Event | None = None) -> None:
-    """Start everything, then wait for ``stop`` or SIGINT/SIGTERM, then drain and stop."""
+async def run(
+    config: dict[str, Any],
+    stop: asyncio.Event | None = None,
+    *,
+    sockets: dict[str, socket.socket] | None = None,
+    worker: int | None = None,
+) -> None:
+    """Start everything, then wait for ``stop`` or SIGINT/SIGTERM, then drain and stop.
+
+    ``sockets`` (listener name -> bound socket) and ``worker`` (its index) are given to
+    each worker process by mmsc/workers.py."""
+    sockets = sockets or {}
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -108,11 +126,14 @@ async def run(config: dict[str, Any], stop: asyncio.Event | None = None) -> None
         timeout=float(adapt_cfg.get("timeout", 10.0)),
     )
     admin_app = admin.make_app(core=core, backend=backend)
+    mm1_app = mm1.make_app(core, config, adapter, targets)
     runners = [
-        await _start_site(mm1.make_app(core, config, adapter, targets), mm1_listen, "mm1"),
-        await _start_site(mm7.make_app(core, config), mm7_listen, "mm7"),
-        await _start_site(admin_app, admin_listen, "admin"),
+        await _start_site(mm1_app, mm1_listen, "mm1", sockets.get("mm1")),
+        await _start_site(mm7.make_app(core, config), mm7_listen, "mm7", sockets.get("mm7")),
+        await _start_site(admin_app, admin_listen, "admin", sockets.get("admin")),
     ]
+    if worker is not None:
+        log.info("worker %d serving (node %s)", worker, core.node_id)
     admin_app[admin.READY_KEY]["database"] = True
     try:
         await stop.wait()

@@ -10,6 +10,7 @@ asyncpg; its durability is the server's (fsync on, synchronous_commit on).
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +19,14 @@ from alembic.config import Config
 from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 MIGRATIONS = str(Path(__file__).resolve().parent / "migrations")
 SQLITE_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 WRITE_OPTION = "mmsc_write"  # execution option marking a connection that will write
+LOCK_WAIT = 30.0  # seconds a writer waits for SQLite's write lock before giving up
+LOCK_WAIT_OPTION = "mmsc_lock_wait"  # False: a write BEGIN tries once (see _sqlite_setup)
 _SYNCHRONOUS: dict[str, str] = {}  # SQLite URL -> synchronous level, for sync_twin()
 
 
@@ -30,8 +34,16 @@ def is_sqlite(engine: AsyncEngine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
-def _sqlite_setup(sync_engine: Engine, sync: str) -> None:
-    """WAL, the chosen synchronous level, and BEGIN IMMEDIATE for write transactions."""
+def _sqlite_setup(sync_engine: Engine, sync: str, *, poll_lock: bool = False) -> None:
+    """WAL, the chosen synchronous level, and BEGIN IMMEDIATE for write transactions.
+
+    ``poll_lock``: the engine's busy timeout is 0 and a write BEGIN that finds the lock
+    taken retries itself every 0.2-2 ms (for up to ``LOCK_WAIT`` s). SQLite's own busy
+    handler sleeps 1, 2, 5, 10 ... 100 ms between tries, which with several processes
+    on one file (``[server] workers``) left a writer asleep long after the lock was
+    free: p99 over 500 ms. Only for the group-commit writer's own thread, which may
+    block.
+    """
 
     @event.listens_for(sync_engine, "connect")
     def _pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -50,8 +62,22 @@ def _sqlite_setup(sync_engine: Engine, sync: str) -> None:
         # its SELECTs (due recipients, pushes to claim) are then exclusive even
         # against another process on the same file, e.g. an old and a new server
         # overlapping during a restart. Reads stay DEFERRED and never block.
-        immediate = conn.get_execution_options().get(WRITE_OPTION, False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        options = conn.get_execution_options()
+        immediate = options.get(WRITE_OPTION, False)
+        if not (immediate and poll_lock and options.get(LOCK_WAIT_OPTION, True)):
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+            return
+        deadline = time.monotonic() + LOCK_WAIT
+        delay = 0.0002
+        while True:
+            try:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+                return
+            except OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.002)
 
 
 def create_engine(url: str, *, sqlite_synchronous: str = "FULL", echo: bool = False) -> AsyncEngine:
@@ -74,7 +100,9 @@ def create_engine(url: str, *, sqlite_synchronous: str = "FULL", echo: bool = Fa
     return create_async_engine(url, **kwargs)
 
 
-def sync_twin(engine: AsyncEngine, *, busy_timeout: float = 30.0) -> Engine | None:
+def sync_twin(
+    engine: AsyncEngine, *, busy_timeout: float = LOCK_WAIT, poll_lock: bool = False
+) -> Engine | None:
     """For SQLite, a plain synchronous engine on the same file (pysqlite), else None.
 
     The group-commit writer runs its batches on it in one thread: a statement
@@ -86,10 +114,10 @@ def sync_twin(engine: AsyncEngine, *, busy_timeout: float = 30.0) -> Engine | No
     url = engine.url.set(drivername="sqlite")
     twin = sa_create_engine(
         url,
-        connect_args={"timeout": busy_timeout, "check_same_thread": False},
+        connect_args={"timeout": 0.0 if poll_lock else busy_timeout, "check_same_thread": False},
         echo=engine.echo,
     )
-    _sqlite_setup(twin, _SYNCHRONOUS.get(str(engine.url), "FULL"))
+    _sqlite_setup(twin, _SYNCHRONOUS.get(str(engine.url), "FULL"), poll_lock=poll_lock)
     return twin
 
 

@@ -25,10 +25,11 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, RootTransaction
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from storage.db import WRITE_OPTION, sync_twin
+from storage.db import LOCK_WAIT_OPTION, WRITE_OPTION, sync_twin
 
 log = logging.getLogger("mmsc.storage.writer")
 
@@ -53,7 +54,7 @@ class GroupCommitWriter:
 
     async def start(self) -> None:
         if self._task is None:
-            self._sync_engine = sync_twin(self.engine)
+            self._sync_engine = sync_twin(self.engine, poll_lock=True)
             if self._sync_engine is not None:
                 self._thread = ThreadPoolExecutor(1, thread_name_prefix="mmsc-writer")
             self._task = asyncio.create_task(self._run(), name="group-commit-writer")
@@ -123,14 +124,21 @@ class GroupCommitWriter:
         statement then has to win the GIL back from a busy event loop (up to the 5 ms
         switch interval), which made a batch of a few hundred statements take 40-100 ms.
         Run on the loop, the same statements cost a few µs each (storage/fastsql.py).
-        What can wait stays in the thread: BEGIN IMMEDIATE waits for the write lock
-        (another process on the same file), COMMIT for the fsync and any checkpoint.
+        What can wait stays in the thread: COMMIT (the fsync and any checkpoint), and
+        BEGIN IMMEDIATE when the write lock is taken (another process on the same file,
+        e.g. another worker): it is first tried here without waiting, which also keeps
+        the lock held for no longer than the batch itself.
         """
         assert self._sync_engine is not None and self._thread is not None
         loop = asyncio.get_running_loop()
-        with self._sync_engine.connect() as raw:
-            conn = raw.execution_options(**{WRITE_OPTION: True})
-            trans = await loop.run_in_executor(self._thread, conn.begin)
+        with contextlib.ExitStack() as stack:
+            conn = stack.enter_context(self._sync_engine.connect())
+            conn.execution_options(**{WRITE_OPTION: True, LOCK_WAIT_OPTION: False})
+            trans = self._begin_now(conn)
+            if trans is None:  # the lock is taken: wait for it in the thread
+                conn = stack.enter_context(self._sync_engine.connect())
+                conn.execution_options(**{WRITE_OPTION: True})
+                trans = await loop.run_in_executor(self._thread, conn.begin)
             try:
                 results = self._apply(conn, units)
             except BaseException:
@@ -138,6 +146,18 @@ class GroupCommitWriter:
                 raise
             await loop.run_in_executor(self._thread, trans.commit)
             return results
+
+    @staticmethod
+    def _begin_now(conn: Connection) -> RootTransaction | None:
+        """BEGIN IMMEDIATE without waiting; None (and the connection discarded) if another
+        connection holds the write lock."""
+        try:
+            return conn.begin()
+        except OperationalError as exc:
+            if "locked" not in str(exc):
+                raise
+            conn.invalidate()
+            return None
 
     async def _commit(self, batch: list[tuple[Unit, asyncio.Future[Any]]]) -> None:
         try:
