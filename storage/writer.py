@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
+import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -49,6 +51,7 @@ class GroupCommitWriter:
         self._thread: ThreadPoolExecutor | None = None
         self._queue: asyncio.Queue[tuple[Unit, asyncio.Future[Any]] | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self._turn_fd: int | None = None  # see _take_turn
         self.batches = 0
         self.units = 0
 
@@ -57,6 +60,10 @@ class GroupCommitWriter:
             self._sync_engine = sync_twin(self.engine, poll_lock=True)
             if self._sync_engine is not None:
                 self._thread = ThreadPoolExecutor(1, thread_name_prefix="mmsc-writer")
+                database = self._sync_engine.url.database
+                if database and database != ":memory:":
+                    path = f"{database}.writer-turn"
+                    self._turn_fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             self._task = asyncio.create_task(self._run(), name="group-commit-writer")
 
     async def close(self) -> None:
@@ -72,6 +79,9 @@ class GroupCommitWriter:
         if self._sync_engine is not None:
             self._sync_engine.dispose()
             self._sync_engine = None
+        if self._turn_fd is not None:
+            os.close(self._turn_fd)
+            self._turn_fd = None
 
     async def submit(self, unit: Callable[[Connection], T]) -> T:
         """Run ``unit`` in a transaction and return its result once that is committed."""
@@ -132,6 +142,7 @@ class GroupCommitWriter:
         assert self._sync_engine is not None and self._thread is not None
         loop = asyncio.get_running_loop()
         with contextlib.ExitStack() as stack:
+            await self._take_turn(stack)
             conn = stack.enter_context(self._sync_engine.connect())
             conn.execution_options(**{WRITE_OPTION: True, LOCK_WAIT_OPTION: False})
             trans = self._begin_now(conn)
@@ -146,6 +157,28 @@ class GroupCommitWriter:
                 raise
             await loop.run_in_executor(self._thread, trans.commit)
             return results
+
+    async def _take_turn(self, stack: contextlib.ExitStack) -> None:
+        """Queue with the other writers on this database file (``[server] workers``) for
+        the right to write, released when ``stack`` closes.
+
+        SQLite's write lock is not fair: a writer polling for it can lose to another
+        process that takes it back within microseconds, batch after batch (p99 near 1 s
+        with two workers). An exclusive flock on ``<database>.writer-turn`` puts the
+        waiter to sleep in the kernel, which hands it the lock when the holder lets go.
+        Uncontended it costs one system call, made here without waiting; only a writer
+        that has to wait does so in its thread."""
+        fd = self._turn_fd
+        if fd is None:
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            assert self._thread is not None
+            await asyncio.get_running_loop().run_in_executor(
+                self._thread, fcntl.flock, fd, fcntl.LOCK_EX
+            )
+        stack.callback(fcntl.flock, fd, fcntl.LOCK_UN)
 
     @staticmethod
     def _begin_now(conn: Connection) -> RootTransaction | None:
