@@ -35,7 +35,7 @@ from typing import Any, Final
 from protocol.errors import EncodeError
 from protocol.mm7_errors import Mm7DecodeError
 from protocol.mm7_tables import MESSAGE_FORMAT_CORRUPT
-from protocol.xml_safe import pull_parser
+from protocol.xml_safe import XmlRefused, parse_bounded
 
 # A SOAP envelope is Envelope/Body/op/Recipients/To/Number: depth 6, a Fault's detail
 # 8. Eight times that is more than any peer needs and far below libxml2's own 256.
@@ -43,7 +43,6 @@ MAX_DEPTH: Final = 64
 # A SubmitReq to a few thousand recipients stays below this; each element costs lxml a
 # few hundred bytes, so the bound also bounds the memory a hostile document can take.
 MAX_ELEMENTS: Final = 20_000
-_FEED_CHUNK: Final = 64 * 1024
 
 _FORBIDDEN: Final = ("<!DOCTYPE", "<!ENTITY")
 _BOMS: Final = (
@@ -154,28 +153,10 @@ def _parse_checked(data: bytes) -> Node:
 
 
 def _parse_bounded(data: bytes) -> Node:
-    parser = pull_parser()
-    depth = 0
-    count = 0
-    for start in range(0, len(data), _FEED_CHUNK):
-        parser.feed(data[start : start + _FEED_CHUNK])
-        for event, _element in parser.read_events():
-            if event == "start":
-                depth += 1
-                count += 1
-                if depth > MAX_DEPTH:
-                    raise Mm7DecodeError(
-                        MESSAGE_FORMAT_CORRUPT, f"XML nested deeper than {MAX_DEPTH}"
-                    )
-                if count > MAX_ELEMENTS:
-                    raise Mm7DecodeError(
-                        MESSAGE_FORMAT_CORRUPT, f"XML has more than {MAX_ELEMENTS} elements"
-                    )
-            else:
-                depth -= 1
-    root: Any = parser.close()
-    if root.getroottree().docinfo.doctype:
-        raise Mm7DecodeError(MESSAGE_FORMAT_CORRUPT, "XML with DOCTYPE is refused")
+    try:
+        root = parse_bounded(data, max_depth=MAX_DEPTH, max_elements=MAX_ELEMENTS)
+    except XmlRefused as exc:
+        raise Mm7DecodeError(MESSAGE_FORMAT_CORRUPT, exc.reason) from None
     return _convert(root)
 
 

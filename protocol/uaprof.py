@@ -44,7 +44,7 @@ from urllib.parse import urlsplit
 
 from protocol.errors import DecodeError
 from protocol.wsp_tables import CHARSET_CODES, CHARSETS
-from protocol.xml_safe import pull_parser
+from protocol.xml_safe import XmlRefused, doctype_end, parse_bounded
 
 # The largest profile of the shared corpus is 21 KB; fifty times that leaves room for
 # bigger vendor files and still bounds what a hostile host can make us parse.
@@ -53,7 +53,6 @@ MAX_PROFILE_SIZE: Final = 1024 * 1024
 MAX_DEPTH: Final = 32
 MAX_ELEMENTS: Final = 20_000
 MAX_URL_LENGTH: Final = 1024
-_FEED_CHUNK: Final = 64 * 1024
 
 # Research §3.5: "clamp MmsMaxMessageSize to a sane range (for example 30 KB-5 MB)".
 MIN_MESSAGE_SIZE: Final = 30 * 1024
@@ -259,45 +258,12 @@ def _decode(data: bytes) -> str:
         raise UaprofError(f"unusable encoding {encoding!r}: {exc}") from None
 
 
-def _skip_literal_or_comment(text: str, i: int) -> int:
-    """If a quoted literal, comment or PI starts at ``i`` inside a DTD, the index after it."""
-    if text[i] in "\"'":
-        opening, closing = text[i], text[i]
-    elif text.startswith("<!--", i):
-        opening, closing = "<!--", "-->"
-    elif text.startswith("<?", i):
-        opening, closing = "<?", "?>"
-    else:
-        return i
+def _after(text: str, i: int, opening: str, closing: str) -> int:
+    """The index after the comment or PI that starts at ``i`` in the prolog."""
     end = text.find(closing, i + len(opening))
     if end < 0:
-        raise UaprofError("unterminated literal, comment or processing instruction", i)
+        raise UaprofError("unterminated comment or processing instruction", i)
     return end + len(closing)
-
-
-_DTD_MARKUP: Final = re.compile(r"[\"'<\[\]>]")
-
-
-def _doctype_end(text: str, start: int) -> int:
-    """The index after the ``<!DOCTYPE ...>`` that starts at ``start`` (XML 1.0 §2.8):
-    its closing ">" is the first one outside literals, comments and the internal subset."""
-    i = start + len("<!DOCTYPE")
-    in_subset = False
-    while (m := _DTD_MARKUP.search(text, i)) is not None:
-        i = m.start()
-        after = _skip_literal_or_comment(text, i)
-        if after != i:
-            i = after
-            continue
-        char = text[i]
-        if char == "[" and not in_subset:
-            in_subset = True
-        elif char == "]" and in_subset:
-            in_subset = False
-        elif char == ">" and not in_subset:
-            return i + 1
-        i += 1
-    raise UaprofError("unterminated DOCTYPE", start)
 
 
 def _sanitised(text: str) -> str:
@@ -314,9 +280,11 @@ def _sanitised(text: str) -> str:
         while i < len(text) and text[i] in " \t\r\n":
             i += 1
         if text.startswith("<!DOCTYPE", i):
-            text = text[:i] + text[_doctype_end(text, i) :]
-        elif text.startswith("<!--", i) or text.startswith("<?", i):
-            i = _skip_literal_or_comment(text, i)
+            text = text[:i] + text[doctype_end(text, i) :]
+        elif text.startswith("<!--", i):
+            i = _after(text, i, "<!--", "-->")
+        elif text.startswith("<?", i):
+            i = _after(text, i, "<?", "?>")
         else:
             break
     body = text[i:]
@@ -329,30 +297,15 @@ def _parse_xml(data: bytes) -> Any:
     """The root element of a bounded, DTD-free parse; UaprofError for anything else."""
     if len(data) > MAX_PROFILE_SIZE:
         raise UaprofError(f"profile larger than {MAX_PROFILE_SIZE} bytes")
-    clean = _sanitised(_decode(data)).encode("utf-8", "replace")
-    parser = pull_parser()
-    depth = count = 0
     try:
-        for start in range(0, len(clean), _FEED_CHUNK):
-            parser.feed(clean[start : start + _FEED_CHUNK])
-            for event, _element in parser.read_events():
-                if event == "end":
-                    depth -= 1
-                    continue
-                depth += 1
-                count += 1
-                if depth > MAX_DEPTH:
-                    raise UaprofError(f"XML nested deeper than {MAX_DEPTH}")
-                if count > MAX_ELEMENTS:
-                    raise UaprofError(f"XML has more than {MAX_ELEMENTS} elements")
-        root: Any = parser.close()
+        clean = _sanitised(_decode(data)).encode("utf-8", "replace")
+        return parse_bounded(clean, max_depth=MAX_DEPTH, max_elements=MAX_ELEMENTS)
     except UaprofError:
         raise
+    except XmlRefused as exc:
+        raise UaprofError(exc.reason, exc.offset) from None
     except Exception as exc:  # lxml raises XMLSyntaxError and, rarely, others
         raise UaprofError(f"XML not well-formed: {exc}") from None
-    if root.getroottree().docinfo.doctype:  # the cut above missed one: never go on
-        raise UaprofError("XML with DOCTYPE")
-    return root
 
 
 def _key(tag: str) -> str:

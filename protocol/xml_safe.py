@@ -1,14 +1,16 @@
-"""The one lxml parser configuration for untrusted XML (MM7 SOAP, UAProf documents).
+"""The one lxml parser configuration for untrusted XML (MM7 SOAP, UAProf, SMIL).
 
 No entity resolution, no network, no DTD loading or validation, no huge trees,
 comments and processing instructions dropped. This alone is not enough: lxml
 still reads ``file:`` URLs named by an external DTD, so each caller also keeps
-DOCTYPEs away from it (mm7_xml refuses them, uaprof cuts them out first).
+DOCTYPEs away from it (mm7_xml refuses them, uaprof and smil cut them out first,
+with :func:`doctype_end`).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import Any, Final
 
 from lxml import etree  # type: ignore[import-untyped, unused-ignore]
 
@@ -26,3 +28,81 @@ def pull_parser() -> Any:
         remove_pis=True,
         collect_ids=False,
     )
+
+
+class XmlRefused(ValueError):
+    """Markup refused before or while parsing; ``offset`` is where (0 if unknown)."""
+
+    def __init__(self, reason: str, offset: int = 0) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.offset = offset
+
+
+_FEED_CHUNK: Final = 64 * 1024
+
+
+def parse_bounded(data: bytes, *, max_depth: int, max_elements: int) -> Any:
+    """The root element of ``data``, parsed incrementally so that a document nested
+    deeper than ``max_depth`` or with more than ``max_elements`` elements is refused
+    (XmlRefused) before it is built. lxml's own errors (XMLSyntaxError) pass through."""
+    parser = pull_parser()
+    depth = count = 0
+    for start in range(0, len(data), _FEED_CHUNK):
+        parser.feed(data[start : start + _FEED_CHUNK])
+        for event, _element in parser.read_events():
+            if event == "end":
+                depth -= 1
+                continue
+            depth += 1
+            count += 1
+            if depth > max_depth:
+                raise XmlRefused(f"XML nested deeper than {max_depth}")
+            if count > max_elements:
+                raise XmlRefused(f"XML has more than {max_elements} elements")
+    root: Any = parser.close()
+    if root.getroottree().docinfo.doctype:  # the caller's check missed one: never go on
+        raise XmlRefused("XML with DOCTYPE is refused")
+    return root
+
+
+def _skip_literal_or_comment(text: str, i: int) -> int:
+    """If a quoted literal, comment or PI starts at ``i`` inside a DTD, the index after it."""
+    if text[i] in "\"'":
+        opening, closing = text[i], text[i]
+    elif text.startswith("<!--", i):
+        opening, closing = "<!--", "-->"
+    elif text.startswith("<?", i):
+        opening, closing = "<?", "?>"
+    else:
+        return i
+    end = text.find(closing, i + len(opening))
+    if end < 0:
+        raise XmlRefused("unterminated literal, comment or processing instruction", i)
+    return end + len(closing)
+
+
+_DTD_MARKUP: Final = re.compile(r"[\"'<\[\]>]")
+
+
+def doctype_end(text: str, start: int) -> int:
+    """The index after the ``<!DOCTYPE ...>`` that starts at ``start`` (XML 1.0 §2.8):
+    its closing ">" is the first one outside literals, comments and the internal subset.
+    (Bytes decoded as Latin-1 keep their offsets.)"""
+    i = start + len("<!DOCTYPE")
+    in_subset = False
+    while (m := _DTD_MARKUP.search(text, i)) is not None:
+        i = m.start()
+        after = _skip_literal_or_comment(text, i)
+        if after != i:
+            i = after
+            continue
+        char = text[i]
+        if char == "[" and not in_subset:
+            in_subset = True
+        elif char == "]" and in_subset:
+            in_subset = False
+        elif char == ">" and not in_subset:
+            return i + 1
+        i += 1
+    raise XmlRefused("unterminated DOCTYPE", start)

@@ -142,6 +142,19 @@ def test_smil_with_entities_is_refused() -> None:
         smil.rewrite(bomb, renamed={}, dropped=set())
 
 
+def test_smil_doctype_is_cut_where_it_really_ends() -> None:
+    """A ">" inside the DOCTYPE's quoted system id does not end it (XML 1.0 §2.8)."""
+    doc = b'<!DOCTYPE smil SYSTEM "odd>name.dtd">' + SMIL_DOC
+    out = smil.rewrite(doc, renamed={"photo.png": "photo.jpg"}, dropped=set())
+    assert out.startswith(b"<smil") and b'src="photo.jpg"' in out
+
+
+def test_smil_nested_too_deep_is_refused() -> None:
+    deep = b"<smil>" + b"<par>" * 40 + b"</par>" * 40 + b"</smil>"
+    with pytest.raises(smil.SmilError, match="deeper"):
+        smil.rewrite(deep, renamed={"a": "b"}, dropped=set())
+
+
 # ----------------------------------------------------------------------------- messages
 
 

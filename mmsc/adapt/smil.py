@@ -18,10 +18,11 @@ from collections.abc import Mapping
 
 from lxml import etree  # type: ignore[import-untyped, unused-ignore]
 
+from protocol.xml_safe import XmlRefused, doctype_end, parse_bounded
+
 MEDIA = ("img", "text", "audio", "video", "ref", "animation", "textstream")
-_PARSER = etree.XMLParser(
-    resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False, remove_comments=True
-)
+_MAX_DEPTH = 32  # SMIL is smil/body/par/media: a few levels
+_MAX_ELEMENTS = 5_000
 
 
 class SmilError(ValueError):
@@ -53,7 +54,9 @@ def rewrite(smil: bytes, *, renamed: Mapping[str, str], dropped: set[str]) -> by
         # without it the document is the same for our purposes.
         smil = _strip_doctype(smil)
     try:
-        root = etree.fromstring(smil, _PARSER)
+        root = parse_bounded(smil, max_depth=_MAX_DEPTH, max_elements=_MAX_ELEMENTS)
+    except XmlRefused as exc:
+        raise SmilError(exc.reason) from None
     except etree.XMLSyntaxError as exc:
         raise SmilError(f"SMIL is not XML: {exc}") from None
     if _local(root.tag) != "smil":
@@ -85,20 +88,14 @@ def _strip_doctype(data: bytes) -> bytes:
     start = data.upper().find(b"<!DOCTYPE")
     if start < 0:
         raise SmilError("entity declarations outside a DOCTYPE")
-    depth, pos = 0, start
-    while pos < len(data):
-        char = data[pos : pos + 1]
-        if char == b"[":
-            depth += 1
-        elif char == b"]":
-            depth -= 1
-        elif char == b">" and depth <= 0:
-            stripped = data[:start] + data[pos + 1 :]
-            if b"<!ENTITY" in stripped.upper():
-                raise SmilError("entity declarations are not allowed")
-            return stripped
-        pos += 1
-    raise SmilError("unterminated DOCTYPE")
+    try:  # Latin-1 keeps byte offsets
+        end = doctype_end(data.decode("latin-1"), start)
+    except XmlRefused as exc:
+        raise SmilError(exc.reason) from None
+    stripped = data[:start] + data[end:]
+    if b"<!ENTITY" in stripped.upper():
+        raise SmilError("entity declarations are not allowed")
+    return stripped
 
 
 def generate(parts: list[tuple[str, str]]) -> bytes:
