@@ -80,6 +80,7 @@ class Policy:
     min_expiry: float = 60.0
     keep_after_expiry: float = 0.0
     keep_pushes: float = DAY  # finished outbox rows; the events keep their story
+    keep_records: float = 90 * DAY  # rows and events after the body is gone; < 0: forever
     notify_backoff: float = 300.0
     notify_backoff_max: float = 6 * 3600.0
     notify_max_attempts: int = 6
@@ -106,6 +107,7 @@ class Policy:
                 config.get("storage", {}).get("keep_after_expiry", cls.keep_after_expiry)
             ),
             keep_pushes=float(config.get("storage", {}).get("keep_pushes", cls.keep_pushes)),
+            keep_records=float(config.get("storage", {}).get("keep_records", cls.keep_records)),
             notify_backoff=float(sched.get("notify_backoff", cls.notify_backoff)),
             notify_backoff_max=float(sched.get("notify_backoff_max", cls.notify_backoff_max)),
             notify_max_attempts=int(sched.get("notify_max_attempts", cls.notify_max_attempts)),
@@ -538,11 +540,16 @@ class Mmsc:
     async def purge_expired(self, now: float, limit: int = 200) -> int:
         """Messages past expiry (plus ``keep_after_expiry``) lose their body: nobody can
         fetch them any more, and the payload store must not grow without bound. The rows
-        and events stay, for the trace."""
+        and events stay, for the trace, ``keep_records`` longer; then they go too, so
+        the database does not grow without bound either."""
         before = now - self.policy.keep_after_expiry
 
         def unit(conn: Connection) -> tuple[list[str], list[repo.Event]]:
             repo.prune_pushes(conn, now - self.policy.keep_pushes)
+            if self.policy.keep_records >= 0:
+                removed = repo.remove_messages(conn, before - self.policy.keep_records, limit)
+                if removed:
+                    log.info("removed the records of %d messages expired long ago", removed)
             rows = repo.messages_to_purge(conn, before, limit)
             out = []
             keys = []

@@ -524,6 +524,23 @@ def messages_to_purge(conn: Connection, before: float, limit: int) -> list[Row[A
     return list(conn.execute(_skip_locked(conn, q, messages)).all())
 
 
+def remove_messages(conn: Connection, before: float, limit: int) -> int:
+    """Delete everything kept about messages that expired before ``before`` and lost their
+    body already: the message, recipient, event and push rows. Returns how many."""
+    q = (
+        select(messages.c.id)
+        .where(messages.c.state == "expired", messages.c.expires_at <= before)
+        .order_by(messages.c.expires_at)
+        .limit(limit)
+    )
+    ids = [row.id for row in conn.execute(_skip_locked(conn, q, messages)).all()]
+    if ids:
+        for table in (events, outbox, smsc_messages, recipients):
+            conn.execute(delete(table).where(table.c.message_id.in_(ids)))
+        conn.execute(delete(messages).where(messages.c.id.in_(ids)))
+    return len(ids)
+
+
 def set_message_state(conn: Connection, message_id: str, state: str) -> None:
     _update(conn, "messages", "id", message_id, {"state": state})
 

@@ -1066,6 +1066,50 @@ def test_expired_messages_lose_their_payload_but_keep_their_trace(db_url: str) -
     run(body)
 
 
+def test_records_of_long_expired_messages_are_removed(db_url: str) -> None:
+    """keep_records after the body went, every row of the message goes too; a message still
+    within its window, or one whose body is still kept, stays whole."""
+
+    async def body() -> None:
+        policy = dataclasses.replace(POLICY, keep_after_expiry=0.0, keep_records=1000.0)
+        async with open_db(db_url) as engine, running_core(engine, policy=policy) as core:
+            old = await accept(core, [B, C], report=True)
+            await core.notify_due(time.time())
+            young = await accept(core, [B], expiry=POLICY.default_expiry - 500)
+            expires = (await message_row(engine, old.message_id)).expires_at
+            await core.expire_due(expires + 1)  # delivery reports, expiry events
+            assert await core.purge_expired(expires + 1) >= 1  # bodies gone, rows kept
+            assert await count(engine, events, events.c.message_id == old.message_id) > 0
+
+            # keep_records (1000 s) after its expiry for the message that expired 500 s
+            # earlier, not yet for the other.
+            await core.purge_expired(expires + 999)
+            assert await count(engine, messages, messages.c.id == young.message_id) == 0
+            assert await count(engine, events, events.c.message_id == young.message_id) == 0
+            assert await count(engine, messages, messages.c.id == old.message_id) == 1
+
+            await core.purge_expired(expires + 1001)
+            for table in (events, outbox, recipients):
+                assert await count(engine, table, table.c.message_id == old.message_id) == 0
+            assert await count(engine, messages, messages.c.id == old.message_id) == 0
+
+    run(body)
+
+
+def test_records_are_kept_forever_with_a_negative_keep_records(db_url: str) -> None:
+    async def body() -> None:
+        policy = dataclasses.replace(POLICY, keep_after_expiry=0.0, keep_records=-1.0)
+        async with open_db(db_url) as engine, running_core(engine, policy=policy) as core:
+            old = await accept(core, [B])
+            expires = (await message_row(engine, old.message_id)).expires_at
+            await core.purge_expired(expires + 1)
+            await core.purge_expired(expires + 10 * 365 * 86400)
+            assert (await message_row(engine, old.message_id)).state == "expired"
+            assert await count(engine, events, events.c.message_id == old.message_id) > 0
+
+    run(body)
+
+
 def test_finished_pushes_are_pruned_after_a_day(db_url: str) -> None:
     """The outbox does not grow without bound; queued pushes and events are never pruned."""
 
