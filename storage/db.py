@@ -34,7 +34,9 @@ def is_sqlite(engine: AsyncEngine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
-def _sqlite_setup(sync_engine: Engine, sync: str, *, poll_lock: bool = False) -> None:
+def _sqlite_setup(
+    sync_engine: Engine, sync: str, *, poll_lock: bool = False, busy_timeout: float = LOCK_WAIT
+) -> None:
     """WAL, the chosen synchronous level, and BEGIN IMMEDIATE for write transactions.
 
     ``poll_lock``: the engine's busy timeout is 0 and a write BEGIN that finds the lock
@@ -53,7 +55,10 @@ def _sqlite_setup(sync_engine: Engine, sync: str, *, poll_lock: bool = False) ->
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA synchronous={sync}")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        # How long a statement waits for another connection's lock. 0 for the connections
+        # used on the event loop (the writer's own BEGIN polls in its thread instead):
+        # they must fail at once, never block the loop.
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
         cursor.close()
 
     @event.listens_for(sync_engine, "begin")
@@ -111,13 +116,16 @@ def sync_twin(
     """
     if engine.dialect.name != "sqlite":
         return None
+    timeout = 0.0 if poll_lock else busy_timeout
     url = engine.url.set(drivername="sqlite")
     twin = sa_create_engine(
         url,
-        connect_args={"timeout": 0.0 if poll_lock else busy_timeout, "check_same_thread": False},
+        connect_args={"timeout": timeout, "check_same_thread": False},
         echo=engine.echo,
     )
-    _sqlite_setup(twin, _SYNCHRONOUS.get(str(engine.url), "FULL"), poll_lock=poll_lock)
+    _sqlite_setup(
+        twin, _SYNCHRONOUS.get(str(engine.url), "FULL"), poll_lock=poll_lock, busy_timeout=timeout
+    )
     return twin
 
 
