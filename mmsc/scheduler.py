@@ -42,8 +42,12 @@ class Scheduler:
         batch: int = 100,
         send_concurrency: int = 32,
         ref16: bool = False,
+        lease: float = LEASE_SECONDS,
     ) -> None:
         self.core = core
+        # How long a claimed push is this node's: another node (or this one restarted,
+        # under a new node id) sends it again only after that. Longer than a send can take.
+        self.lease = lease
         self.backend = backend
         self.mm7: Mm7Outbound | None = None  # MM7 requests to VASPs, when any VASP is set up
         self.poll_interval = poll_interval
@@ -118,7 +122,7 @@ class Scheduler:
         owner = self.core.node_id
 
         def claim(conn: Connection) -> tuple[list[Any], list[repo.Event]]:
-            rows = repo.claim_outbox(conn, now, self.batch, owner, LEASE_SECONDS, kinds=PUSH_KINDS)
+            rows = repo.claim_outbox(conn, now, self.batch, owner, self.lease, kinds=PUSH_KINDS)
             return rows, []
 
         rows = await self.core.write(claim)

@@ -29,7 +29,7 @@ from mmsc.mm7_outbound import Mm7Outbound
 from mmsc.notify.base import make_backend
 from mmsc.notify.smpp import SmppBackend
 from mmsc.receipts import ReceiptRecorder
-from mmsc.scheduler import Scheduler
+from mmsc.scheduler import LEASE_SECONDS, Scheduler
 from storage import db
 from storage.payloads import FilesystemPayloadStore
 
@@ -112,6 +112,7 @@ async def run(
         backend,
         poll_interval=float(sched_cfg.get("poll_interval", 1.0)),
         batch=int(sched_cfg.get("batch", 100)),
+        lease=float(sched_cfg.get("push_lease", LEASE_SECONDS)),
     )
     outbound = Mm7Outbound(core, vasps) if any(v.deliver_url for v in vasps.values()) else None
     if outbound is not None:
