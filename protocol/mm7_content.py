@@ -55,6 +55,9 @@ class Content:
     body: bytes = b""
     content_id: str | None = None
     content_location: str | None = None
+    # content_parts() of this body, kept: decoding checks the content once and the
+    # conversion to MMS needs the same parts (the body it was read from, the parts).
+    parsed: tuple[bytes, list[Part]] | None = field(default=None, repr=False, compare=False)
 
     @property
     def is_multipart(self) -> bool:
@@ -97,9 +100,12 @@ def content_parts(content: Content) -> list[Part]:
             headers["Content-Location"] = content.content_location
         params = {k: v for k, v in content.params.items() if k != "boundary"}
         return [Part(content.content_type, params, headers, content.body)]
+    if content.parsed is not None and content.parsed[0] is content.body:
+        return list(content.parsed[1])
     out: list[Part] = []
     _flatten(content.body, content.params.get("boundary"), out, 1)
-    return out
+    content.parsed = (content.body, out)
+    return list(out)
 
 
 def _flatten(body: bytes, boundary: str | None, out: list[Part], depth: int) -> None:
