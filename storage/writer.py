@@ -8,9 +8,10 @@ includes them, so the answer to the sender still comes only after its data
 is durable.
 
 Units are synchronous functions of a connection. The writer runs a whole
-batch in one go: on SQLite on a plain pysqlite connection, on the event loop
-with only BEGIN and COMMIT in its own thread (see ``_execute_sqlite``), on
-PostgreSQL through ``run_sync`` on an asyncpg connection.
+batch in one go: on SQLite on a plain pysqlite connection, on the event loop,
+with COMMIT (and any wait for the write lock) in its own thread (see
+``_execute_sqlite``); on PostgreSQL through ``run_sync`` on an asyncpg
+connection.
 
 If a batch fails, each of its units is retried in a transaction of its own,
 so one bad unit fails alone and the others still commit.
@@ -128,7 +129,7 @@ class GroupCommitWriter:
                 return results
 
     async def _execute_sqlite(self, units: list[Unit]) -> list[Any]:
-        """The batch's statements on the event loop, BEGIN and COMMIT in the writer thread.
+        """The batch's statements on the event loop; what may wait, in the writer thread.
 
         pysqlite releases the GIL around every statement; from a second thread each
         statement then has to win the GIL back from a busy event loop (up to the 5 ms
