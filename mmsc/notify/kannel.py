@@ -18,14 +18,13 @@ GET per SMS, so the sendsms-user's ``max-messages``/``concatenation`` settings
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from urllib.parse import quote
 
-import aiohttp
 from yarl import URL
 
 from mmsc.notify.base import PushRequest, SendResult, valid_destination
+from mmsc.notify.http1 import HttpError, Origin
 from protocol.wap_push import SMS_USER_DATA, SmsSegment
 
 log = logging.getLogger("mmsc.notify.kannel")
@@ -46,7 +45,7 @@ def _text(value: str) -> str:
 class KannelBackend:
     """Sends each segment of a push as one Kannel sendsms request.
 
-    One aiohttp session (and its keep-alive connection pool) serves every push,
+    One pool of keep-alive connections (mmsc/notify/http1.py) serves every push,
     because a connection per notification throttles the gateway (feature-matrix
     §3.9). ``max_concurrency`` bounds the requests in flight, per process.
     """
@@ -75,6 +74,7 @@ class KannelBackend:
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency!r}")
         self.sendsms_url = str(url)
+        self._url = url
         self.username = username
         self.source = source
         self.smsc = smsc
@@ -91,35 +91,44 @@ class KannelBackend:
         self._fixed = "&".join(f"{key}={value}" for key, value in fixed)
         self._source = _text(source) if source is not None else None
         self._smsc = "&smsc=" + _text(smsc) if smsc is not None else ""
-        self._session: aiohttp.ClientSession | None = None
-        self._semaphore: asyncio.Semaphore | None = None
+        self._origin: Origin | None = None
         self._closed = False
 
     def __repr__(self) -> str:  # never show the password
         return f"KannelBackend({self.sendsms_url!r}, username={self.username!r})"
 
     async def start(self) -> None:
-        """Open the shared HTTP session; it must be created inside the running loop."""
+        """Set up the connection pool; it must be created inside the running loop."""
         if self._closed:
             raise RuntimeError("KannelBackend was closed; make a new one")
-        if self._session is not None:
+        if self._origin is not None:
             return
-        self._semaphore = asyncio.Semaphore(self.max_concurrency)
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=self.max_concurrency),
-            timeout=aiohttp.ClientTimeout(total=self.timeout_seconds),
-            headers={"User-Agent": "mmsc"},
+        url = self._url
+        assert url.host is not None and url.port is not None
+        self._origin = Origin(
+            url.scheme,
+            url.host,
+            url.port,
+            max_connections=self.max_concurrency,
+            timeout=self.timeout_seconds,
         )
 
     async def close(self) -> None:
-        """Close the session and its pooled connections; later sends are errors."""
+        """Close the pooled connections; later sends are errors."""
         self._closed = True
-        session, self._session = self._session, None
-        if session is not None:
-            await session.close()
+        origin, self._origin = self._origin, None
+        if origin is not None:
+            await origin.close()
 
     def request_url(self, push: PushRequest, segment: SmsSegment) -> str:
         """The exact, already-encoded sendsms URL for one segment."""
+        return self.sendsms_url + self._query(push, segment)
+
+    def _target(self, push: PushRequest, segment: SmsSegment) -> str:
+        """The request target (path and query) of :meth:`request_url`."""
+        return self._url.raw_path_qs + self._query(push, segment)
+
+    def _query(self, push: PushRequest, segment: SmsSegment) -> str:
         params = [("to", _text(push.destination))]
         if segment.udh:
             params.append(("udh", percent_encode_all(segment.udh)))
@@ -129,12 +138,11 @@ class KannelBackend:
         if source is not None:
             query += "&from=" + source
         query += self._smsc
-        separator = "&" if "?" in self.sendsms_url else "?"
-        return f"{self.sendsms_url}{separator}{query}"
+        return ("&" if "?" in self.sendsms_url else "?") + query
 
     async def send(self, push: PushRequest) -> SendResult:
         """Send the segments in order, stopping at the first that the gateway does not take."""
-        if self._session is None or self._semaphore is None:
+        if self._origin is None:
             raise RuntimeError("KannelBackend.send() before start() or after close()")
         problem = self._check(push)
         if problem is not None:
@@ -176,22 +184,17 @@ class KannelBackend:
 
     async def _send_segment(self, push: PushRequest, segment: SmsSegment) -> SendResult:
         """One GET; every network or HTTP trouble becomes a SendResult."""
-        assert self._session is not None and self._semaphore is not None
-        url = URL(self.request_url(push, segment), encoded=True)
+        assert self._origin is not None
         try:
-            async with (
-                self._semaphore,
-                self._session.get(url, allow_redirects=False) as response,
-            ):
-                body = await response.content.read(_REPLY_LIMIT)
-                status = response.status
+            answer = await self._origin.get(self._target(push, segment), _REPLY_LIMIT)
         except TimeoutError:
             return SendResult(
                 ok=False, detail=f"no answer from the gateway within {self.timeout_seconds:g} s"
             )
-        except (aiohttp.ClientError, OSError) as exc:
+        except (HttpError, OSError) as exc:
             return SendResult(ok=False, detail=self._redact(f"{type(exc).__name__}: {exc}"))
-        reply = body.decode("utf-8", "replace").strip()
+        status = answer.status
+        reply = answer.body.decode("utf-8", "replace").strip()
         detail = f"HTTP {status} {reply}".rstrip()
         if 200 <= status < 300:
             return SendResult(ok=True, detail=reply or f"HTTP {status}")

@@ -1,0 +1,167 @@
+"""mmsc/notify/http1.py against a scripted HTTP server on loopback: every way RFC 9112
+lets an answer end, kept-alive connections, and the answers it must refuse."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from mmsc.notify.http1 import HttpError, Origin
+
+# An answer script: what the server writes for each request on a connection, in order;
+# None closes the connection right there (without waiting for another request).
+Script = list[bytes | None]
+
+
+class ScriptedServer:
+    def __init__(self, *scripts: Script) -> None:
+        self.scripts = list(scripts)  # one per accepted connection, in order
+        self.connections = 0
+        self.requests: list[bytes] = []
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        script = self.scripts[self.connections] if self.connections < len(self.scripts) else []
+        self.connections += 1
+        try:
+            for answer in script:
+                if answer is None:
+                    break
+                self.requests.append(await reader.readuntil(b"\r\n\r\n"))
+                writer.write(answer)
+                await writer.drain()
+            else:
+                await reader.read()  # keep the connection open until the client leaves
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+def run(server: ScriptedServer, body: Callable[[Origin], Awaitable[Any]], **kw: Any) -> Any:
+    async def main() -> Any:
+        srv = await asyncio.start_server(server.handle, "127.0.0.1", 0)
+        port = srv.sockets[0].getsockname()[1]
+        origin = Origin("http", "127.0.0.1", port, max_connections=4, timeout=kw.get("t", 5.0))
+        try:
+            return await body(origin)
+        finally:
+            await origin.close()
+            srv.close()
+
+    return asyncio.run(main())
+
+
+OK = b"HTTP/1.1 202 Accepted\r\nContent-Length: 24\r\n\r\n0: Accepted for delivery"
+
+
+def test_keep_alive_reuses_one_connection_and_sends_a_plain_get() -> None:
+    server = ScriptedServer([OK, OK, OK])
+
+    async def body(origin: Origin) -> list[Any]:
+        return [await origin.get(f"/cgi-bin/sendsms?to=%2B1&n={i}", 200) for i in range(3)]
+
+    replies = run(server, body)
+    assert [(r.status, r.body) for r in replies] == [(202, b"0: Accepted for delivery")] * 3
+    assert server.connections == 1
+    first = server.requests[0].decode()
+    assert first.startswith("GET /cgi-bin/sendsms?to=%2B1&n=0 HTTP/1.1\r\n")
+    assert "\r\nHost: 127.0.0.1:" in first and "\r\nUser-Agent: mmsc\r\n" in first
+
+
+def test_chunked_answer_with_extensions_and_trailers_then_reuse() -> None:
+    chunked = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"3;ext=1\r\n0: \r\n15\r\nAccepted for delivery\r\n0\r\nX-Trailer: y\r\n\r\n"
+    )
+    server = ScriptedServer([chunked, OK])
+
+    async def body(origin: Origin) -> list[Any]:
+        return [await origin.get("/a", 200), await origin.get("/b", 200)]
+
+    first, second = run(server, body)
+    assert (first.status, first.body) == (200, b"0: Accepted for delivery")
+    assert second.status == 202 and server.connections == 1
+
+
+def test_body_beyond_the_limit_is_read_and_dropped() -> None:
+    big = b"x" * 100_000
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(big), big)
+    server = ScriptedServer([answer, OK])
+
+    async def body(origin: Origin) -> list[Any]:
+        return [await origin.get("/a", 10), await origin.get("/b", 200)]
+
+    first, second = run(server, body)
+    assert first.body == b"x" * 10
+    assert second.status == 202 and server.connections == 1  # the rest was consumed
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.0 200 OK\r\n\r\nread until the close",
+        b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 20\r\n\r\nread until the close",
+    ],
+    ids=["no-length", "connection-close"],
+)
+def test_answers_that_end_the_connection(answer: bytes) -> None:
+    server = ScriptedServer([answer, None], [OK])
+
+    async def body(origin: Origin) -> list[Any]:
+        return [await origin.get("/a", 200), await origin.get("/b", 200)]
+
+    first, second = run(server, body)
+    assert (first.status, first.body) == (200, b"read until the close")
+    assert second.status == 202 and server.connections == 2
+
+
+def test_interim_answer_is_skipped() -> None:
+    server = ScriptedServer([b"HTTP/1.1 100 Continue\r\n\r\n" + OK])
+    assert run(server, lambda o: o.get("/a", 200)).status == 202
+
+
+def test_connection_closed_while_idle_is_retried_once_on_a_new_one() -> None:
+    server = ScriptedServer([OK, None], [OK])
+
+    async def body(origin: Origin) -> list[Any]:
+        first = await origin.get("/a", 200)
+        await asyncio.sleep(0.05)  # the server closes the idle connection meanwhile
+        return [first, await origin.get("/b", 200)]
+
+    first, second = run(server, body)
+    assert first.status == second.status == 202
+    assert server.connections == 2
+
+
+def test_a_new_connection_closed_before_answering_is_an_error() -> None:
+    server = ScriptedServer([None])
+    with pytest.raises(ConnectionResetError):
+        run(server, lambda o: o.get("/a", 200))
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"SMTP ready\r\n\r\n",
+        b"HTTP/1.1 abc OK\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\nshort",
+        b"HTTP/1.1 200 OK\r\nContent-Le",
+    ],
+    ids=["not-http", "bad-status", "bad-header", "bad-length", "bad-chunk", "short", "cut"],
+)
+def test_broken_answers_are_http_errors(answer: bytes) -> None:
+    server = ScriptedServer([answer, None])
+    with pytest.raises(HttpError):
+        run(server, lambda o: o.get("/a", 200))
+
+
+def test_silent_server_times_out() -> None:
+    server = ScriptedServer([])  # reads, never answers
+    with pytest.raises(TimeoutError):
+        run(server, lambda o: o.get("/a", 200), t=0.3)
