@@ -165,3 +165,29 @@ def test_silent_server_times_out() -> None:
     server = ScriptedServer([])  # reads, never answers
     with pytest.raises(TimeoutError):
         run(server, lambda o: o.get("/a", 200), t=0.3)
+
+
+def test_credentials_in_the_sendsms_url_become_basic_authorization() -> None:
+    from mmsc.notify.kannel import KannelBackend
+    from tests.test_notify_backends import push_of
+
+    server = ScriptedServer([OK])
+
+    async def main() -> Any:
+        srv = await asyncio.start_server(server.handle, "127.0.0.1", 0)
+        port = srv.sockets[0].getsockname()[1]
+        backend = KannelBackend(f"http://gw:s%40cret@127.0.0.1:{port}/cgi-bin/sendsms")
+        await backend.start()
+        try:
+            return await backend.send(push_of())
+        finally:
+            await backend.close()
+            srv.close()
+
+    result = asyncio.run(main())
+    assert result.ok, result
+    shown = repr(KannelBackend("http://gw:s%40cret@127.0.0.1:1/cgi-bin/sendsms"))
+    assert "cret" not in shown and "gw:***@" in shown
+    request = server.requests[0].decode()
+    assert "\r\nAuthorization: Basic Z3c6c0BjcmV0\r\n" in request  # gw:s@cret
+    assert request.startswith("GET /cgi-bin/sendsms?to=")

@@ -53,6 +53,7 @@ class Origin:
         max_connections: int,
         timeout: float,
         user_agent: str = "mmsc",
+        authorization: str | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -62,8 +63,9 @@ class Origin:
         authority = host if port == default else f"{host}:{port}"
         if ":" in host and not host.startswith("["):  # an IPv6 literal
             authority = f"[{host}]" if port == default else f"[{host}]:{port}"
+        auth = f"Authorization: {authorization}\r\n" if authorization else ""
         self._head_tail = (
-            f" HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: {user_agent}\r\n\r\n"
+            f" HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: {user_agent}\r\n{auth}\r\n"
         ).encode("latin-1")
         self._slots = asyncio.Semaphore(max_connections)
         self._idle: list[_Conn] = []

@@ -18,6 +18,7 @@ GET per SMS, so the sendsms-user's ``max-messages``/``concatenation`` settings
 
 from __future__ import annotations
 
+import base64
 import logging
 from urllib.parse import quote
 
@@ -94,8 +95,9 @@ class KannelBackend:
         self._origin: Origin | None = None
         self._closed = False
 
-    def __repr__(self) -> str:  # never show the password
-        return f"KannelBackend({self.sendsms_url!r}, username={self.username!r})"
+    def __repr__(self) -> str:  # never show the password (query or user info)
+        shown = self._url.with_password("***") if self._url.password else self._url
+        return f"KannelBackend({str(shown)!r}, username={self.username!r})"
 
     async def start(self) -> None:
         """Set up the connection pool; it must be created inside the running loop."""
@@ -105,12 +107,17 @@ class KannelBackend:
             return
         url = self._url
         assert url.host is not None and url.port is not None
+        authorization = None
+        if url.user is not None:  # user:password@ in the URL: HTTP Basic (RFC 7617)
+            pair = f"{url.user}:{url.password or ''}".encode()
+            authorization = "Basic " + base64.b64encode(pair).decode("ascii")
         self._origin = Origin(
             url.scheme,
             url.host,
             url.port,
             max_connections=self.max_concurrency,
             timeout=self.timeout_seconds,
+            authorization=authorization,
         )
 
     async def close(self) -> None:
@@ -209,7 +216,8 @@ class KannelBackend:
 
     def _redact(self, text: str) -> str:
         """Exception texts may quote the URL, which carries the password."""
-        if self._password:
-            for secret in {self._password, _text(self._password)}:
-                text = text.replace(secret, "***")
+        for password in (self._password, self._url.password):
+            if password:
+                for secret in {password, _text(password)}:
+                    text = text.replace(secret, "***")
         return text
