@@ -125,6 +125,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         + ("pid=%(process)d " if count > 1 else "")
         + "%(message)s",
     )
+    # Our format names no source file, thread or process name: let logging skip finding
+    # them for every record (the logging HOWTO's "Optimization"; every state change of a
+    # message is a log line, ~5 per message).
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logMultiprocessing = False
+    logging.logProcesses = count > 1
     if count > 1:
         workers.prepare_metrics_dir()  # before prometheus_client is imported
     from mmsc import server
