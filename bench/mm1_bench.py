@@ -239,10 +239,11 @@ def process_cpu(pid: int) -> float:
     return _stat_cpu(f"/proc/{pid}/stat")
 
 
-def descendants(pid: int) -> list[int]:
-    """``pid`` and every process below it (the workers of ``[server] workers``, their
-    adaptation pools), from the parent pids in /proc."""
-    parents: dict[int, int] = {}
+def processes() -> Iterator[tuple[int, str, list[str]]]:
+    """(pid, command name, the fields after the name) of every process in /proc.
+
+    The fields count from the state: [1] is the parent pid, [11:15] utime, stime,
+    cutime and cstime in clock ticks (proc(5), minus the first two)."""
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -251,7 +252,14 @@ def descendants(pid: int) -> list[int]:
                 text = fh.read()
         except (FileNotFoundError, ProcessLookupError):
             continue
-        parents[int(entry)] = int(text[text.rindex(")") + 2 :].split()[1])
+        name = text[text.index("(") + 1 : text.rindex(")")]  # the name may contain spaces
+        yield int(entry), name, text[text.rindex(")") + 2 :].split()
+
+
+def descendants(pid: int) -> list[int]:
+    """``pid`` and every process below it (the workers of ``[server] workers``, their
+    adaptation pools), from the parent pids in /proc."""
+    parents = {child: int(fields[1]) for child, _name, fields in processes()}
     found = [pid]
     for candidate in found:  # grows while it is walked: breadth first
         found += [child for child, parent in parents.items() if parent == candidate]
@@ -286,18 +294,9 @@ def postgres_cpu() -> float:
     The server is shared, so other users' queries count too (normally little).
     """
     total = 0.0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as fh:
-                text = fh.read()
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        if text[text.index("(") + 1 : text.rindex(")")] != "postgres":
-            continue
-        fields = text[text.rindex(")") + 2 :].split()
-        total += sum(int(v) for v in fields[11:15]) / CLK_TCK  # utime stime cutime cstime
+    for _pid, name, fields in processes():
+        if name == "postgres":
+            total += sum(int(v) for v in fields[11:15]) / CLK_TCK  # utime stime cutime cstime
     return total
 
 

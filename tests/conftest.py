@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from hypothesis import settings
 
 import protocol
+from tests.pg import temp_database
 
 # CI runs the property tests with a fixed seed so that a landing is reproducible;
 # developers' runs stay random and keep finding new cases (the failing example is
@@ -62,3 +64,14 @@ def mms_manifest() -> list[Vector]:
 @pytest.fixture(scope="session")
 def corpus_dir() -> Path:
     return CORPUS
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database of each engine: an SQLite file, or a throw-away PostgreSQL database
+    (tests/pg.py; an unreachable server fails those cases, nothing is skipped)."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'mmsc.db'}"
+        return
+    with temp_database() as url:
+        yield url

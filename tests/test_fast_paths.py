@@ -13,7 +13,6 @@ import asyncio
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,18 +27,7 @@ from storage.fastsql import FastStatement
 from storage.models import subscribers
 from storage.payloads import FilesystemPayloadStore, InMemoryPayloadStore
 from storage.writer import GroupCommitWriter
-from tests.pg import temp_database
 from tests.test_storage import POLICY, open_db, run
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'mmsc.db'}"
-        return
-    with temp_database() as url:
-        yield url
-
 
 ROWS: list[dict[str, Any]] = [
     {

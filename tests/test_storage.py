@@ -72,16 +72,6 @@ TABLES = {
 # ----------------------------------------------------------------------------- fixtures
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """An empty database of each engine: an SQLite file, or a throw-away PostgreSQL database."""
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'mmsc.db'}"
-        return
-    with temp_database() as url:
-        yield url
-
-
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """PostgreSQL only: the multi-node promise is made for it alone."""

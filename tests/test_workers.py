@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from bench.mm1_bench import processes
 from protocol import mms
 from tests.harness import ServerProcess, SmsSink, http, start_server
 from tests.pg import temp_database
@@ -25,18 +26,7 @@ MESSAGES = 40
 
 def worker_pids(server: ServerProcess) -> set[int]:
     """The parent's direct children that run a worker, read from /proc."""
-    out = set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as fh:
-                text = fh.read()
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        if int(text[text.rindex(")") + 2 :].split()[1]) == server.proc.pid:
-            out.add(int(entry))
-    return out
+    return {pid for pid, _name, fields in processes() if int(fields[1]) == server.proc.pid}
 
 
 def wait_until(check: Any, timeout: float = 30.0) -> Any:
