@@ -293,9 +293,10 @@ class Mmsc:
         async with self.engine.connect() as conn:
             return await conn.run_sync(fn, *args)
 
-    async def write(self, unit: Any) -> Any:
-        """Run a unit in the group-commit writer; it returns (result, events)."""
-        result, rows = await self.writer.submit(unit)
+    async def write(self, unit: Any, barrier: Any = None) -> Any:
+        """Run a unit in the group-commit writer; it returns (result, events).
+        ``barrier`` runs before the COMMIT (storage/writer.py)."""
+        result, rows = await self.writer.submit(unit, barrier)
         _log_events(rows)
         return result
 
@@ -335,7 +336,11 @@ class Mmsc:
             raise SendRefused("Error-permanent-message-format-corrupt", f"{field_name} too long")
         message_id = new_id()
         payload_key = message_id
-        await self.payloads.put(payload_key, raw)  # durable before the row that names it
+        # The body is durable before the row that names it commits: staged files are
+        # flushed by the writer right before its COMMIT, other stores put first.
+        staged = self.payloads.stage(payload_key, raw)
+        if staged is None:
+            await self.payloads.put(payload_key, raw)
         envelope = {k: v for k, v in pdu.headers.items() if k in ENVELOPE_FIELDS}
         earliest = pdu.headers.get("X-Mms-Delivery-Time")
         earliest_at: float | None = None
@@ -417,7 +422,7 @@ class Mmsc:
             return ids, rows
 
         try:
-            ids = await self.write(unit)
+            ids = await self.write(unit, staged.make_durable if staged is not None else None)
         except Exception:
             await self.payloads.delete(payload_key)  # no row names it: nothing half-stored
             raise

@@ -98,9 +98,14 @@ async def run(
     await db.upgrade(engine)
     log.info("database ready (%s)", engine.url.render_as_string(hide_password=True))
     payload_dir = Path(str(storage_cfg.get("payload_dir", "var/payloads")))
-    payloads = FilesystemPayloadStore(
-        payload_dir, fsync=bool(storage_cfg.get("payload_fsync", True))
-    )
+    try:
+        payloads = FilesystemPayloadStore(
+            payload_dir,
+            fsync=bool(storage_cfg.get("payload_fsync", True)),
+            sync=str(storage_cfg.get("payload_sync", "filesystem")),
+        )
+    except ValueError as exc:
+        raise ConfigError(f"storage: {exc}") from None
     core = Mmsc(engine, payloads, Policy.from_config(config))
     await core.start()
     if isinstance(backend, SmppBackend):

@@ -10,6 +10,7 @@ MMSC_PURE_PYTHON=1 at install) the same recipe runs here in Python.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 from collections.abc import Callable, Sequence
 
@@ -26,13 +27,14 @@ def _write_files_py(items: Sequence[FileItem], fsync: bool) -> list[int]:
             errors.append(exc.errno or 1)
             continue
         try:
-            errors.append(_write_one(dirfd, temp, final, memoryview(data).cast("B"), fsync))
+            errors.append(write_one(dirfd, temp, final, memoryview(data).cast("B"), fsync))
         finally:
             os.close(dirfd)
     return errors
 
 
-def _write_one(dirfd: int, temp: bytes, final: bytes, view: memoryview, fsync: bool) -> int:
+def write_one(dirfd: int, temp: bytes, final: bytes, view: memoryview, fsync: bool) -> int:
+    """One file of the recipe; 0 or the errno of the step that failed."""
     try:
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600, dir_fd=dirfd)
     except OSError as exc:
@@ -76,3 +78,34 @@ def write_files(items: Sequence[FileItem], fsync: bool = True) -> list[int]:
         result: list[int] = _write_files_c(items, fsync)
         return result
     return _write_files_py(items, fsync)
+
+
+def _load_syncfs() -> Callable[[int], int] | None:
+    """libc's syncfs(2) (Linux), called through ctypes, which releases the GIL."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)  # the process's own symbols: libc's
+        function = libc.syncfs
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_int]
+    function.restype = ctypes.c_int
+    return function
+
+
+_syncfs = _load_syncfs()
+HAS_SYNCFS = _syncfs is not None
+
+
+def sync_filesystem(fd: int) -> None:
+    """Make every write on the filesystem holding ``fd`` durable: file data, inodes and
+    directory entries, whoever made them (syncfs(2)); raises OSError.
+
+    Since Linux 5.8 syncfs reports a writeback error that happened on that filesystem
+    since ``fd`` was opened or last reported (errseq); a caller must treat what it
+    wrote before a failed call as lost, since the next call may succeed.
+    """
+    if _syncfs is None:
+        raise OSError(38, "syncfs is not available on this system")
+    if _syncfs(fd) != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, os.strerror(errno))

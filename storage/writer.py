@@ -38,6 +38,10 @@ log = logging.getLogger("mmsc.storage.writer")
 
 T = TypeVar("T")
 Unit = Callable[[Connection], Any]
+# Runs in a thread after the batch's statements and before its COMMIT; raises to fail
+# the batch (e.g. StagedPayload.make_durable: the files the new rows name).
+Barrier = Callable[[], None]
+Item = tuple[Unit, "asyncio.Future[Any]", Barrier | None]
 
 
 class WriterClosed(RuntimeError):
@@ -50,7 +54,7 @@ class GroupCommitWriter:
         self.max_batch = max_batch
         self._sync_engine: Engine | None = None
         self._thread: ThreadPoolExecutor | None = None
-        self._queue: asyncio.Queue[tuple[Unit, asyncio.Future[Any]] | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[Item | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._turn_fd: int | None = None  # see _take_turn
         self.batches = 0
@@ -84,12 +88,15 @@ class GroupCommitWriter:
             os.close(self._turn_fd)
             self._turn_fd = None
 
-    async def submit(self, unit: Callable[[Connection], T]) -> T:
-        """Run ``unit`` in a transaction and return its result once that is committed."""
+    async def submit(self, unit: Callable[[Connection], T], barrier: Barrier | None = None) -> T:
+        """Run ``unit`` in a transaction and return its result once that is committed.
+
+        ``barrier``, if given, runs in a worker thread before that COMMIT; if it
+        raises, the unit fails with its exception and nothing of it is committed."""
         if self._task is None or self._task.done():
             raise WriterClosed("the database writer is not running")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        await self._queue.put((unit, future))
+        await self._queue.put((unit, future, barrier))
         return await future
 
     async def _run(self) -> None:
@@ -119,16 +126,33 @@ class GroupCommitWriter:
     def _apply(conn: Connection, units: list[Unit]) -> list[Any]:
         return [unit(conn) for unit in units]
 
-    async def _execute(self, units: list[Unit]) -> list[Any]:
+    @staticmethod
+    def _run_barriers(barriers: list[Barrier]) -> None:
+        for barrier in barriers:
+            barrier()
+
+    @classmethod
+    def _finish(cls, trans: RootTransaction, barriers: list[Barrier]) -> None:
+        """The barriers, then COMMIT, in one thread hand-off."""
+        try:
+            cls._run_barriers(barriers)
+        except BaseException:
+            trans.rollback()
+            raise
+        trans.commit()
+
+    async def _execute(self, units: list[Unit], barriers: list[Barrier]) -> list[Any]:
         if self._thread is not None:
-            return await self._execute_sqlite(units)
+            return await self._execute_sqlite(units, barriers)
         async with self.engine.connect() as raw:
             conn = await raw.execution_options(**{WRITE_OPTION: True})
             async with conn.begin():
                 results: list[Any] = await conn.run_sync(self._apply, units)
+                if barriers:
+                    await asyncio.to_thread(self._run_barriers, barriers)
                 return results
 
-    async def _execute_sqlite(self, units: list[Unit]) -> list[Any]:
+    async def _execute_sqlite(self, units: list[Unit], barriers: list[Barrier]) -> list[Any]:
         """The batch's statements on the event loop; what may wait, in the writer thread.
 
         pysqlite releases the GIL around every statement; from a second thread each
@@ -156,7 +180,7 @@ class GroupCommitWriter:
             except BaseException:
                 trans.rollback()
                 raise
-            await loop.run_in_executor(self._thread, trans.commit)
+            await loop.run_in_executor(self._thread, self._finish, trans, barriers)
             return results
 
     async def _take_turn(self, stack: contextlib.ExitStack) -> None:
@@ -193,20 +217,23 @@ class GroupCommitWriter:
             conn.invalidate()
             return None
 
-    async def _commit(self, batch: list[tuple[Unit, asyncio.Future[Any]]]) -> None:
+    async def _commit(self, batch: list[Item]) -> None:
         try:
-            results = await self._execute([unit for unit, _future in batch])
+            results = await self._execute(
+                [unit for unit, _future, _barrier in batch],
+                [barrier for _unit, _future, barrier in batch if barrier is not None],
+            )
         except Exception as exc:  # isolate the failing unit below
             if len(batch) == 1:
                 if not batch[0][1].done():
                     batch[0][1].set_exception(exc)
                 return
             log.warning("batch of %d failed (%s); committing its units one by one", len(batch), exc)
-            for unit, future in batch:
-                await self._commit([(unit, future)])
+            for item in batch:
+                await self._commit([item])
             return
         self.batches += 1
         self.units += len(batch)
-        for (_unit, future), result in zip(batch, results, strict=True):
+        for (_unit, future, _barrier), result in zip(batch, results, strict=True):
             if not future.done():
                 future.set_result(result)

@@ -609,3 +609,62 @@ def test_payload_survives_the_writer_dying_right_after_put(tmp_path: Path, how: 
     store = FilesystemPayloadStore(root)
     assert run(store.get("msg-crash")) == data
     assert temp_files(root) == []
+
+
+# -- staged payloads (made durable by the writer's barrier) -----------------------------
+
+
+def test_stage_writes_the_file_and_one_flush_covers_a_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not durable.HAS_SYNCFS:
+        pytest.fail("syncfs(2) is expected on the Linux machines this suite runs on")
+    flushes: list[int] = []
+    real = durable.sync_filesystem
+    monkeypatch.setattr(durable, "sync_filesystem", lambda fd: (flushes.append(fd), real(fd)))
+    store = FilesystemPayloadStore(tmp_path / "payloads")
+    staged = [store.stage(f"m{i}", blob(3000 + i, seed=i)) for i in range(5)]
+    assert all(s is not None for s in staged)
+    for i in range(5):  # readable at once (the row naming it commits only after the flush)
+        assert shard_path(store.root, f"m{i}").read_bytes() == blob(3000 + i, seed=i)
+    assert temp_files(store.root) == []
+    for s in staged:
+        assert s is not None
+        s.make_durable()
+    assert len(flushes) == 1  # the first barrier flushed all five; the others found it done
+    later = store.stage("m5", b"x")
+    assert later is not None
+    later.make_durable()
+    assert len(flushes) == 2
+    run(store.close())
+
+
+def test_stage_is_declined_where_the_caller_must_put(tmp_path: Path) -> None:
+    assert FilesystemPayloadStore(tmp_path / "a", sync="file").stage("k", b"x") is None
+    assert InMemoryPayloadStore().stage("k", b"x") is None
+    with pytest.raises(ValueError, match="payload sync"):
+        FilesystemPayloadStore(tmp_path / "b", sync="sometimes")
+
+
+def test_a_failed_flush_fails_every_payload_staged_before_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """syncfs reports a writeback error once: a later successful flush must not vouch
+    for payloads staged before the failed one."""
+    store = FilesystemPayloadStore(tmp_path / "payloads")
+    first, second = store.stage("a", b"1"), store.stage("b", b"2")
+    assert first is not None and second is not None
+
+    def broken(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(durable, "sync_filesystem", broken)
+    with pytest.raises(OSError, match="Input/output"):
+        first.make_durable()
+    monkeypatch.undo()
+    with pytest.raises(OSError, match="earlier flush"):
+        second.make_durable()
+    third = store.stage("c", b"3")
+    assert third is not None
+    third.make_durable()  # what was staged after the failure can still be made durable
+    run(store.close())

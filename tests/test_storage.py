@@ -1120,3 +1120,36 @@ def test_finished_pushes_are_pruned_after_a_day(db_url: str) -> None:
             assert await count(engine, events) >= before
 
     run(body)
+
+
+def test_a_failing_barrier_fails_its_unit_and_commits_nothing_of_it(db_url: str) -> None:
+    """A unit's barrier (its payload's flush) runs before the COMMIT: if it fails, that
+    unit's rows must not be committed, and the rest of the batch still is."""
+    order: list[str] = []
+
+    def ok_barrier() -> None:
+        order.append("barrier")
+
+    def bad_barrier() -> None:
+        raise OSError(5, "Input/output error")
+
+    async def body() -> None:
+        async with open_db(db_url) as engine:
+            writer = GroupCommitWriter(engine)
+            await writer.start()
+            try:
+                results = await asyncio.gather(
+                    writer.submit(_subscriber_unit(C, "c"), ok_barrier),
+                    writer.submit(_subscriber_unit(D, "d"), bad_barrier),
+                    writer.submit(_subscriber_unit(B, "b")),
+                    return_exceptions=True,
+                )
+            finally:
+                await writer.close()
+            assert results[0] == "c" and results[2] == "b"
+            assert isinstance(results[1], OSError)
+            assert "barrier" in order
+            rows = await fetch(engine, select(subscribers.c.address))
+            assert sorted(r.address for r in rows) == sorted([B, C])
+
+    run(body)
