@@ -1153,3 +1153,58 @@ def test_a_failing_barrier_fails_its_unit_and_commits_nothing_of_it(db_url: str)
             assert sorted(r.address for r in rows) == sorted([B, C])
 
     run(body)
+
+
+class GatedBackend(RecordingBackend):
+    """Every send waits until the test opens the gate."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.waiting = 0
+        self.changed = asyncio.Event()
+
+    async def send(self, push: PushRequest) -> SendResult:
+        self.waiting += 1
+        self.changed.set()
+        await self.gate.wait()
+        result = await super().send(push)
+        self.changed.set()
+        return result
+
+
+def test_push_loop_claims_more_while_earlier_pushes_are_still_sending(db_url: str) -> None:
+    """The running scheduler does not wait for a batch's sends and records before it
+    claims the next batch (one loop doing both capped notifications at a batch per four
+    commits), and it stops claiming at ``max_sending``: the rest waits in the outbox."""
+
+    async def body() -> None:
+        async with open_db(db_url) as engine, running_core(engine) as core:
+            backend = GatedBackend()
+            sched = Scheduler(core, backend, batch=4, send_concurrency=100, poll_interval=0.05)
+            sched.max_sending = 10
+            for i in range(15):
+                await accept(core, [f"+1555600{i:04d}"])
+            await sched.start()
+            try:
+                while backend.waiting < 10:  # 4 + 4 + 2 claims, none of them finished
+                    backend.changed.clear()
+                    await asyncio.wait_for(backend.changed.wait(), 10)
+                claimed = await fetch(
+                    engine, select(func.count()).where(outbox.c.claimed_until.is_not(None))
+                )
+                assert claimed[0][0] == 10
+                assert len(backend.sent) == 0
+                backend.gate.set()
+                while len(backend.sent) < 15:
+                    backend.changed.clear()
+                    await asyncio.wait_for(backend.changed.wait(), 10)
+            finally:
+                await sched.close()
+            assert sorted(p.destination for p in backend.sent) == [
+                f"+1555600{i:04d}" for i in range(15)
+            ]
+            states = await fetch(engine, select(outbox.c.state))
+            assert [s.state for s in states] == [repo.SENT] * 15
+
+    run(body)
