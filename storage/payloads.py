@@ -192,6 +192,7 @@ class FilesystemPayloadStore:
         if sync not in ("filesystem", "file"):
             raise ValueError(f"payload sync must be 'filesystem' or 'file', not {sync!r}")
         self._root = Path(root).absolute()
+        self._root_str = str(self._root)
         self._fsync = fsync
         # stage() and its one syncfs(2) per commit batch, where the system has it.
         self._staging = sync == "filesystem" and durable.HAS_SYNCFS
@@ -242,23 +243,27 @@ class FilesystemPayloadStore:
         """
         if not self._staging:
             return None
-        path = self.path_for(key)
+        validate_key(key)
+        # Plain strings: building the Path of path_for costs more than the write here.
+        digest = hashlib.sha1(key.encode("ascii"), usedforsecurity=False).hexdigest()
+        directory = f"{self._root_str}/{digest[:2]}/{digest[2:4]}"
         view = _as_bytes_view(data)
-        directory, temp, final, _view = self._file_item(path, view)
+        temp = f".{key}.{os.getpid()}.{next(_TEMP_COUNTER)}{_TEMP_SUFFIX}".encode()
+        final = key.encode()
         if self._root_fd is None:
             self._root.mkdir(parents=True, exist_ok=True)
             self._root_fd = os.open(self._root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             dirfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except FileNotFoundError:
-            path.parent.mkdir(parents=True, exist_ok=True)  # made durable by the flush
+            os.makedirs(directory, exist_ok=True)  # made durable by the flush
             dirfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             code = durable.write_one(dirfd, temp, final, view, fsync=False)
         finally:
             os.close(dirfd)
         if code != 0:
-            raise OSError(code, os.strerror(code), str(path))
+            raise OSError(code, os.strerror(code), f"{directory}/{key}")
         self._staged += 1
         return StagedPayload(self, self._staged)
 
