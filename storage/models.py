@@ -74,7 +74,7 @@ messages = Table(
     Column("expires_at", Float, nullable=False),
     Column("earliest_delivery_at", Float),
     Column("state", String(16), nullable=False),  # accepted | done | expired | cancelled
-    Index("ix_messages_expires_at", "expires_at"),  # the expiry sweep
+    Index("ix_messages_state_expiry", "state", "expires_at"),  # purge and record sweeps
 )
 
 recipients = Table(
@@ -99,9 +99,14 @@ recipients = Table(
     Column("retrieved_at", Float),
     Column("read_status", String(32)),
     Column("updated_at", Float, nullable=False),
-    Index("ix_recipients_due", "next_attempt_at"),
+    # The message's expiry, copied here so the expiry sweep can find the open recipients
+    # past it through one index (messages never change their expiry).
+    Column("expires_at", Float),
+    # The scheduler's questions, "open and due" and "open and expired": an index on
+    # state alone made every pass read every recipient waiting to be fetched.
+    Index("ix_recipients_open_due", "state", "next_attempt_at"),
+    Index("ix_recipients_open_expiry", "state", "expires_at"),
     Index("ix_recipients_address", "address"),
-    Index("ix_recipients_state", "state"),  # queue depths, open recipients
 )
 
 outbox = Table(

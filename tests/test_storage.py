@@ -229,7 +229,7 @@ def test_upgrade_creates_schema_and_is_idempotent(db_url: str) -> None:
         try:
             assert await db.current_revision(engine) is None
             await db.upgrade(engine)
-            assert await db.current_revision(engine) == "0005"
+            assert await db.current_revision(engine) == "0006"
             async with engine.connect() as conn:
                 names = await conn.run_sync(lambda c: set(inspect(c).get_table_names()))
                 assert await conn.run_sync(diff) == []  # the migration builds the models
@@ -238,17 +238,62 @@ def test_upgrade_creates_schema_and_is_idempotent(db_url: str) -> None:
                 await conn.execute(insert(subscribers).values(address=B, last_seen=1.0))
             await db.upgrade(engine)
             await db.upgrade(engine)
-            assert await db.current_revision(engine) == "0005"
+            assert await db.current_revision(engine) == "0006"
             assert await count(engine, subscribers) == 1
             async with engine.connect() as conn:
                 versions = (
                     await conn.execute(text("SELECT version_num FROM alembic_version"))
                 ).all()
-            assert [v[0] for v in versions] == ["0005"]  # one row, not one per upgrade
+            assert [v[0] for v in versions] == ["0006"]  # one row, not one per upgrade
         finally:
             await engine.dispose()
 
     run(body)
+
+
+def test_upgrade_from_0005_copies_each_message_expiry_to_its_recipients(db_url: str) -> None:
+    """0006 gives recipients their own expiry (for the expiry sweep's index): rows that
+    existed before the upgrade get their message's."""
+
+    def to_0005(conn: Connection) -> None:
+        from alembic import command
+
+        command.upgrade(db._alembic_config(conn), "0005")
+
+    async def body() -> None:
+        engine = db.create_engine(db_url)
+        try:
+            async with engine.begin() as conn:
+                await conn.run_sync(to_0005)
+                for mid, expiry in (("m1", 100.0), ("m2", 200.0)):
+                    await conn.execute(
+                        text(
+                            "INSERT INTO messages (id, transaction_id, originator,"
+                            " origin_interface, mms_version, message_class, content_type,"
+                            " size, payload_key, headers, delivery_report, read_report,"
+                            " sender_visible, created_at, expires_at, state) VALUES (:id,"
+                            " 't', '+1', 'mm1', '1.2', 'Personal', 'x', 1, :id, '{}', false,"
+                            " false, true, 1.0, :exp, 'accepted')"
+                        ),
+                        {"id": mid, "exp": expiry},
+                    )
+                    await conn.execute(
+                        text(
+                            "INSERT INTO recipients (message_id, token, address, kind, route,"
+                            " state, attempts, updated_at) VALUES (:id, :tok, '+2', 'to',"
+                            " 'local', 'pending', 0, 1.0)"
+                        ),
+                        {"id": mid, "tok": f"tok-{mid}"},
+                    )
+            await db.upgrade(engine)
+            rows = await fetch(
+                engine, select(recipients.c.message_id, recipients.c.expires_at).order_by("id")
+            )
+            assert [(r.message_id, r.expires_at) for r in rows] == [("m1", 100.0), ("m2", 200.0)]
+        finally:
+            await engine.dispose()
+
+    asyncio.run(body())
 
 
 # ----------------------------------------------------------------------------- 2. group commit
@@ -706,6 +751,9 @@ def test_push_of_dead_node_is_taken_over_after_lease(db_url: str) -> None:
             (claimed,) = await node_a.write(claim)  # ...and node-a dies here
             assert (claimed.state, claimed.claimed_by) == (repo.SENDING, "node-a")
             assert claimed.claimed_until == t0 + LEASE_SECONDS
+            assert (claimed.attempts, claimed.destination, claimed.recipient_id) == (1, B, rid)
+            assert claimed.m_created_at == t0  # the message's acceptance time, for the metric
+            assert claimed.message_id == accepted.message_id
 
             backend_b = RecordingBackend()
             sched_b = Scheduler(node_b, backend_b)
@@ -1206,5 +1254,46 @@ def test_push_loop_claims_more_while_earlier_pushes_are_still_sending(db_url: st
             ]
             states = await fetch(engine, select(outbox.c.state))
             assert [s.state for s in states] == [repo.SENT] * 15
+
+    run(body)
+
+
+@pytest.mark.parametrize("returning", [True, False], ids=["update-returning", "three-statements"])
+def test_both_claim_paths_take_the_same_rows(db_url: str, returning: bool) -> None:
+    """The one-statement claim (UPDATE ... RETURNING) and the fallback for databases
+    without it take the oldest due rows of the kinds asked for, once."""
+
+    async def body() -> None:
+        async with open_db(db_url) as engine, running_core(engine) as core:
+            accepted = [await accept(core, [address]) for address in (B, C, D)]
+            created = {
+                a.message_id: (await message_row(engine, a.message_id)).created_at for a in accepted
+            }
+            assert len(set(created.values())) == 3
+            t0 = time.time() + 1
+            assert await core.notify_due(t0) == 3
+
+            def claim(limit: int, kinds: Sequence[str] | None) -> Any:
+                def unit(conn: Connection) -> tuple[list[Any], list[repo.Event]]:
+                    saved = conn.dialect.update_returning
+                    conn.dialect.update_returning = returning
+                    try:
+                        return repo.claim_outbox(conn, t0, limit, "n1", 60.0, kinds=kinds), []
+                    finally:
+                        conn.dialect.update_returning = saved
+
+                return core.write(unit)
+
+            assert await claim(5, ("mm7-deliver",)) == []
+            first = await claim(2, ("notification", "delivery-ind"))
+            assert [r.destination for r in first] == [B, C]  # oldest first, in id order
+            assert [(r.state, r.claimed_by, r.attempts) for r in first] == [
+                (repo.SENDING, "n1", 1)
+            ] * 2
+            rest = await claim(5, None)
+            assert [r.destination for r in rest] == [D]
+            for row in [*first, *rest]:  # each with its own message's acceptance time
+                assert row.m_created_at == created[row.message_id]
+            assert await claim(5, None) == []  # claimed rows are not taken again in the lease
 
     run(body)
