@@ -331,12 +331,24 @@ def _skip_locked(conn: Connection, query: Any, *of: Any) -> Any:
     return query
 
 
-def due_recipients(conn: Connection, now: float, limit: int) -> list[Row[Any]]:
+def due_recipients(conn: Connection, now: float, limit: int) -> list[Any]:
     """Open recipients whose (re-)notification is due, locked for this transaction.
 
     Each row also carries what the recipient's handset last told us (``s_user_agent``,
     ``s_uaprof_url``, None when unknown), for the size its notification announces: one
-    join here instead of a lookup per notification."""
+    join here instead of a lookup per notification. Run on the DBAPI cursor (every
+    scheduler pass asks this): the rows are named tuples of the driver's values, so
+    SQLite's booleans are 0 and 1."""
+    values: dict[str, Any] = {"now": now, "limit": limit, "offset": 0}
+    values.update({f"open_{i}": state for i, state in enumerate(OPEN_STATES)})
+    cursor = _DUE_RECIPIENTS.execute(conn, values)
+    make = _row_type(tuple(d[0] for d in cursor.description))._make
+    rows = [make(r) for r in cursor.fetchall()]
+    cursor.close()
+    return rows
+
+
+def _due_recipients_statement() -> FastStatement:
     m = messages
     s = subscribers
     q = (
@@ -349,14 +361,27 @@ def due_recipients(conn: Connection, now: float, limit: int) -> list[Row[Any]]:
         .join(m, m.c.id == recipients.c.message_id)
         .outerjoin(s, s.c.address == recipients.c.address)
         .where(
-            recipients.c.state.in_(OPEN_STATES),
-            recipients.c.next_attempt_at <= now,  # with the state: ix_recipients_open_due
-            m.c.expires_at > now,
+            or_(*(recipients.c.state == bindparam(f"open_{i}") for i in range(len(OPEN_STATES)))),
+            recipients.c.next_attempt_at
+            <= bindparam("now"),  # with the state: ix_recipients_open_due
+            m.c.expires_at > bindparam("now"),
         )
         .order_by(recipients.c.next_attempt_at)
-        .limit(limit)
+        # (an explicit OFFSET: SQLite renders one with a LIMIT that is a parameter)
+        .limit(bindparam("limit"))
+        .offset(bindparam("offset"))
+        .with_for_update(skip_locked=True, of=recipients)  # PostgreSQL only
     )
-    return list((conn.execute(_skip_locked(conn, q, recipients))).all())
+    return FastStatement(q)
+
+
+_DUE_RECIPIENTS = _due_recipients_statement()
+
+
+@functools.lru_cache(maxsize=16)
+def _row_type(names: tuple[str, ...]) -> Any:
+    """A named tuple class for rows with these column names (attribute access like a Row)."""
+    return collections.namedtuple("_Row", names)
 
 
 def expired_recipients(conn: Connection, now: float, limit: int) -> list[Row[Any]]:
