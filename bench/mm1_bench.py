@@ -731,6 +731,71 @@ def database(kind: str, synchronous: str, workdir: Path) -> Iterator[Database]:
         )
 
 
+async def seed_backlog(url: str, count: int) -> None:
+    """``count`` messages already notified and waiting to be fetched, each to its own
+    recipient: the standing backlog of a live MMSC (handsets fetch within hours, and
+    messages wait up to their 7-day expiry), which every scheduler query must not
+    read through. Written before the server starts, on the schema it will use."""
+    from sqlalchemy import insert
+
+    from storage import db as storage_db
+    from storage.models import messages, recipients
+
+    engine = storage_db.create_engine(url)
+    now = time.time()
+    try:
+        await storage_db.upgrade(engine)
+        async with engine.begin() as conn:
+            for start in range(0, count, 10_000):
+                chunk = range(start, min(count, start + 10_000))
+                await conn.execute(
+                    insert(messages),
+                    [
+                        {
+                            "id": f"backlog{i}",
+                            "transaction_id": f"b{i}",
+                            "originator": "+15550000001",
+                            "origin_interface": "mm1",
+                            "mms_version": "1.2",
+                            "message_class": "Personal",
+                            "content_type": "application/vnd.wap.multipart.related",
+                            "size": 31_396,
+                            "payload_key": f"backlog{i}",
+                            "headers": {},
+                            "delivery_report": False,
+                            "read_report": False,
+                            "sender_visible": True,
+                            "created_at": now - 3600,
+                            "expires_at": now + 6 * 86400,
+                            "state": "accepted",
+                        }
+                        for i in chunk
+                    ],
+                )
+                await conn.execute(
+                    insert(recipients),
+                    [
+                        {
+                            "message_id": f"backlog{i}",
+                            "token": f"backlog-token-{i}",
+                            "address": f"+1556{i:07d}",
+                            "kind": "to",
+                            "route": "local",
+                            "state": "notified",
+                            "attempts": 1,
+                            # the next re-notification: after the run, spread over an hour
+                            "next_attempt_at": now + 3600 + (i % 3600),
+                            "notified_at": now - 3600,
+                            "updated_at": now - 3600,
+                            "expires_at": now + 6 * 86400,
+                        }
+                        for i in chunk
+                    ],
+                )
+    finally:
+        await engine.dispose()
+
+
 def _asyncpg_url(sqlalchemy_url: str) -> str:
     return sqlalchemy_url.replace("postgresql+asyncpg://", "postgresql://", 1)
 
@@ -958,6 +1023,13 @@ def main(argv: list[str] | None = None) -> int:
         default=1,
         help="server worker processes ([server] workers; CPU figures add them up)",
     )
+    parser.add_argument(
+        "--backlog",
+        type=int,
+        default=0,
+        help="messages already notified and waiting to be fetched when the run starts"
+        " (a live MMSC always has some; e.g. 200000)",
+    )
     args = parser.parse_args(argv)
 
     workdir = Path(tempfile.mkdtemp(prefix="mm1-bench-"))
@@ -992,6 +1064,13 @@ def main(argv: list[str] | None = None) -> int:
                 },
                 "notify": {"backend": "kannel", "sendsms_url": sink.url},
             }
+            if args.backlog:
+                started = time.monotonic()
+                asyncio.run(seed_backlog(db.url, args.backlog))
+                print(
+                    f"backlog: {args.backlog:,} messages waiting to be fetched"
+                    f" (written in {time.monotonic() - started:.1f} s)"
+                )
             server = start_server(workdir, sections, args.log_level)
             try:
                 if args.interface == "mm7":
