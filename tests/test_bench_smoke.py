@@ -9,6 +9,7 @@ No timing runs here.
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 from PIL import Image
 
@@ -103,3 +104,28 @@ def test_mm1_bench_percentile_is_nearest_rank() -> None:
     assert percentile(values, 0.99) == 99.0
     assert percentile(values, 1.0) == 100.0
     assert percentile([7.0], 0.99) == 7.0
+
+
+def test_backlog_seed_is_a_waiting_not_a_due_backlog(tmp_path: Path) -> None:
+    """`mm1_bench.py --backlog N` claims N messages notified and waiting to be fetched:
+    open, not due within the run, not expired, so they load the scheduler's queries
+    without adding notifications to the measured ones."""
+    import asyncio
+    import time
+
+    from sqlalchemy import create_engine
+
+    from bench.mm1_bench import seed_backlog
+    from storage import repository as repo
+
+    asyncio.run(seed_backlog(f"sqlite+aiosqlite:///{tmp_path}/b.db", 25))
+    engine = create_engine(f"sqlite:///{tmp_path}/b.db")
+    try:
+        with engine.connect() as conn:
+            now = time.time()
+            assert repo.queue_depths(conn)[repo.NOTIFIED] == 25
+            assert repo.due_recipients(conn, now + 600, 100) == []
+            assert repo.expired_recipients(conn, now + 86400, 100) == []
+            assert len(repo.due_recipients(conn, now + 3600 + 3600, 100)) == 25
+    finally:
+        engine.dispose()
