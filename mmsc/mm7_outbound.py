@@ -24,6 +24,7 @@ from mmsc import metrics
 from mmsc.core import Mmsc
 from mmsc.mm7_client import exchange
 from mmsc.mm7_config import VaspAccount, make_boundary
+from mmsc.outbox_loop import OutboxLoop
 from protocol import mm7, mms
 from storage import repository as repo
 
@@ -72,29 +73,40 @@ class Mm7Outbound:
         self._session: aiohttp.ClientSession | None = None
         self._limits = {name: asyncio.Semaphore(v.max_concurrency) for name, v in vasps.items()}
         self._next_at: dict[str, float] = {}
+        # Claimed beyond what the VASPs' concurrency limits let through at once, so the
+        # next requests are ready; the rest waits in the outbox.
+        in_flight = max(batch, 2 * sum(v.max_concurrency for v in vasps.values()))
+        self.requests = OutboxLoop(
+            core,
+            MM7_KINDS,
+            self._send_one,
+            name="mm7",
+            lease=LEASE_SECONDS,
+            batch=batch,
+            max_in_flight=in_flight,
+            ready=lambda: self._session is not None,
+        )
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(headers={"User-Agent": "mmsc"})
+        await self.requests.start()
 
     async def close(self) -> None:
+        await self.requests.close()  # the requests being sent finish first
         session, self._session = self._session, None
         if session is not None:
             await session.close()
 
+    def wake(self) -> None:
+        """Requests may have been queued."""
+        self.requests.wake()
+
     async def send_due(self, now: float) -> int:
-        """Claim due MM7 requests and send them; the number claimed."""
+        """Claim due MM7 requests, send them and record the answers; the number claimed
+        (a test's step: the running server's loop does this continuously)."""
         if self._session is None:
             return 0
-        owner = self.core.node_id
-
-        def claim(conn: Connection) -> tuple[list[Any], list[repo.Event]]:
-            rows = repo.claim_outbox(conn, now, self.batch, owner, LEASE_SECONDS, kinds=MM7_KINDS)
-            return rows, []
-
-        rows = await self.core.write(claim)
-        if rows:
-            await asyncio.gather(*(self._send_one(row) for row in rows))
-        return len(rows)
+        return await self.requests.run_batch(now)
 
     async def _pace(self, account: VaspAccount) -> None:
         if account.rate <= 0:

@@ -8,11 +8,10 @@ backend and records the outcome. A crash between claim and outcome only
 delays: the lease runs out and another pass (or node) sends again, so
 pushes are delivered at least once.
 
-In a running server these are two loops: the pass loop (due recipients,
-expiry, MM7 requests) and the push loop, which keeps claiming while earlier
-pushes are still being sent. Each step waits for a commit, so one loop doing
-queue, claim, send and record in turn tops out at a batch per four commits
-(bench/README.md, session 4).
+In a running server the pass loop queues due recipients and expires old
+ones; pushes (and MM7 requests, mmsc/mm7_outbound.py) go out through an
+:class:`~mmsc.outbox_loop.OutboxLoop` each, which keeps claiming while earlier
+rows are still being sent.
 """
 
 from __future__ import annotations
@@ -29,6 +28,7 @@ from mmsc import metrics
 from mmsc.core import Mmsc
 from mmsc.mm7_outbound import Mm7Outbound
 from mmsc.notify.base import NotificationBackend, PushRequest, SendResult
+from mmsc.outbox_loop import OutboxLoop
 from protocol import wap_push
 from storage import repository as repo
 
@@ -51,25 +51,26 @@ class Scheduler:
         lease: float = LEASE_SECONDS,
     ) -> None:
         self.core = core
-        # How long a claimed push is this node's: another node (or this one restarted,
-        # under a new node id) sends it again only after that. Longer than a send can take.
-        self.lease = lease
         self.backend = backend
         self.mm7: Mm7Outbound | None = None  # MM7 requests to VASPs, when any VASP is set up
         self.poll_interval = poll_interval
         self.batch = batch
         self.ref16 = ref16
         self._sem = asyncio.Semaphore(send_concurrency)
+        self.pushes = OutboxLoop(
+            core,
+            PUSH_KINDS,
+            self._send_one,
+            name="push",
+            lease=lease,
+            batch=batch,
+            max_in_flight=max(batch, 2 * send_concurrency),
+            poll_interval=poll_interval,
+            ready=lambda: backend.ready,
+        )
         self._wake = asyncio.Event()
-        self._push_wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._push_task: asyncio.Task[None] | None = None
-        # Pushes claimed and not yet recorded: the push loop claims more only below
-        # this, so the backlog waits in the outbox (visible, claimable by other nodes),
-        # not in this process's memory.
-        self._sending: set[asyncio.Task[None]] = set()
-        self.max_sending = max(batch, 2 * send_concurrency)
         self.sweep_interval = 1.0
         self._last_sweep = 0.0
         self._last_depths = 0.0
@@ -80,19 +81,17 @@ class Scheduler:
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="scheduler")
-        self._push_task = asyncio.create_task(self._push_loop(), name="push-sender")
+        await self.pushes.start()
 
     async def close(self) -> None:
-        """Stop both loops; pushes being sent finish and their outcome is recorded."""
+        """Stop the pass loop and the push loop; pushes being sent finish and their
+        outcome is recorded."""
         self._stop.set()
         self._wake.set()
-        self._push_wake.set()
-        for task in (self._task, self._push_task):
-            if task is not None:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        if self._sending:
-            await asyncio.gather(*self._sending, return_exceptions=True)
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.pushes.close()
 
     async def _run(self) -> None:
         while not self._stop.is_set():
@@ -102,40 +101,14 @@ class Scheduler:
             except Exception:
                 log.exception("scheduler pass failed; retrying")
                 busy = False
-            self._push_wake.set()  # the pass (or a request that woke it) may have queued pushes
+            # The pass (or the request that woke it) may have queued pushes or MM7 requests.
+            self.pushes.wake()
+            if self.mm7 is not None:
+                self.mm7.wake()
             if busy:
                 continue  # more may be due right away
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.poll_interval)
-
-    async def _push_loop(self) -> None:
-        while not self._stop.is_set():
-            self._push_wake.clear()
-            room = self.max_sending - len(self._sending)
-            started = 0
-            if room > 0 and self.backend.ready:
-                try:
-                    started = await self._claim_and_start(time.time(), min(room, self.batch))
-                except Exception:
-                    log.exception("claiming pushes failed; retrying")
-            if started and len(self._sending) < self.max_sending:
-                continue  # the outbox may hold more
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._push_wake.wait(), self.poll_interval)
-
-    async def _claim_and_start(self, now: float, limit: int) -> int:
-        rows = await self._claim(now, limit)
-        for row in rows:
-            task = asyncio.create_task(self._send_one(row))
-            self._sending.add(task)
-            task.add_done_callback(self._sent)
-        return len(rows)
-
-    def _sent(self, task: asyncio.Task[None]) -> None:
-        self._sending.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("sending a push failed", exc_info=task.exception())
-        self._push_wake.set()  # room for more
 
     async def run_once(self, now: float | None = None) -> bool:
         """One pass; True if it did work (so another pass may find more at once).
@@ -150,6 +123,8 @@ class Scheduler:
         # While the backend cannot send (no SMPP bind up) pushes stay queued and their
         # attempts are not spent: an SMSC outage must not use up a notification's retries.
         sent = await self.send_pushes(now) if self.backend.ready else 0
+        if self.mm7 is not None:
+            sent += await self.mm7.send_due(now)
         return busy or bool(sent)
 
     async def _pass(self, now: float, *, explicit: bool) -> bool:
@@ -160,13 +135,10 @@ class Scheduler:
             expired = await self.core.expire_due(now, self.batch)
             expired += await self.core.purge_expired(now, self.batch)
         queued = await self.core.notify_due(now, self.batch)
-        sent = 0
-        if self.mm7 is not None:
-            sent += await self.mm7.send_due(now)
         if explicit or now - self._last_depths >= self.sweep_interval:
             self._last_depths = now
             await self.update_depths()
-        return bool(expired or queued or sent)
+        return bool(expired or queued)
 
     async def update_depths(self) -> None:
         depths = await self.core.read_in_thread(repo.queue_depths)  # a count: off the loop
@@ -176,20 +148,7 @@ class Scheduler:
     async def send_pushes(self, now: float) -> int:
         """Claim one batch of due pushes, send them and record the outcomes (a test's
         step; the running server's push loop does the same without waiting in between)."""
-        rows = await self._claim(now, self.batch)
-        if rows:
-            await asyncio.gather(*(self._send_one(row) for row in rows))
-        return len(rows)
-
-    async def _claim(self, now: float, limit: int) -> list[Any]:
-        owner = self.core.node_id
-
-        def claim(conn: Connection) -> tuple[list[Any], list[repo.Event]]:
-            rows = repo.claim_outbox(conn, now, limit, owner, self.lease, kinds=PUSH_KINDS)
-            return rows, []
-
-        rows: list[Any] = await self.core.write(claim)
-        return rows
+        return await self.pushes.run_batch(now)
 
     def reference_for(self, push_id: int) -> int:
         """The concatenation reference of a push, derived from its outbox id: every retry,

@@ -1224,13 +1224,13 @@ class GatedBackend(RecordingBackend):
 def test_push_loop_claims_more_while_earlier_pushes_are_still_sending(db_url: str) -> None:
     """The running scheduler does not wait for a batch's sends and records before it
     claims the next batch (one loop doing both capped notifications at a batch per four
-    commits), and it stops claiming at ``max_sending``: the rest waits in the outbox."""
+    commits), and it stops claiming at ``max_in_flight``: the rest waits in the outbox."""
 
     async def body() -> None:
         async with open_db(db_url) as engine, running_core(engine) as core:
             backend = GatedBackend()
             sched = Scheduler(core, backend, batch=4, send_concurrency=100, poll_interval=0.05)
-            sched.max_sending = 10
+            sched.pushes.max_in_flight = 10
             for i in range(15):
                 await accept(core, [f"+1555600{i:04d}"])
             await sched.start()
