@@ -191,3 +191,103 @@ def test_credentials_in_the_sendsms_url_become_basic_authorization() -> None:
     request = server.requests[0].decode()
     assert "\r\nAuthorization: Basic Z3c6c0BjcmV0\r\n" in request  # gw:s@cret
     assert request.startswith("GET /cgi-bin/sendsms?to=")
+
+
+# -- https ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """A self-signed certificate for 127.0.0.1 (the gateway of an operator's private
+    CA), made by openssl; (certificate file, key file)."""
+    import subprocess
+
+    where = tmp_path_factory.mktemp("tls")
+    cert, key = str(where / "gw.pem"), str(where / "gw.key")
+    command = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"]
+    command += ["-keyout", key, "-out", cert, "-subj", "/CN=127.0.0.1"]
+    command += ["-addext", "subjectAltName=IP:127.0.0.1"]
+    subprocess.run(
+        command,
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    return cert, key
+
+
+def run_tls(
+    server: ScriptedServer, certificate: tuple[str, str], body: Callable[[int], Awaitable[Any]]
+) -> Any:
+    import ssl
+
+    async def main() -> Any:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(*certificate)
+        srv = await asyncio.start_server(server.handle, "127.0.0.1", 0, ssl=context)
+        try:
+            return await body(srv.sockets[0].getsockname()[1])
+        finally:
+            srv.close()
+
+    return asyncio.run(main())
+
+
+def test_https_gateway_with_a_private_ca_is_verified_against_the_ca_file(
+    certificate: tuple[str, str],
+) -> None:
+    from mmsc.notify.kannel import KannelBackend
+    from tests.test_notify_backends import push_of
+
+    server = ScriptedServer([OK, OK])
+
+    async def body(port: int) -> Any:
+        url = f"https://127.0.0.1:{port}/cgi-bin/sendsms"
+        backend = KannelBackend(url, ca_file=certificate[0])
+        await backend.start()
+        try:
+            return [await backend.send(push_of()), await backend.send(push_of())]
+        finally:
+            await backend.close()
+
+    results = run_tls(server, certificate, body)
+    assert all(r.ok for r in results), results
+    assert server.connections == 1  # kept alive across the two pushes, inside TLS
+    assert server.requests[0].startswith(b"GET /cgi-bin/sendsms?to=")
+
+
+def test_https_gateway_not_trusted_by_the_system_is_refused(
+    certificate: tuple[str, str],
+) -> None:
+    """Without the CA file the certificate does not verify: no request is sent, and
+    the push fails as transient (retried), never sent in the clear."""
+    from mmsc.notify.kannel import KannelBackend
+    from tests.test_notify_backends import push_of
+
+    server = ScriptedServer([OK])
+
+    async def body(port: int) -> Any:
+        backend = KannelBackend(f"https://127.0.0.1:{port}/cgi-bin/sendsms")
+        await backend.start()
+        try:
+            return await backend.send(push_of())
+        finally:
+            await backend.close()
+
+    result = run_tls(server, certificate, body)
+    assert not result.ok and not result.permanent, result
+    assert "CERTIFICATE_VERIFY_FAILED" in result.detail or "certificate" in result.detail
+    assert server.requests == []
+
+
+def test_ca_file_problems_are_configuration_errors(tmp_path: Any) -> None:
+    from mmsc.config import ConfigError
+    from mmsc.notify import make_backend
+
+    missing = str(tmp_path / "nope.pem")
+    for notify, key in (
+        ({"sendsms_url": "https://gw/cgi-bin/sendsms", "sendsms_ca_file": missing}, "ca_file"),
+        ({"sendsms_url": "http://gw/cgi-bin/sendsms", "sendsms_ca_file": missing}, "ca_file"),
+    ):
+        with pytest.raises(ConfigError, match=f"notify.sendsms_{key}"):
+            make_backend({"notify": {"backend": "kannel", **notify}})

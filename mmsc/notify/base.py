@@ -168,11 +168,13 @@ def make_backend(config: Mapping[str, Any]) -> NotificationBackend:
                     section, "timeout_seconds", DEFAULT_TIMEOUT_SECONDS
                 ),
                 max_concurrency=_positive_int(section, "max_concurrency", DEFAULT_MAX_CONCURRENCY),
+                ca_file=_optional_text(section, "sendsms_ca_file"),
             )
         except ValueError as exc:
             if isinstance(exc, ConfigError):
                 raise
-            raise ConfigError(f"notify.sendsms_url: {exc}") from None
+            key = "sendsms_ca_file" if "CA file" in str(exc) else "sendsms_url"
+            raise ConfigError(f"notify.{key}: {exc}") from None
     if name == "smpp":
         from mmsc.notify.smpp import SmppBackend
         from mmsc.notify.smpp_config import load_settings

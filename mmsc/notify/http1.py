@@ -54,11 +54,16 @@ class Origin:
         timeout: float,
         user_agent: str = "mmsc",
         authorization: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
+        """``ssl_context`` for https: the system's trusted CAs and host name check when
+        None (a gateway with a private CA: ``ssl.create_default_context(cafile=...)``)."""
         self.host = host
         self.port = port
         self.timeout = timeout
-        self._ssl = ssl.create_default_context() if scheme == "https" else None
+        self._ssl: ssl.SSLContext | None = None
+        if scheme == "https":
+            self._ssl = ssl_context or ssl.create_default_context()
         default = 443 if scheme == "https" else 80
         authority = host if port == default else f"{host}:{port}"
         if ":" in host and not host.startswith("["):  # an IPv6 literal
