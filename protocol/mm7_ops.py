@@ -63,15 +63,35 @@ class UACapabilities:
 
 
 @dataclass(slots=True, kw_only=True)
-class SubmitReq:
-    """MM7_submit.REQ: a VASP submits a message."""
+class _Envelope:
+    """What every MM7 message carries: the SOAP Header's TransactionID, the namespace it
+    came in (answers go out in the caller's, TS 23.140 §8.7) and its MM7Version."""
 
     transaction_id: str
     namespace: str = DEFAULT_NAMESPACE
     mm7_version: str | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class _FromVasp(_Envelope):
+    """A request a VASP sends: its SenderIdentification."""
+
     vasp_id: str | None = None
     vas_id: str | None = None
     sender_address: Address | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class _FromRelay(_Envelope):
+    """A request the MMS Relay/Server sends: its MMSRelayServerID."""
+
+    mms_relay_server_id: str | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class SubmitReq(_FromVasp):
+    """MM7_submit.REQ: a VASP submits a message."""
+
     to: list[Address] = field(default_factory=list)
     cc: list[Address] = field(default_factory=list)
     bcc: list[Address] = field(default_factory=list)
@@ -101,13 +121,9 @@ class SubmitReq:
 
 
 @dataclass(slots=True, kw_only=True)
-class DeliverReq:
+class DeliverReq(_FromRelay):
     """MM7_deliver.REQ: the MMS Relay/Server delivers a message to a VASP."""
 
-    transaction_id: str
-    namespace: str = DEFAULT_NAMESPACE
-    mm7_version: str | None = None
-    mms_relay_server_id: str | None = None
     linked_id: str | None = None
     sender: Address
     to: list[Address] = field(default_factory=list)
@@ -127,15 +143,9 @@ class DeliverReq:
 
 
 @dataclass(slots=True, kw_only=True)
-class CancelReq:
+class CancelReq(_FromVasp):
     """MM7_cancel.REQ: a VASP cancels a message it submitted."""
 
-    transaction_id: str
-    namespace: str = DEFAULT_NAMESPACE
-    mm7_version: str | None = None
-    vasp_id: str | None = None
-    vas_id: str | None = None
-    sender_address: Address | None = None
     message_id: str
     applic_id: str | None = None
     reply_applic_id: str | None = None
@@ -143,15 +153,9 @@ class CancelReq:
 
 
 @dataclass(slots=True, kw_only=True)
-class ReplaceReq:
+class ReplaceReq(_FromVasp):
     """MM7_replace.REQ: a VASP replaces a message not yet retrieved."""
 
-    transaction_id: str
-    namespace: str = DEFAULT_NAMESPACE
-    mm7_version: str | None = None
-    vasp_id: str | None = None
-    vas_id: str | None = None
-    sender_address: Address | None = None
     message_id: str
     service_code: str | None = None
     time_stamp: datetime | None = None
@@ -169,13 +173,9 @@ class ReplaceReq:
 
 
 @dataclass(slots=True, kw_only=True)
-class DeliveryReportReq:
+class DeliveryReportReq(_FromRelay):
     """MM7_delivery_report.REQ: the fate of a submitted message at a recipient."""
 
-    transaction_id: str
-    namespace: str = DEFAULT_NAMESPACE
-    mm7_version: str | None = None
-    mms_relay_server_id: str | None = None
     message_id: str
     recipient: Address
     sender: Address
@@ -190,13 +190,9 @@ class DeliveryReportReq:
 
 
 @dataclass(slots=True, kw_only=True)
-class ReadReplyReq:
+class ReadReplyReq(_FromRelay):
     """MM7_read_reply.REQ: a recipient read (or deleted) a submitted message."""
 
-    transaction_id: str
-    namespace: str = DEFAULT_NAMESPACE
-    mm7_version: str | None = None
-    mms_relay_server_id: str | None = None
     message_id: str
     recipient: Address
     sender: Address
@@ -212,60 +208,47 @@ class ReadReplyReq:
 
 
 @dataclass(slots=True, kw_only=True)
-class SubmitRsp:
-    transaction_id: str
-    namespace: str = DEFAULT_NAMESPACE
-    mm7_version: str | None = None
+class _Status(_Envelope):
+    """Every answer's Status: StatusCode, StatusText and Details (TS 23.140 §8.7)."""
+
     status_code: int
     status_text: str = ""  # empty: the name of status_code is written
     details: str | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class SubmitRsp(_Status):
     message_id: str | None = None
 
 
 @dataclass(slots=True, kw_only=True)
-class DeliverRsp:
-    transaction_id: str
-    namespace: str = DEFAULT_NAMESPACE
-    mm7_version: str | None = None
-    status_code: int
-    status_text: str = ""
-    details: str | None = None
+class DeliverRsp(_Status):
     service_code: str | None = None
 
 
-@dataclass(slots=True, kw_only=True)
-class _StatusOnly:
-    transaction_id: str
-    namespace: str = DEFAULT_NAMESPACE
-    mm7_version: str | None = None
-    status_code: int
-    status_text: str = ""
-    details: str | None = None
-
-
-class CancelRsp(_StatusOnly):
+class CancelRsp(_Status):
     __slots__ = ()
 
 
-class ReplaceRsp(_StatusOnly):
+class ReplaceRsp(_Status):
     __slots__ = ()
 
 
-class DeliveryReportRsp(_StatusOnly):
+class DeliveryReportRsp(_Status):
     __slots__ = ()
 
 
-class ReadReplyRsp(_StatusOnly):
+class ReadReplyRsp(_Status):
     __slots__ = ()
 
 
-class RSErrorRsp(_StatusOnly):
+class RSErrorRsp(_Status):
     """The MMS Relay/Server's error answer (RS = MMS Relay/Server), normally inside a SOAP Fault."""
 
     __slots__ = ()
 
 
-class VASPErrorRsp(_StatusOnly):
+class VASPErrorRsp(_Status):
     """The VASP's error answer, normally inside a SOAP Fault."""
 
     __slots__ = ()
