@@ -118,6 +118,7 @@ async def run(
         poll_interval=float(sched_cfg.get("poll_interval", 1.0)),
         batch=int(sched_cfg.get("batch", 100)),
         lease=float(sched_cfg.get("push_lease", LEASE_SECONDS)),
+        coalesce=float(sched_cfg.get("coalesce", 0.005)),
     )
     outbound = Mm7Outbound(core, vasps) if any(v.deliver_url for v in vasps.values()) else None
     if outbound is not None:
