@@ -534,6 +534,38 @@ def test_accept_refused_or_failed_stores_nothing(db_url: str, tmp_path: Path) ->
     run(body)
 
 
+def test_accept_whose_body_cannot_be_made_durable_stores_nothing(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The staged body is flushed by the writer right before the COMMIT of its rows: if
+    that flush fails, the sender gets an error, and neither the rows nor the file stay.
+    A message accepted in the same batch before the failure keeps both."""
+    from storage import durable
+
+    payloads = FilesystemPayloadStore(tmp_path / "payloads")  # fsync on: a real barrier
+
+    def payload_files() -> list[Path]:
+        return [p for p in payloads.root.rglob("*") if p.is_file()]
+
+    async def body() -> None:
+        async with open_db(db_url) as engine, running_core(engine, payloads=payloads) as core:
+            kept = await accept(core, [B])
+
+            def broken(fd: int) -> None:
+                raise OSError(5, "Input/output error")
+
+            monkeypatch.setattr(durable, "sync_filesystem", broken)
+            with pytest.raises(OSError, match="Input/output"):
+                await accept(core, [C])
+            monkeypatch.undo()
+            assert await count(engine, messages) == 1
+            assert await count(engine, recipients, recipients.c.address == C) == 0
+            assert [p.name for p in payload_files()] == [kept.message_id]
+            assert await payloads.get(kept.message_id)
+
+    run(body)
+
+
 def test_accept_overlong_input_is_refused_or_clipped_alike_on_both_engines(db_url: str) -> None:
     """Input longer than its column must get a permanent, protocol-correct answer on both
     engines: PostgreSQL refuses an over-long VARCHAR where SQLite stores it, and the
