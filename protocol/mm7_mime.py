@@ -99,24 +99,25 @@ def parse_content_type(value: str) -> tuple[str, dict[str, str]]:
     return ctype, params
 
 
+# A quoted string (backslash escapes inside; an unterminated one runs to the end) or a
+# parameter separator: scanning for these skips the ";" inside quotes.
+_QUOTED_OR_SEMICOLON: Final = re.compile(r'"(?:[^"\\]|\\.)*(?:"|\\?\Z)|;', re.S)
+
+
 def _split_params(value: str) -> list[str]:
+    """``value`` cut at each ";" outside double quotes (the pieces keep their quotes).
+
+    Regular expressions, not a loop over characters: every MM7 request has several
+    Content-Type headers and this was the MIME reader's largest cost."""
+    if '"' not in value:
+        return value.split(";")
     pieces: list[str] = []
-    current: list[str] = []
-    quoted = False
-    escaped = False
-    for ch in value:
-        if escaped:
-            escaped = False
-        elif quoted and ch == "\\":
-            escaped = True
-        elif ch == '"':
-            quoted = not quoted
-        elif ch == ";" and not quoted:
-            pieces.append("".join(current))
-            current = []
-            continue
-        current.append(ch)
-    pieces.append("".join(current))
+    start = 0
+    for match in _QUOTED_OR_SEMICOLON.finditer(value):
+        if match.group() == ";":
+            pieces.append(value[start : match.start()])
+            start = match.end()
+    pieces.append(value[start:])
     return pieces
 
 

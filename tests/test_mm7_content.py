@@ -15,6 +15,7 @@ from protocol import mm7
 from protocol.errors import EncodeError
 from protocol.mm7 import Content, Mm7DecodeError
 from protocol.mm7_mime import (
+    _split_params,
     format_content_type,
     parse_content_type,
     sniff_boundary,
@@ -328,3 +329,44 @@ def test_parse_int() -> None:
     for bad in ("", "-1", "1e3", "١٢", "9" * 30):
         with pytest.raises(ValueError):
             parse_int(bad)
+
+
+def _split_by_characters(value: str) -> list[str]:
+    """The reference: a plain walk over the characters (quotes toggle, a backslash escapes
+    the next character inside quotes, ";" outside quotes separates)."""
+    pieces: list[str] = []
+    current: list[str] = []
+    quoted = escaped = False
+    for ch in value:
+        if escaped:
+            escaped = False
+        elif quoted and ch == "\\":
+            escaped = True
+        elif ch == '"':
+            quoted = not quoted
+        elif ch == ";" and not quoted:
+            pieces.append("".join(current))
+            current = []
+            continue
+        current.append(ch)
+    pieces.append("".join(current))
+    return pieces
+
+
+@given(st.text(alphabet='ab;"\\= \n\r\t', max_size=40))
+def test_parameter_split_matches_a_character_walk(value: str) -> None:
+    assert _split_params(value) == _split_by_characters(value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        'multipart/related; boundary="a;b"; type="text/xml"',
+        'x; name="un\\"ter;minated',
+        'x; a="\\',
+        'x;;y; "q";',
+        "",
+    ],
+)
+def test_parameter_split_examples(value: str) -> None:
+    assert _split_params(value) == _split_by_characters(value)
