@@ -371,6 +371,12 @@ class Mmsc:
             earliest_delivery_at=earliest_at,
         )
         due = max(now, earliest_at or now)
+        # Written when it changed (or DEVICE_REFRESH passed), not with every message: an
+        # upsert of the sender's row per message was a statement per accept, and on
+        # PostgreSQL a row lock that every message of a busy sender queued for.
+        learn_device = device is not None and self._facts_changed(
+            str(sender), (device[0], device[1], pdu.mms_version), now
+        )
         new_rcpts: list[repo.NewRecipient] = []
         seen: set[str] = set()
         for kind, address, text in rcpts:
@@ -406,7 +412,8 @@ class Mmsc:
                         )
                     )
             repo.add_events(conn, rows)
-            if device is not None:  # the sender's handset, learned in the same commit
+            if learn_device:  # the sender's handset, learned in the same commit
+                assert device is not None
                 repo.remember_subscriber(
                     conn,
                     str(sender),
@@ -862,13 +869,8 @@ class Mmsc:
         (to keep last_seen honest): a retrieval must not cost a durable commit when
         the handset says what it said last time."""
         now = time.time()
-        facts = (user_agent, profile, version)
-        last = self._device_facts.get(address)
-        if last is not None and last[0] == facts and now - last[1] < DEVICE_REFRESH:
+        if not self._facts_changed(address, (user_agent, profile, version), now):
             return
-        if len(self._device_facts) >= 200_000:
-            self._device_facts.pop(next(iter(self._device_facts)))
-        self._device_facts[address] = (facts, now)
 
         def unit(conn: Connection) -> tuple[None, list[repo.Event]]:
             repo.remember_subscriber(
@@ -877,6 +879,17 @@ class Mmsc:
             return None, []
 
         await self.write(unit)
+
+    def _facts_changed(self, address: str, facts: tuple[str | None, ...], now: float) -> bool:
+        """Whether a handset's facts must be written: they differ from what this process
+        wrote last, or that was ``DEVICE_REFRESH`` seconds ago (remembered as written)."""
+        last = self._device_facts.get(address)
+        if last is not None and last[0] == facts and now - last[1] < DEVICE_REFRESH:
+            return False
+        if len(self._device_facts) >= 200_000:
+            self._device_facts.pop(next(iter(self._device_facts)))
+        self._device_facts[address] = (facts, now)
+        return True
 
     # ---------------------------------------------------------------- forward
 

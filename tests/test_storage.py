@@ -1329,3 +1329,30 @@ def test_both_claim_paths_take_the_same_rows(db_url: str, returning: bool) -> No
             assert await claim(5, None) == []  # claimed rows are not taken again in the lease
 
     run(body)
+
+
+def test_sender_handset_facts_are_written_when_they_change(db_url: str) -> None:
+    """The sender's User-Agent and profile are learned with its message, but an unchanged
+    handset does not rewrite (and, on PostgreSQL, lock) its subscriber row per message."""
+
+    async def body() -> None:
+        async with open_db(db_url) as engine, running_core(engine) as core:
+
+            async def send(user_agent: str) -> None:
+                pdu, raw = send_req([B])
+                await core.accept(pdu, raw, SENDER, device=(user_agent, "http://uap/p.rdf"))
+
+            async def facts() -> tuple[str, float]:
+                (row,) = await fetch(engine, select(subscribers).where(subscribers.c.address == A))
+                return row.user_agent, row.last_seen
+
+            await send("Phone/1")
+            first = await facts()
+            assert first[0] == "Phone/1"
+            await send("Phone/1")
+            assert await facts() == first  # not written again
+            await send("Phone/2")
+            changed = await facts()
+            assert changed[0] == "Phone/2" and changed[1] >= first[1]
+
+    run(body)
