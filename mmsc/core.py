@@ -234,12 +234,13 @@ class Mmsc:
         policy: Policy,
         *,
         node_id: str | None = None,
+        writer_concurrency: int = 2,
     ) -> None:
         self.engine = engine
         self.payloads = payloads
         self.policy = policy
         self.node_id = node_id or new_id()[:12]
-        self.writer = GroupCommitWriter(engine)
+        self.writer = GroupCommitWriter(engine, concurrency=writer_concurrency)
         self._read_engine = sync_twin(engine, busy_timeout=0.0)  # SQLite only, see read()
         self._reader: Connection | None = None
         self.wakeup_callbacks: list[Any] = []

@@ -106,7 +106,15 @@ async def run(
         )
     except ValueError as exc:
         raise ConfigError(f"storage: {exc}") from None
-    core = Mmsc(engine, payloads, Policy.from_config(config))
+    try:
+        core = Mmsc(
+            engine,
+            payloads,
+            Policy.from_config(config),
+            writer_concurrency=int(storage_cfg.get("writer_concurrency", 2)),
+        )
+    except ValueError as exc:
+        raise ConfigError(f"storage: {exc}") from None
     await core.start()
     if isinstance(backend, SmppBackend):
         backend.receipt_sink = ReceiptRecorder(core)

@@ -11,7 +11,8 @@ Units are synchronous functions of a connection. The writer runs a whole
 batch in one go: on SQLite on a plain pysqlite connection, on the event loop,
 with COMMIT (and any wait for the write lock) in its own thread (see
 ``_execute_sqlite``); on PostgreSQL through ``run_sync`` on an asyncpg
-connection.
+connection, with up to ``concurrency`` batches in flight in transactions of
+their own.
 
 If a batch fails, each of its units is retried in a transaction of its own,
 so one bad unit fails alone and the others still commit.
@@ -49,9 +50,18 @@ class WriterClosed(RuntimeError):
 
 
 class GroupCommitWriter:
-    def __init__(self, engine: AsyncEngine, *, max_batch: int = 256) -> None:
+    def __init__(self, engine: AsyncEngine, *, max_batch: int = 256, concurrency: int = 2) -> None:
+        """``concurrency``: batches in flight at once, each in its own transaction, on
+        PostgreSQL (SQLite has one writer): there a batch spends most of its time waiting
+        for round trips, and a second one in flight carried 31% more accepts (356 ->
+        467/s, bench/README.md). Units must then not depend on the commit order of
+        other units (none does: each reads what it changes under row locks)."""
+        if concurrency < 1:
+            raise ValueError("the writer's concurrency must be at least 1")
         self.engine = engine
         self.max_batch = max_batch
+        self.concurrency = concurrency
+        self._in_flight: set[asyncio.Task[None]] = set()
         self._sync_engine: Engine | None = None
         self._thread: ThreadPoolExecutor | None = None
         self._queue: asyncio.Queue[Item | None] = asyncio.Queue()
@@ -115,12 +125,26 @@ class GroupCommitWriter:
                     stopping = True
                     break
                 batch.append(nxt)
-            await self._commit(batch)
+            if self._thread is None and self.concurrency > 1:
+                await self._start_batch(batch)
+            else:
+                await self._commit(batch)
+        if self._in_flight:
+            await asyncio.gather(*self._in_flight, return_exceptions=True)
         # Fail whatever arrived after the stop marker: nothing is silently dropped.
         while not self._queue.empty():
             item = self._queue.get_nowait()
             if item is not None and not item[1].done():
                 item[1].set_exception(WriterClosed("the database writer stopped"))
+
+    async def _start_batch(self, batch: list[Item]) -> None:
+        """Commit ``batch`` in a task of its own once fewer than ``concurrency`` are in
+        flight; the batch after it gathers while this one waits for the database."""
+        while len(self._in_flight) >= self.concurrency:
+            await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_COMPLETED)
+        task = asyncio.create_task(self._commit(batch))
+        self._in_flight.add(task)
+        task.add_done_callback(self._in_flight.discard)
 
     @staticmethod
     def _apply(conn: Connection, units: list[Unit]) -> list[Any]:

@@ -21,7 +21,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -1356,3 +1356,50 @@ def test_sender_handset_facts_are_written_when_they_change(db_url: str) -> None:
             assert changed[0] == "Phone/2" and changed[1] >= first[1]
 
     run(body)
+
+
+def test_postgresql_writer_commits_a_second_batch_while_the_first_waits(pg_url: str) -> None:
+    """On PostgreSQL a batch mostly waits for the server; with two in flight, a batch held
+    up by a lock does not hold up the next one (and still commits once the lock goes)."""
+
+    def blocked(conn: Connection) -> str:
+        conn.execute(text("SELECT pg_advisory_xact_lock(4242)"))
+        conn.execute(insert(subscribers).values(address=C, last_seen=1.0))
+        return "blocked one"
+
+    async def body() -> None:
+        async with open_db(pg_url) as engine:
+            holder = await engine.connect()
+            await holder.execute(text("SELECT pg_advisory_lock(4242)"))
+            writer = GroupCommitWriter(engine, concurrency=2)
+            await writer.start()
+            try:
+                first = asyncio.ensure_future(writer.submit(blocked))
+                while True:  # until the first batch waits on the lock, in the database
+                    waiting = await holder.execute(
+                        text(
+                            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+                            " AND NOT granted"
+                        )
+                    )
+                    if waiting.scalar_one():
+                        break
+                    await asyncio.sleep(0.01)
+                second = writer.submit(_subscriber_unit(D, "second"))
+                assert await asyncio.wait_for(second, 10) == "second"  # a hang is a failure
+                assert not first.done()
+                assert await count(engine, subscribers) == 1  # the second one, committed
+                await holder.execute(text("SELECT pg_advisory_unlock(4242)"))
+                assert await first == "blocked one"
+            finally:
+                await holder.execute(text("SELECT pg_advisory_unlock_all()"))
+                await holder.close()
+                await writer.close()
+            assert await count(engine, subscribers) == 2
+
+    run(body)
+
+
+def test_writer_concurrency_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="concurrency"):
+        GroupCommitWriter(cast(Any, None), concurrency=0)
