@@ -20,7 +20,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy.engine import Connection
 
@@ -30,6 +30,8 @@ from storage import repository as repo
 log = logging.getLogger("mmsc.outbox")
 
 Send = Callable[[Any], Coroutine[Any, Any, None]]
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 class OutboxLoop:
@@ -127,3 +129,48 @@ class OutboxLoop:
         if not task.cancelled() and task.exception() is not None:
             log.error("sending a %s row failed", self.name, exc_info=task.exception())
         self._wake.set()  # room for more
+
+
+class RecordBatcher(Generic[T, R]):
+    """Outcomes that arrive while earlier ones are being committed are recorded together,
+    by one call of ``record`` (a writer unit over the whole list, returning one result per
+    item and the events). The writer already shares one transaction among many units;
+    this also lets ``record`` use one statement for many rows, which on PostgreSQL is one
+    round trip instead of one per row."""
+
+    def __init__(
+        self, core: Mmsc, record: Callable[[Connection, list[T]], tuple[list[R], list[Any]]]
+    ) -> None:
+        self.core = core
+        self.record = record
+        self._pending: list[tuple[T, asyncio.Future[R]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def add(self, item: T) -> R:
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._pending.append((item, future))
+        if self._task is None:
+            self._task = asyncio.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                items = [item for item, _future in batch]
+
+                def unit(conn: Connection, items: list[T] = items) -> tuple[list[R], list[Any]]:
+                    return self.record(conn, items)
+
+                try:
+                    results: list[R] = await self.core.write(unit)
+                except Exception as exc:
+                    for _item, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                for (_item, future), result in zip(batch, results, strict=True):
+                    if not future.done():
+                        future.set_result(result)
+        finally:
+            self._task = None

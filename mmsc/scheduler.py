@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.engine import Connection
@@ -28,7 +29,7 @@ from mmsc import metrics
 from mmsc.core import Mmsc
 from mmsc.mm7_outbound import Mm7Outbound
 from mmsc.notify.base import NotificationBackend, PushRequest, SendResult
-from mmsc.outbox_loop import OutboxLoop
+from mmsc.outbox_loop import OutboxLoop, RecordBatcher
 from protocol import wap_push
 from storage import repository as repo
 
@@ -79,6 +80,7 @@ class Scheduler:
         self._last_sweep = 0.0
         self._last_depths = 0.0
         core.wakeup_callbacks.append(self.wake)
+        self._records: RecordBatcher[_Outcome, float | None] = RecordBatcher(core, self._record)
 
     def wake(self) -> None:
         self._wake.set()
@@ -196,58 +198,82 @@ class Scheduler:
         else:
             state, retry_at, label = repo.QUEUED, now + policy.push_delay(row.attempts), "retry"
         metrics.notifications.labels(label).inc()
+        outcome = _Outcome(
+            row,
+            result,
+            label,
+            repo.PushOutcome(row.id, state, None if result.ok else result.detail, retry_at, now),
+        )
+        created_at = await self._records.add(outcome)
+        if created_at is not None:
+            metrics.notification_latency.observe(max(now - created_at, 0.0))
 
-        def record(conn: Connection) -> tuple[Any, list[repo.Event]]:
-            owned = repo.finish_push(
-                conn,
-                row.id,
-                core.node_id,
-                state=state,
-                now=now,
-                error=None if result.ok else result.detail,
-                retry_at=retry_at,
+    def _record(
+        self, conn: Connection, outcomes: list[_Outcome]
+    ) -> tuple[list[float | None], list[repo.Event]]:
+        """Record a batch of push outcomes in a fixed number of statements; per outcome,
+        the message's acceptance time when it was the recipient's first notification
+        (for the latency metric), else None."""
+        core = self.core
+        owned = repo.finish_pushes(conn, core.node_id, [o.push for o in outcomes])
+        mine = [o for o in outcomes if o.row.id in owned]
+        repo.remember_smsc_id_rows(  # SMPP: the SMSC's ids, for its delivery receipts
+            conn,
+            [
+                (smsc_id, o.row.id, o.row.message_id, o.row.recipient_id, o.push.now)
+                for o in mine
+                for smsc_id in o.result.gateway_ids or ()
+            ],
+        )
+        now = max((o.push.now for o in mine), default=0.0)
+        first = repo.mark_notified(
+            conn,
+            [
+                o.row.recipient_id
+                for o in mine
+                if o.result.ok and o.row.kind == "notification" and o.row.recipient_id is not None
+            ],
+            now,
+        )
+        out: list[repo.Event] = []
+        created: list[float | None] = []
+        for o in outcomes:
+            row, result = o.row, o.result
+            is_mine = row.id in owned
+            first_notification = (
+                is_mine and result.ok and row.kind == "notification" and row.recipient_id in first
             )
-            if not owned:
-                return None, []
-            if result.gateway_ids:
-                repo.remember_smsc_ids(
-                    conn,
-                    result.gateway_ids,
-                    outbox_id=row.id,
-                    message_id=row.message_id,
-                    recipient_id=row.recipient_id,
-                    now=now,
-                )
-            if row.message_id is None:
-                return None, []
+            if first_notification:
+                first.discard(row.recipient_id)  # one "notified" per recipient
+            created.append(row.m_created_at if first_notification else None)
+            if not is_mine or row.message_id is None:
+                continue
             detail = f"{row.kind} to {row.destination}: {result.detail}".strip()
-            out = [repo.Event(row.message_id, f"push-{label}", now, row.recipient_id, None, detail)]
-            first_notification = False
+            out.append(
+                repo.Event(
+                    row.message_id, f"push-{o.label}", o.push.now, row.recipient_id, None, detail
+                )
+            )
             if (
-                state == repo.FAILED
+                o.push.state == repo.FAILED
                 and result.permanent
                 and row.kind == "notification"
                 and row.recipient_id is not None
             ):
-                out += core.unreachable(conn, row.recipient_id, now, result.detail)
-            if result.ok and row.kind == "notification" and row.recipient_id is not None:
-                first_notification = repo.set_recipient_state(
-                    conn,
-                    row.recipient_id,
-                    repo.NOTIFIED,
-                    now,
-                    only_from=(repo.PENDING,),
-                    notified_at=now,
-                )
-                if first_notification:
-                    out.append(
-                        repo.Event(
-                            row.message_id, "notified", now, row.recipient_id, repo.NOTIFIED, None
-                        )
+                out += core.unreachable(conn, row.recipient_id, o.push.now, result.detail)
+            if first_notification:
+                out.append(
+                    repo.Event(
+                        row.message_id, "notified", now, row.recipient_id, repo.NOTIFIED, None
                     )
-            repo.add_events(conn, out)
-            return (row.m_created_at if first_notification else None), out
+                )
+        repo.add_events(conn, out)
+        return created, out
 
-        created_at = await core.write(record)
-        if created_at is not None:
-            metrics.notification_latency.observe(max(now - created_at, 0.0))
+
+@dataclass(slots=True, eq=False)
+class _Outcome:
+    row: Any  # the claimed outbox row
+    result: SendResult
+    label: str  # sent | failed | retry
+    push: repo.PushOutcome

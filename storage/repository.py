@@ -22,12 +22,14 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from sqlalchemy import (
+    Float,
     and_,
     bindparam,
     delete,
     func,
     insert,
     literal_column,
+    null,
     or_,
     select,
     update,
@@ -556,6 +558,92 @@ def _claim_statement(kinds: tuple[str, ...] | None, with_created: bool) -> FastS
     return FastStatement(stmt.returning(*outbox.columns))
 
 
+@dataclass(frozen=True, slots=True)
+class PushOutcome:
+    """What became of one claimed push (see :func:`finish_pushes`)."""
+
+    push_id: int
+    state: str  # SENT, FAILED, or QUEUED for a retry at ``retry_at``
+    error: str | None
+    retry_at: float | None
+    now: float
+
+
+_OWNED_PUSHES = (
+    select(outbox.c.id)
+    .where(
+        outbox.c.id.in_(bindparam("ids", expanding=True)),
+        outbox.c.claimed_by == bindparam("owner"),
+        outbox.c.state == bindparam("sending"),
+    )
+    .with_for_update()  # PostgreSQL: no other node takes them over until this commits
+)
+_FINISH_PUSH = FastStatement(
+    update(outbox)
+    .where(outbox.c.id == bindparam("k"))
+    .values(
+        state=bindparam("v_state"),
+        last_error=bindparam("v_error"),
+        claimed_until=null(),
+        sent_at=func.coalesce(bindparam("v_sent_at", type_=Float), outbox.c.sent_at),
+        due_at=func.coalesce(bindparam("v_due_at", type_=Float), outbox.c.due_at),
+    )
+)
+
+
+def finish_pushes(conn: Connection, owner: str, outcomes: Sequence[PushOutcome]) -> set[int]:
+    """Record the outcomes of claimed pushes; the ids that were still ``owner``'s (the
+    others were taken over by another node meanwhile and keep that node's outcome).
+
+    A fixed number of statements for the whole batch, whatever its size: on PostgreSQL
+    each statement is a round trip, and three per push made recording the slowest part
+    of sending."""
+    if not outcomes:
+        return set()
+    ids = [o.push_id for o in outcomes]
+    owned = {
+        row.id
+        for row in conn.execute(_OWNED_PUSHES, {"ids": ids, "owner": owner, "sending": SENDING})
+    }
+    rows = [
+        {
+            "k": o.push_id,
+            "v_state": o.state,
+            "v_error": o.error,
+            "v_sent_at": o.now if o.state == SENT else None,
+            "v_due_at": o.retry_at,
+        }
+        for o in outcomes
+        if o.push_id in owned
+    ]
+    _FINISH_PUSH.executemany(conn, rows)
+    return owned
+
+
+def mark_notified(conn: Connection, recipient_ids: Sequence[int], now: float) -> set[int]:
+    """Pending recipients whose notification the gateway took become Notified; the ids
+    that moved (a recipient notified before, or that fetched meanwhile, stays as it is)."""
+    if not recipient_ids:
+        return set()
+    stmt = (
+        update(recipients)
+        .where(recipients.c.id.in_(list(recipient_ids)), recipients.c.state == PENDING)
+        .values(state=NOTIFIED, notified_at=now, updated_at=now)
+    )
+    if conn.dialect.update_returning:
+        return {row.id for row in conn.execute(stmt.returning(recipients.c.id))}
+    moved = {
+        row.id
+        for row in conn.execute(
+            select(recipients.c.id).where(
+                recipients.c.id.in_(list(recipient_ids)), recipients.c.state == PENDING
+            )
+        )
+    }
+    conn.execute(stmt)
+    return moved
+
+
 def finish_push(
     conn: Connection,
     push_id: int,
@@ -714,7 +802,16 @@ def remember_smsc_ids(
     now: float,
 ) -> None:
     """Keep the SMSC's id of every submit_sm of a push, for its delivery receipts."""
-    rows = [
+    remember_smsc_id_rows(
+        conn, [(smsc_id, outbox_id, message_id, recipient_id, now) for smsc_id in smsc_ids]
+    )
+
+
+def remember_smsc_id_rows(
+    conn: Connection, rows: Sequence[tuple[str, int, str | None, int | None, float]]
+) -> None:
+    """(SMSC id, outbox id, message id, recipient id, time) of submit_sms, in one statement."""
+    values = [
         {
             "smsc_id": smsc_id[:65],
             "outbox_id": outbox_id,
@@ -722,11 +819,11 @@ def remember_smsc_ids(
             "recipient_id": recipient_id,
             "created_at": now,
         }
-        for smsc_id in smsc_ids
+        for smsc_id, outbox_id, message_id, recipient_id, now in rows
         if smsc_id
     ]
-    if rows:
-        conn.execute(insert(smsc_messages), rows)
+    if values:
+        conn.execute(insert(smsc_messages), values)
 
 
 def find_smsc_id(conn: Connection, candidates: Sequence[str]) -> Row[Any] | None:

@@ -27,7 +27,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from prometheus_client import REGISTRY
-from sqlalchemy import func, insert, inspect, select, text
+from sqlalchemy import func, insert, inspect, select, text, update
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -1403,3 +1403,62 @@ def test_postgresql_writer_commits_a_second_batch_while_the_first_waits(pg_url: 
 def test_writer_concurrency_must_be_positive() -> None:
     with pytest.raises(ValueError, match="concurrency"):
         GroupCommitWriter(cast(Any, None), concurrency=0)
+
+
+def test_recording_a_batch_of_outcomes_keeps_other_nodes_and_states_intact(db_url: str) -> None:
+    """finish_pushes records only the pushes still this node's, and mark_notified moves
+    only recipients still pending (a fetched one stays fetched)."""
+
+    async def body() -> None:
+        async with open_db(db_url) as engine, running_core(engine) as core:
+            ids = [(await accept(core, [address])).recipients[0][0] for address in (B, C, D)]
+            t0 = time.time() + 1
+            assert await core.notify_due(t0) == 3
+
+            def claim(conn: Connection) -> tuple[list[Any], list[repo.Event]]:
+                return repo.claim_outbox(conn, t0, 10, "node-a", 60.0), []
+
+            pushes = await core.write(claim)
+            assert len(pushes) == 3
+
+            def take_over(conn: Connection) -> tuple[None, list[repo.Event]]:
+                # node-b took the third push over after node-a's lease ran out
+                conn.execute(
+                    update(outbox).where(outbox.c.id == pushes[2].id).values(claimed_by="node-b")
+                )
+                repo.set_recipient_state(conn, ids[1], repo.RETRIEVED, t0)  # C fetched already
+                return None, []
+
+            await core.write(take_over)
+
+            def record(conn: Connection) -> tuple[tuple[set[int], set[int]], list[repo.Event]]:
+                outcomes = [
+                    repo.PushOutcome(pushes[0].id, repo.SENT, None, None, t0 + 1),
+                    repo.PushOutcome(pushes[1].id, repo.QUEUED, "throttled", t0 + 60, t0 + 1),
+                    repo.PushOutcome(pushes[2].id, repo.FAILED, "late", None, t0 + 1),
+                ]
+                owned = repo.finish_pushes(conn, "node-a", outcomes)
+                moved = repo.mark_notified(conn, ids, t0 + 1)
+                return (owned, moved), []
+
+            owned, moved = await core.write(record)
+            assert owned == {pushes[0].id, pushes[1].id}
+            assert moved == {ids[0], ids[2]}  # C was retrieved: it stays so
+            rows = {r.id: r for r in await fetch(engine, select(outbox).order_by(outbox.c.id))}
+            first, second, third = (rows[p.id] for p in pushes)
+            assert (first.state, first.sent_at, first.claimed_until) == (repo.SENT, t0 + 1, None)
+            assert (second.state, second.last_error, second.due_at) == (
+                repo.QUEUED,
+                "throttled",
+                t0 + 60,
+            )
+            assert second.sent_at is None
+            assert (third.state, third.claimed_by, third.last_error) == (
+                repo.SENDING,
+                "node-b",
+                None,
+            )
+            states = {r.id: r.state for r in await fetch(engine, select(recipients))}
+            assert [states[i] for i in ids] == [repo.NOTIFIED, repo.RETRIEVED, repo.NOTIFIED]
+
+    run(body)
