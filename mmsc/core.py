@@ -500,6 +500,7 @@ class Mmsc:
         def unit(conn: Connection) -> tuple[int, list[repo.Event]]:
             rows = repo.due_recipients(conn, now, limit)
             out: list[repo.Event] = []
+            queued: list[tuple[Any, int, float | None, bytes]] = []
             for row in rows:
                 attempts = row.attempts + 1
                 nxt = (
@@ -507,18 +508,7 @@ class Mmsc:
                     if attempts < policy.notify_max_attempts
                     else None  # attempt cap reached: wait for retrieval or expiry
                 )
-                repo.update_recipient(
-                    conn, row.id, attempts=attempts, next_attempt_at=nxt, updated_at=now
-                )
-                repo.enqueue_push(
-                    conn,
-                    kind="notification",
-                    destination=row.address,
-                    pdu=self.notification_pdu(row, now, conn),
-                    now=now,
-                    message_id=row.message_id,
-                    recipient_id=row.id,
-                )
+                queued.append((row, attempts, nxt, self.notification_pdu(row, now, conn)))
                 out.append(
                     repo.Event(
                         row.message_id,
@@ -529,6 +519,7 @@ class Mmsc:
                         f"attempt {attempts}",
                     )
                 )
+            repo.queue_notifications(conn, queued, now)
             repo.add_events(conn, out)
             return len(rows), out
 

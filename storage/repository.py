@@ -428,6 +428,59 @@ def enqueue_push(
     return int(_INSERT_PUSH.scalar(conn, row))
 
 
+_INSERT_PUSHES = FastStatement(insert(outbox), _PUSH_COLUMNS)
+_PLAN_ATTEMPT = FastStatement(
+    update(recipients)
+    .where(recipients.c.id == bindparam("k"))
+    .values(
+        attempts=bindparam("v_attempts"),
+        next_attempt_at=bindparam("v_next"),
+        updated_at=bindparam("v_now"),
+    )
+)
+
+
+def queue_notifications(
+    conn: Connection,
+    items: Sequence[tuple[Any, int, float | None, bytes]],
+    now: float,
+    kind: str = "notification",
+) -> None:
+    """For each (due recipient row, attempt number, next attempt or None, PDU): plan the
+    recipient's next attempt and queue the push, in two statements for the whole batch
+    (each a round trip on PostgreSQL)."""
+    if not items:
+        return
+    _PLAN_ATTEMPT.executemany(
+        conn,
+        [
+            {"k": row.id, "v_attempts": attempts, "v_next": nxt, "v_now": now}
+            for row, attempts, nxt, _pdu in items
+        ],
+    )
+    _INSERT_PUSHES.executemany(
+        conn,
+        [
+            {
+                "kind": kind,
+                "destination": row.address,
+                "pdu": pdu,
+                "state": QUEUED,
+                "attempts": 0,
+                "due_at": now,
+                "created_at": now,
+                "message_id": row.message_id,
+                "recipient_id": row.id,
+                "claimed_by": None,
+                "claimed_until": None,
+                "last_error": None,
+                "sent_at": None,
+            }
+            for row, _attempts, _nxt, pdu in items
+        ],
+    )
+
+
 def claim_outbox(
     conn: Connection,
     now: float,
