@@ -432,8 +432,7 @@ class FilesystemPayloadStore:
         errors: list[OSError | None] = []
         for (path, view), code in zip(items, codes, strict=True):
             if code == errno.ENOENT:  # its directory vanished meanwhile: recreate, retry once
-                self._durable_dirs.clear()
-                self._ensure_dir(path.parent)
+                self._recreate_dir(path.parent)
                 code = durable.write_files([self._file_item(path, view)], self._fsync)[0]
             errors.append(None if code == 0 else OSError(code, os.strerror(code), str(path)))
         return errors
@@ -442,10 +441,14 @@ class FilesystemPayloadStore:
         try:
             self._ensure_dir(directory)
         except FileNotFoundError:
-            # A directory we knew was removed behind our back (an operator's
-            # cleanup, a restored backup): forget what we knew and recreate it.
-            self._durable_dirs.clear()
-            self._ensure_dir(directory)
+            self._recreate_dir(directory)
+
+    def _recreate_dir(self, directory: Path) -> None:
+        """A directory we knew was removed behind our back (an operator's cleanup, a
+        restored backup), found before or while writing: forget what we knew about
+        every directory and make this one (and its parents) again."""
+        self._durable_dirs.clear()
+        self._ensure_dir(directory)
 
     @staticmethod
     def _file_item(path: Path, view: memoryview) -> durable.FileItem:
