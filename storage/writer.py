@@ -155,15 +155,20 @@ class GroupCommitWriter:
         for barrier in barriers:
             barrier()
 
-    @classmethod
-    def _finish(cls, trans: RootTransaction, barriers: list[Barrier]) -> None:
-        """The barriers, then COMMIT, in one thread hand-off."""
+    def _finish(self, trans: RootTransaction, barriers: list[Barrier]) -> None:
+        """The barriers (unless already run), then COMMIT, then the next writer's turn
+        (``[server] workers``), in one thread hand-off: giving the turn back after a trip
+        through the busy event loop kept the other workers waiting for it."""
         try:
-            cls._run_barriers(barriers)
-        except BaseException:
-            trans.rollback()
-            raise
-        trans.commit()
+            try:
+                self._run_barriers(barriers)
+            except BaseException:
+                trans.rollback()
+                raise
+            trans.commit()
+        finally:
+            if self._turn_fd is not None:
+                fcntl.flock(self._turn_fd, fcntl.LOCK_UN)
 
     async def _execute(self, units: list[Unit], barriers: list[Barrier]) -> list[Any]:
         if self._thread is not None:
@@ -191,7 +196,8 @@ class GroupCommitWriter:
         assert self._sync_engine is not None and self._thread is not None
         loop = asyncio.get_running_loop()
         with contextlib.ExitStack() as stack:
-            await self._take_turn(stack)
+            if await self._take_turn(stack, barriers):
+                barriers = []  # they ran while this writer waited for its turn
             conn = stack.enter_context(self._sync_engine.connect())
             conn.execution_options(**{WRITE_OPTION: True, LOCK_WAIT_OPTION: False})
             trans = self._begin_now(conn)
@@ -207,7 +213,7 @@ class GroupCommitWriter:
             await loop.run_in_executor(self._thread, self._finish, trans, barriers)
             return results
 
-    async def _take_turn(self, stack: contextlib.ExitStack) -> None:
+    async def _take_turn(self, stack: contextlib.ExitStack, barriers: list[Barrier]) -> bool:
         """Queue with the other writers on this database file (``[server] workers``) for
         the right to write, released when ``stack`` closes.
 
@@ -216,18 +222,27 @@ class GroupCommitWriter:
         with two workers). An exclusive flock on ``<database>.writer-turn`` puts the
         waiter to sleep in the kernel, which hands it the lock when the holder lets go.
         Uncontended it costs one system call, made here without waiting; only a writer
-        that has to wait does so in its thread."""
+        that has to wait does so in its thread, and runs the batch's ``barriers`` (the
+        payloads' flush, which needs no database lock) first, so the turn is held for
+        less: True when it did. The turn is given back by ``_finish`` (on errors, when
+        ``stack`` closes)."""
         fd = self._turn_fd
         if fd is None:
-            return
+            return False
+        stack.callback(fcntl.flock, fd, fcntl.LOCK_UN)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return False
         except BlockingIOError:
             assert self._thread is not None
             await asyncio.get_running_loop().run_in_executor(
-                self._thread, fcntl.flock, fd, fcntl.LOCK_EX
+                self._thread, self._barriers_then_turn, fd, barriers
             )
-        stack.callback(fcntl.flock, fd, fcntl.LOCK_UN)
+            return True
+
+    def _barriers_then_turn(self, fd: int, barriers: list[Barrier]) -> None:
+        self._run_barriers(barriers)  # raises before the turn is taken
+        fcntl.flock(fd, fcntl.LOCK_EX)
 
     @staticmethod
     def _begin_now(conn: Connection) -> RootTransaction | None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
@@ -1462,3 +1463,53 @@ def test_recording_a_batch_of_outcomes_keeps_other_nodes_and_states_intact(db_ur
             assert [states[i] for i in ids] == [repo.NOTIFIED, repo.RETRIEVED, repo.NOTIFIED]
 
     run(body)
+
+
+def test_a_writer_waiting_for_its_turn_flushes_its_payloads_first(tmp_path: Path) -> None:
+    """Several workers on one SQLite file take turns to write. A writer that has to wait
+    runs its batch's barriers (the payloads' flush) meanwhile, not while holding the
+    turn; a failing barrier fails its unit without taking the turn at all."""
+    import fcntl
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'mmsc.db'}"
+    order: list[str] = []
+
+    async def body() -> None:
+        async with open_db(url) as engine:
+            writer = GroupCommitWriter(engine)
+            await writer.start()
+            turn = os.open(f"{tmp_path / 'mmsc.db'}.writer-turn", os.O_RDWR)
+            try:
+                fcntl.flock(turn, fcntl.LOCK_EX)  # another worker is writing
+                flushed = asyncio.Event()
+                loop = asyncio.get_running_loop()
+
+                def barrier() -> None:
+                    order.append("flushed while waiting")
+                    loop.call_soon_threadsafe(flushed.set)
+
+                unit = asyncio.ensure_future(writer.submit(_subscriber_unit(B, "b"), barrier))
+                await asyncio.wait_for(flushed.wait(), 10)
+                assert not unit.done()  # it still waits for the turn
+                order.append("turn given")
+                fcntl.flock(turn, fcntl.LOCK_UN)
+                assert await asyncio.wait_for(unit, 10) == "b"
+
+                fcntl.flock(turn, fcntl.LOCK_EX)
+
+                def broken() -> None:
+                    raise OSError(5, "Input/output error")
+
+                failing = writer.submit(_subscriber_unit(C, "c"), broken)
+                with pytest.raises(OSError, match="Input/output"):
+                    await asyncio.wait_for(failing, 10)
+                fcntl.flock(turn, fcntl.LOCK_UN)
+                assert await asyncio.wait_for(writer.submit(_subscriber_unit(D, "d")), 10) == "d"
+            finally:
+                os.close(turn)
+                await writer.close()
+            rows = await fetch(engine, select(subscribers.c.address))
+            assert sorted(r.address for r in rows) == sorted([B, D])
+
+    run(body)
+    assert order == ["flushed while waiting", "turn given"]
