@@ -64,7 +64,8 @@ class OutboxLoop:
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._in_flight: set[asyncio.Task[None]] = set()
+        self._in_flight: dict[asyncio.Task[None], int] = {}  # task -> outbox row id
+        self._sending_ids: set[int] = set()
 
     def wake(self) -> None:
         """Rows may have been queued: look now rather than at the next poll."""
@@ -119,13 +120,18 @@ class OutboxLoop:
     async def _claim_and_start(self, now: float, limit: int) -> int:
         rows = await self.claim(now, limit)
         for row in rows:
+            if row.id in self._sending_ids:
+                # Its lease ran out while it waited here (a slow or rate-limited peer):
+                # the task that has it sends it, not a second one.
+                continue
             task = asyncio.create_task(self.send(row))
-            self._in_flight.add(task)
+            self._in_flight[task] = row.id
+            self._sending_ids.add(row.id)
             task.add_done_callback(self._done)
         return len(rows)
 
     def _done(self, task: asyncio.Task[None]) -> None:
-        self._in_flight.discard(task)
+        self._sending_ids.discard(self._in_flight.pop(task))
         if not task.cancelled() and task.exception() is not None:
             log.error("sending a %s row failed", self.name, exc_info=task.exception())
         self._wake.set()  # room for more

@@ -697,6 +697,24 @@ def mark_notified(conn: Connection, recipient_ids: Sequence[int], now: float) ->
     return moved
 
 
+def renew_claim(
+    conn: Connection, push_id: int, owner: str, claimed_until: float, until: float
+) -> bool:
+    """Extend ``owner``'s lease on a claimed row to ``until``, if the row is still in the
+    claim that ended at ``claimed_until`` (not taken over, not claimed again since)."""
+    stmt = (
+        update(outbox)
+        .where(
+            outbox.c.id == push_id,
+            outbox.c.claimed_by == owner,
+            outbox.c.state == SENDING,
+            outbox.c.claimed_until == claimed_until,  # read back exactly as stored
+        )
+        .values(claimed_until=until)
+    )
+    return bool(conn.execute(stmt).rowcount)
+
+
 def finish_push(
     conn: Connection,
     push_id: int,

@@ -1513,3 +1513,65 @@ def test_a_writer_waiting_for_its_turn_flushes_its_payloads_first(tmp_path: Path
 
     run(body)
     assert order == ["flushed while waiting", "turn given"]
+
+
+def test_a_lease_is_renewed_only_within_the_claim_it_belongs_to(db_url: str) -> None:
+    """A sender that waited long for a slow peer renews its lease before sending; once the
+    row was claimed again (by another node, or this one after the lease ran out), the old
+    claim cannot renew it, so the row is not sent twice."""
+
+    async def body() -> None:
+        async with open_db(db_url) as engine, running_core(engine) as core:
+            await accept(core, [B])
+            t0 = time.time() + 1
+            assert await core.notify_due(t0) == 1
+
+            def claim(owner: str, at: float) -> Any:
+                def unit(conn: Connection) -> tuple[list[Any], list[repo.Event]]:
+                    return repo.claim_outbox(conn, at, 10, owner, 60.0), []
+
+                return core.write(unit)
+
+            def renew(owner: str, row: Any, until: float) -> Any:
+                def unit(conn: Connection) -> tuple[bool, list[repo.Event]]:
+                    renewed = repo.renew_claim(conn, row.id, owner, row.claimed_until, until)
+                    return renewed, []
+
+                return core.write(unit)
+
+            (first,) = await claim("node-a", t0)
+            assert await renew("node-a", first, t0 + 90) is True
+            assert await renew("node-a", first, t0 + 95) is False  # that claim ended at +90
+            (renewed,) = await fetch(engine, select(outbox))
+            assert renewed.claimed_until == t0 + 90
+            (again,) = await claim("node-b", t0 + 91)  # the renewed lease ran out: node-b
+            assert await renew("node-a", renewed, t0 + 200) is False
+            assert await renew("node-b", again, t0 + 200) is True
+
+    run(body)
+
+
+def test_mm7_sender_renews_a_lease_half_used_by_waiting(db_url: str) -> None:
+    """An MM7 request that waited for its VASP's turn renews its lease before the request
+    (so it cannot run out in flight); a sender holding a stale claim leaves the row."""
+    from mmsc.mm7_outbound import LEASE_SECONDS, Mm7Outbound
+
+    async def body() -> None:
+        async with open_db(db_url) as engine, running_core(engine) as core:
+            await accept(core, [B])
+            now = time.time()
+            assert await core.notify_due(now) == 1
+
+            def claim(conn: Connection) -> tuple[list[Any], list[repo.Event]]:
+                # more than half of the MM7 lease is already gone
+                lease = LEASE_SECONDS / 2 - 1
+                return repo.claim_outbox(conn, now, 10, core.node_id, lease), []
+
+            (row,) = await core.write(claim)
+            sender = Mm7Outbound(core, {})
+            assert await sender._keep_claim(row) is True
+            (stored,) = await fetch(engine, select(outbox))
+            assert stored.claimed_until > row.claimed_until + LEASE_SECONDS / 4  # renewed
+            assert await sender._keep_claim(row) is False  # that claim is not current
+
+    run(body)
