@@ -1,9 +1,9 @@
 """The codec runs the same as plain Python, as it does where mypyc cannot compile it.
 
-setup.py compiles protocol/wsp.py, protocol/mms.py and protocol/mm7_mime.py with
-mypyc; the suite otherwise only sees the compiled modules. This runs the codec tests again
-against a copy of the plain sources, in a child pytest whose import path puts
-that copy first.
+setup.py compiles protocol/wsp.py, protocol/mms.py, protocol/mm7_mime.py and
+protocol/mm7_xml.py with mypyc; the suite otherwise only sees the compiled
+modules. This runs the codec tests again against a copy of the plain sources,
+in a child pytest whose import path puts that copy first.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ CODEC_TESTS = [
     "tests/test_corpus.py",
     "tests/test_properties.py",
     "tests/test_mm7_content.py",
+    "tests/test_mm7_hardening.py",
 ]
 
 
