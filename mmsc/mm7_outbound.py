@@ -167,23 +167,20 @@ class Mm7Outbound:
     async def _keep_claim(self, row: Any) -> bool:
         """Renew the row's lease when waiting for the VASP's turn (its concurrency and
         rate limits) used up half of it, so that it cannot run out during the request
-        and the row be claimed and sent again meanwhile; False if that already happened
-        (the new claim sends it)."""
+        and another node send the row too; False if another node has taken it over
+        already (that node sends it)."""
         now = time.time()
         if now < row.claimed_until - LEASE_SECONDS / 2:
             return True
         owner, until = self.core.node_id, now + LEASE_SECONDS
 
         def renew(conn: Connection) -> tuple[bool, list[repo.Event]]:
-            return repo.renew_claim(conn, row.id, owner, row.claimed_until, until), []
+            return repo.renew_claim(conn, row.id, owner, until), []
 
         if await self.core.write(renew):
             return True
         log.info(
-            "%s %d to %s: claimed again meanwhile, left to that claim",
-            row.kind,
-            row.id,
-            row.destination,
+            "%s %d to %s: taken over by another node meanwhile", row.kind, row.id, row.destination
         )
         return False
 

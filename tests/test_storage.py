@@ -1515,10 +1515,10 @@ def test_a_writer_waiting_for_its_turn_flushes_its_payloads_first(tmp_path: Path
     assert order == ["flushed while waiting", "turn given"]
 
 
-def test_a_lease_is_renewed_only_within_the_claim_it_belongs_to(db_url: str) -> None:
-    """A sender that waited long for a slow peer renews its lease before sending; once the
-    row was claimed again (by another node, or this one after the lease ran out), the old
-    claim cannot renew it, so the row is not sent twice."""
+def test_a_lease_is_renewed_only_while_no_other_node_took_the_row(db_url: str) -> None:
+    """A sender that waited long for a slow peer renews its lease before sending; once
+    another node claimed the row (its lease had run out), the first cannot renew it, so
+    the row is not sent by both."""
 
     async def body() -> None:
         async with open_db(db_url) as engine, running_core(engine) as core:
@@ -1534,18 +1534,17 @@ def test_a_lease_is_renewed_only_within_the_claim_it_belongs_to(db_url: str) -> 
 
             def renew(owner: str, row: Any, until: float) -> Any:
                 def unit(conn: Connection) -> tuple[bool, list[repo.Event]]:
-                    renewed = repo.renew_claim(conn, row.id, owner, row.claimed_until, until)
-                    return renewed, []
+                    return repo.renew_claim(conn, row.id, owner, until), []
 
                 return core.write(unit)
 
             (first,) = await claim("node-a", t0)
             assert await renew("node-a", first, t0 + 90) is True
-            assert await renew("node-a", first, t0 + 95) is False  # that claim ended at +90
             (renewed,) = await fetch(engine, select(outbox))
             assert renewed.claimed_until == t0 + 90
-            (again,) = await claim("node-b", t0 + 91)  # the renewed lease ran out: node-b
-            assert await renew("node-a", renewed, t0 + 200) is False
+            assert await claim("node-b", t0 + 80) == []  # the renewed lease holds
+            (again,) = await claim("node-b", t0 + 91)  # it ran out: node-b takes the row
+            assert await renew("node-a", first, t0 + 200) is False
             assert await renew("node-b", again, t0 + 200) is True
 
     run(body)
@@ -1553,7 +1552,7 @@ def test_a_lease_is_renewed_only_within_the_claim_it_belongs_to(db_url: str) -> 
 
 def test_mm7_sender_renews_a_lease_half_used_by_waiting(db_url: str) -> None:
     """An MM7 request that waited for its VASP's turn renews its lease before the request
-    (so it cannot run out in flight); a sender holding a stale claim leaves the row."""
+    (so it cannot run out in flight); a row another node has taken over is left to it."""
     from mmsc.mm7_outbound import LEASE_SECONDS, Mm7Outbound
 
     async def body() -> None:
@@ -1572,6 +1571,12 @@ def test_mm7_sender_renews_a_lease_half_used_by_waiting(db_url: str) -> None:
             assert await sender._keep_claim(row) is True
             (stored,) = await fetch(engine, select(outbox))
             assert stored.claimed_until > row.claimed_until + LEASE_SECONDS / 4  # renewed
-            assert await sender._keep_claim(row) is False  # that claim is not current
+
+            def take_over(conn: Connection) -> tuple[None, list[repo.Event]]:
+                conn.execute(update(outbox).values(claimed_by="another-node"))
+                return None, []
+
+            await core.write(take_over)
+            assert await sender._keep_claim(row) is False  # the other node sends it
 
     run(body)
