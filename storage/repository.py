@@ -410,7 +410,20 @@ def enqueue_push(
     message_id: str | None,
     recipient_id: int | None,
 ) -> int:
-    row = {
+    row = _push_row(kind, destination, pdu, now, message_id, recipient_id)
+    return int(_INSERT_PUSH.scalar(conn, row))
+
+
+def _push_row(
+    kind: str,
+    destination: str,
+    pdu: bytes,
+    now: float,
+    message_id: str | None,
+    recipient_id: int | None,
+) -> dict[str, Any]:
+    """A new outbox row, due now (the columns of _PUSH_COLUMNS)."""
+    return {
         "kind": kind,
         "destination": destination,
         "pdu": pdu,
@@ -425,7 +438,6 @@ def enqueue_push(
         "last_error": None,
         "sent_at": None,
     }
-    return int(_INSERT_PUSH.scalar(conn, row))
 
 
 _INSERT_PUSHES = FastStatement(insert(outbox), _PUSH_COLUMNS)
@@ -461,21 +473,7 @@ def queue_notifications(
     _INSERT_PUSHES.executemany(
         conn,
         [
-            {
-                "kind": kind,
-                "destination": row.address,
-                "pdu": pdu,
-                "state": QUEUED,
-                "attempts": 0,
-                "due_at": now,
-                "created_at": now,
-                "message_id": row.message_id,
-                "recipient_id": row.id,
-                "claimed_by": None,
-                "claimed_until": None,
-                "last_error": None,
-                "sent_at": None,
-            }
+            _push_row(kind, row.address, pdu, now, row.message_id, row.id)
             for row, _attempts, _nxt, pdu in items
         ],
     )
