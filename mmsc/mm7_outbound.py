@@ -132,7 +132,7 @@ class Mm7Outbound:
         assert self._session is not None
         async with self._limits[account.name]:
             await self._pace(account)
-            if not await self._keep_claim(row):
+            if not await self.requests.keep_claim(row):
                 return
             try:
                 answer = await exchange(
@@ -163,26 +163,6 @@ class Mm7Outbound:
             text = f"{code} {getattr(answer, 'status_text', '')}".strip()
         ok = 1000 <= code < 2000
         await self._finish(row, ok=ok, permanent=2000 <= code < 3000, detail=text)
-
-    async def _keep_claim(self, row: Any) -> bool:
-        """Renew the row's lease when waiting for the VASP's turn (its concurrency and
-        rate limits) used up half of it, so that it cannot run out during the request
-        and another node send the row too; False if another node has taken it over
-        already (that node sends it)."""
-        now = time.time()
-        if now < row.claimed_until - LEASE_SECONDS / 2:
-            return True
-        owner, until = self.core.node_id, now + LEASE_SECONDS
-
-        def renew(conn: Connection) -> tuple[bool, list[repo.Event]]:
-            return repo.renew_claim(conn, row.id, owner, until), []
-
-        if await self.core.write(renew):
-            return True
-        log.info(
-            "%s %d to %s: taken over by another node meanwhile", row.kind, row.id, row.destination
-        )
-        return False
 
     async def _build(self, row: Any, account: VaspAccount) -> Any:
         namespace = account.namespace

@@ -94,6 +94,24 @@ class OutboxLoop:
         rows: list[Any] = await self.core.write(unit)
         return rows
 
+    async def keep_claim(self, row: Any) -> bool:
+        """Called by a sender right before it sends ``row``: renew the lease when waiting
+        for its turn (the peer's concurrency or rate limits) used up half of it, so that
+        it cannot run out during the send and another node send the row too; False if
+        another node has taken the row over already (that node sends it)."""
+        now = time.time()
+        if now < row.claimed_until - self.lease / 2:
+            return True
+        owner, until = self.core.node_id, now + self.lease
+
+        def renew(conn: Connection) -> tuple[bool, list[repo.Event]]:
+            return repo.renew_claim(conn, row.id, owner, until), []
+
+        if await self.core.write(renew):
+            return True
+        log.info("%s %d: taken over by another node meanwhile", row.kind, row.id)
+        return False
+
     async def run_batch(self, now: float) -> int:
         """Claim one batch, send it and record the outcomes; the number claimed (a test's
         step: the running loop does the same without waiting in between)."""

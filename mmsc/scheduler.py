@@ -185,6 +185,8 @@ class Scheduler:
             source=None,
         )
         async with self._sem:
+            if not await self.pushes.keep_claim(row):
+                return
             try:
                 result = await self.backend.send(request)
             except Exception as exc:

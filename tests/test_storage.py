@@ -1568,7 +1568,7 @@ def test_mm7_sender_renews_a_lease_half_used_by_waiting(db_url: str) -> None:
 
             (row,) = await core.write(claim)
             sender = Mm7Outbound(core, {})
-            assert await sender._keep_claim(row) is True
+            assert await sender.requests.keep_claim(row) is True
             (stored,) = await fetch(engine, select(outbox))
             assert stored.claimed_until > row.claimed_until + LEASE_SECONDS / 4  # renewed
 
@@ -1577,6 +1577,44 @@ def test_mm7_sender_renews_a_lease_half_used_by_waiting(db_url: str) -> None:
                 return None, []
 
             await core.write(take_over)
-            assert await sender._keep_claim(row) is False  # the other node sends it
+            assert await sender.requests.keep_claim(row) is False  # the other node sends it
+
+    run(body)
+
+
+def test_a_push_taken_over_while_it_waited_for_its_turn_is_not_sent(db_url: str) -> None:
+    """A push that waited so long for a busy gateway that another node claimed it (its
+    lease ran out) is left to that node, not sent by both; one that still holds its
+    claim renews the lease and goes out."""
+    from mmsc.scheduler import LEASE_SECONDS
+
+    async def body() -> None:
+        async with open_db(db_url) as engine, running_core(engine) as core:
+            await accept(core, [B])
+            await accept(core, [C])
+            now = time.time()
+            assert await core.notify_due(now) == 2
+            backend = RecordingBackend()
+            sched = Scheduler(core, backend)
+
+            def claim(conn: Connection) -> tuple[list[Any], list[repo.Event]]:
+                lease = LEASE_SECONDS / 2 - 1  # more than half of it spent waiting
+                return repo.claim_outbox(conn, now, 10, core.node_id, lease), []
+
+            kept, lost = await core.write(claim)
+
+            def take_over(conn: Connection) -> tuple[None, list[repo.Event]]:
+                conn.execute(
+                    update(outbox).where(outbox.c.id == lost.id).values(claimed_by="node-z")
+                )
+                return None, []
+
+            await core.write(take_over)
+            await sched._send_one(kept)
+            await sched._send_one(lost)
+            assert [p.destination for p in backend.sent] == [kept.destination]
+            rows = {r.id: r for r in await fetch(engine, select(outbox))}
+            assert rows[kept.id].state == repo.SENT
+            assert (rows[lost.id].state, rows[lost.id].claimed_by) == (repo.SENDING, "node-z")
 
     run(body)
