@@ -524,7 +524,7 @@ def claim_outbox(
         cursor.close()
         claimed = [_ClaimedPush._make(r) for r in rows]
         claimed.sort(key=_push_id)
-        return claimed  # type: ignore[return-value]
+        return claimed
     due = or_(
         and_(outbox.c.state == QUEUED, outbox.c.due_at <= now),
         and_(outbox.c.state == SENDING, outbox.c.claimed_until < now),
@@ -558,9 +558,7 @@ def claim_outbox(
 
 # A claimed outbox row (every column, then the message's acceptance time) with the
 # attribute access of a Row.
-_ClaimedPush = collections.namedtuple(  # type: ignore[misc]
-    "_ClaimedPush", [*(c.name for c in outbox.columns), "m_created_at"]
-)
+_ClaimedPush = _row_type((*(c.name for c in outbox.columns), "m_created_at"))
 
 
 def _push_id(row: Any) -> int:
@@ -853,21 +851,6 @@ def prune_pushes(conn: Connection, before: float) -> int:
     )
     conn.execute(delete(smsc_messages).where(smsc_messages.c.created_at < before))
     return int(result.rowcount or 0)
-
-
-def remember_smsc_ids(
-    conn: Connection,
-    smsc_ids: Sequence[str],
-    *,
-    outbox_id: int,
-    message_id: str | None,
-    recipient_id: int | None,
-    now: float,
-) -> None:
-    """Keep the SMSC's id of every submit_sm of a push, for its delivery receipts."""
-    remember_smsc_id_rows(
-        conn, [(smsc_id, outbox_id, message_id, recipient_id, now) for smsc_id in smsc_ids]
-    )
 
 
 def remember_smsc_id_rows(
