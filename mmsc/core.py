@@ -432,6 +432,8 @@ class Mmsc:
         try:
             ids = await self.write(unit, staged.make_durable if staged is not None else None)
         except Exception:
+            if staged is not None:
+                staged.discard()  # not written by a later flush
             await self.payloads.delete(payload_key)  # no row names it: nothing half-stored
             raise
         metrics.messages_received.labels(interface).inc()

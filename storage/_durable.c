@@ -6,9 +6,11 @@
  * which under load made a batch of twenty puts take 20-25 ms for 2-5 ms of
  * I/O (bench/README.md). Here a whole batch runs without the GIL.
  *
- * write_files(items, fsync) -> list[int]
+ * write_files(items, fsync, make_dirs=False) -> list[int]
  *   items: sequence of (directory: bytes, temp_name: bytes, final_name: bytes,
  *          data: bytes-like); names are single path components in directory.
+ *   With make_dirs, a missing directory and its missing parent are created
+ *   (mode 0700; the staged-payload path, whose syncfs makes them durable).
  *   For each item: create temp_name exclusively (mode 0600), write all of data,
  *   fsync it (if fsync), rename it onto final_name, fsync the directory (if
  *   fsync). The result holds 0 or the errno of the step that failed, per item;
@@ -21,6 +23,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 typedef struct {
@@ -31,9 +36,41 @@ typedef struct {
     int error;
 } item_t;
 
-static int write_one(item_t *it, int do_fsync)
+/* mkdir that counts an existing directory as success; 0 or errno. */
+static int make_one(const char *path)
+{
+    if (mkdir(path, 0700) == 0 || errno == EEXIST)
+        return 0;
+    return errno;
+}
+
+/* The directory's parent, then the directory (the store's two shard levels). */
+static int make_dir_and_parent(const char *dir)
+{
+    size_t len = strlen(dir);
+    char *copy = malloc(len + 1);
+    if (copy == NULL)
+        return ENOMEM;
+    memcpy(copy, dir, len + 1);
+    char *slash = strrchr(copy, '/');
+    int e = 0;
+    if (slash != NULL && slash != copy) {
+        *slash = '\0';
+        e = make_one(copy);
+    }
+    free(copy);
+    return e ? e : make_one(dir);
+}
+
+static int write_one(item_t *it, int do_fsync, int make_dirs)
 {
     int dirfd = open(it->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dirfd < 0 && errno == ENOENT && make_dirs) {
+        int e = make_dir_and_parent(it->dir);
+        if (e)
+            return e;
+        dirfd = open(it->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    }
     if (dirfd < 0)
         return errno;
     int fd = openat(dirfd, it->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
@@ -77,7 +114,8 @@ static PyObject *write_files(PyObject *self, PyObject *args)
 {
     PyObject *seq_arg;
     int do_fsync;
-    if (!PyArg_ParseTuple(args, "Op:write_files", &seq_arg, &do_fsync))
+    int make_dirs = 0;
+    if (!PyArg_ParseTuple(args, "Op|p:write_files", &seq_arg, &do_fsync, &make_dirs))
         return NULL;
     PyObject *seq = PySequence_Fast(seq_arg, "items must be a sequence");
     if (seq == NULL)
@@ -101,7 +139,7 @@ static PyObject *write_files(PyObject *self, PyObject *args)
     }
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t i = 0; i < n; i++)
-        items[i].error = write_one(&items[i], do_fsync);
+        items[i].error = write_one(&items[i], do_fsync, make_dirs);
     Py_END_ALLOW_THREADS
     result = PyList_New(n);
     if (result == NULL)

@@ -18,11 +18,17 @@ from collections.abc import Callable, Sequence
 FileItem = tuple[bytes, bytes, bytes, bytes | memoryview]
 
 
-def _write_files_py(items: Sequence[FileItem], fsync: bool) -> list[int]:
+def _write_files_py(items: Sequence[FileItem], fsync: bool, make_dirs: bool = False) -> list[int]:
     errors: list[int] = []
     for directory, temp, final, data in items:
         try:
-            dirfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                dirfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                if not make_dirs:
+                    raise
+                os.makedirs(directory, mode=0o700, exist_ok=True)
+                dirfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError as exc:
             errors.append(exc.errno or 1)
             continue
@@ -61,7 +67,7 @@ def write_one(dirfd: int, temp: bytes, final: bytes, view: memoryview, fsync: bo
     return 0
 
 
-_WriteFiles = Callable[[Sequence[FileItem], bool], list[int]]
+_WriteFiles = Callable[[Sequence[FileItem], bool, bool], list[int]]
 _write_files_c: _WriteFiles | None
 try:
     from storage._durable import write_files as _write_files_c
@@ -71,13 +77,17 @@ except ImportError:  # not compiled: the Python recipe above
 COMPILED = _write_files_c is not None
 
 
-def write_files(items: Sequence[FileItem], fsync: bool = True) -> list[int]:
+def write_files(
+    items: Sequence[FileItem], fsync: bool = True, make_dirs: bool = False
+) -> list[int]:
     """Write each item; per item 0 or the errno of the step that failed (its temp file
-    removed). ``fsync=False`` only for tests and throwaway labs (not power-loss safe)."""
+    removed). ``fsync=False`` is for callers that make the batch durable otherwise (one
+    syncfs, ``sync_filesystem``) and for throwaway labs. ``make_dirs`` creates a
+    missing directory and parent (not fsynced: for the syncfs callers)."""
     if _write_files_c is not None:
-        result: list[int] = _write_files_c(items, fsync)
+        result: list[int] = _write_files_c(items, fsync, make_dirs)
         return result
-    return _write_files_py(items, fsync)
+    return _write_files_py(items, fsync, make_dirs)
 
 
 def _load_syncfs() -> Callable[[int], int] | None:

@@ -104,12 +104,14 @@ class PayloadStore(Protocol):
         ...
 
     def stage(self, key: str, data: bytes | memoryview) -> StagedPayload | None:
-        """Write ``data`` under a new ``key`` now, durable only once the returned
+        """Take ``data`` for a new ``key``, stored and durable only once the returned
         barrier's ``make_durable`` has run; None if this store cannot stage (use put).
 
         For a caller that commits a database row naming the payload right away:
         the group-commit writer runs the barriers of a batch just before its COMMIT
-        (storage/writer.py), so one flush makes a whole batch of payloads durable.
+        (storage/writer.py), so one flush writes a whole batch of payloads and makes
+        them durable. A caller whose commit fails calls ``discard`` on the barrier,
+        then deletes the key.
         """
         ...
 
@@ -140,19 +142,30 @@ def _fsync_dir(path: Path) -> None:
 
 
 class StagedPayload:
-    """A payload written by :meth:`FilesystemPayloadStore.stage`, not yet durable."""
+    """A payload handed to :meth:`FilesystemPayloadStore.stage`: written and made durable
+    by the first ``make_durable`` that runs after it (the writer's, before COMMIT)."""
 
-    __slots__ = ("_seq", "_store")
+    __slots__ = ("_error", "_item", "_seq", "_store", "discarded")
 
-    def __init__(self, store: FilesystemPayloadStore, seq: int) -> None:
+    def __init__(self, store: FilesystemPayloadStore, seq: int, item: durable.FileItem) -> None:
         self._store = store
         self._seq = seq
+        self._item: durable.FileItem | None = item  # dropped once written: frees the body
+        self._error = 0
+        self.discarded = False
 
     def make_durable(self) -> None:
         """Block until the payload is on stable storage; raise OSError if it may not be.
 
         Runs in a worker thread (the writer's, before COMMIT)."""
         self._store._sync_through(self._seq)
+        if self._error:
+            raise OSError(self._error, os.strerror(self._error), self._store.root_str)
+
+    def discard(self) -> None:
+        """No row will name this payload (its commit failed): do not write it. The
+        caller still deletes the key, in case a flush wrote it already."""
+        self.discarded = True
 
 
 class FilesystemPayloadStore:
@@ -199,7 +212,9 @@ class FilesystemPayloadStore:
         self._staged = 0  # sequence number of the last staged payload
         self._synced = 0  # every staged payload up to this one is durable
         self._failed = 0  # ... except those up to this one: a flush failed after them
-        self._sync_lock = threading.Lock()
+        self._unwritten: list[StagedPayload] = []  # staged, not written yet, in order
+        self._stage_lock = threading.Lock()  # held for a list swap, never for I/O
+        self._sync_lock = threading.Lock()  # held for a whole flush
         self._root_fd: int | None = None
         self._max_flushers = max_flushers
         self._pending: list[tuple[Path, memoryview, asyncio.Future[int]]] = []
@@ -217,6 +232,10 @@ class FilesystemPayloadStore:
     def root(self) -> Path:
         return self._root
 
+    @property
+    def root_str(self) -> str:
+        return self._root_str
+
     def path_for(self, key: str) -> Path:
         """The file that holds ``key`` (which need not exist)."""
         validate_key(key)
@@ -226,66 +245,82 @@ class FilesystemPayloadStore:
     # -- the PayloadStore protocol -------------------------------------------------
 
     def stage(self, key: str, data: bytes | memoryview) -> StagedPayload | None:
-        """Write ``data`` under ``key`` on the calling thread, to be made durable by the
+        """Take ``data`` for ``key``, to be written and made durable by the returned
         barrier's ``make_durable``; None with ``sync = "file"`` or without syncfs(2).
         Meant for new keys: a value it replaces may come back after a power loss
-        until the barrier has run.
+        until the barrier has run. The caller must not mutate ``data`` until then.
 
         Why: the accept path used to wait for :meth:`put` (a thread hand-off, two
         fsyncs per file) and then for the database writer (another hand-off, the WAL
-        fsync), two serial stages per message. Staged, the file is written here
-        (page cache, tens of µs for an MMS) and a single syncfs(2) in the writer's
-        thread, right before COMMIT, makes the data, inodes and directory entries of
-        the whole batch durable: the payload and its rows reach stable storage in
-        one step, and the row is committed only after its file (bench/README.md,
-        session 4). The temp-then-rename recipe is kept, so a crash mid-write leaves
+        fsync), two serial stages per message. Staged, nothing happens on the calling
+        thread (the event loop) but a hash: the first barrier of a commit batch writes
+        every file staged so far in one call that releases the GIL once
+        (storage/_durable.c: creating, writing and renaming a 31 KB file costs
+        160-700 µs of kernel time here, which on the loop was a third of its work per
+        message, bench/README.md session 5), then one syncfs(2) makes their data,
+        inodes and directory entries durable, right before the COMMIT of the rows that
+        name them. The temp-then-rename recipe is kept, so a crash mid-write leaves
         only a ``.tmp`` file for :meth:`sweep_temp`.
         """
         if not self._staging:
             return None
         validate_key(key)
-        # Plain strings: building the Path of path_for costs more than the write here.
+        # Plain strings: building the Path of path_for costs more than the rest here.
         digest = hashlib.sha1(key.encode("ascii"), usedforsecurity=False).hexdigest()
-        directory = f"{self._root_str}/{digest[:2]}/{digest[2:4]}"
-        view = _as_bytes_view(data)
+        directory = os.fsencode(f"{self._root_str}/{digest[:2]}/{digest[2:4]}")
         temp = f".{key}.{os.getpid()}.{next(_TEMP_COUNTER)}{_TEMP_SUFFIX}".encode()
-        final = key.encode()
-        if self._root_fd is None:
-            self._root.mkdir(parents=True, exist_ok=True)
-            self._root_fd = os.open(self._root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            dirfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            os.makedirs(directory, exist_ok=True)  # made durable by the flush
-            dirfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            code = durable.write_one(dirfd, temp, final, view, fsync=False)
-        finally:
-            os.close(dirfd)
-        if code != 0:
-            raise OSError(code, os.strerror(code), f"{directory}/{key}")
-        self._staged += 1
-        return StagedPayload(self, self._staged)
+        item = (directory, temp, key.encode(), _as_bytes_view(data))
+        with self._stage_lock:
+            self._staged += 1
+            staged = StagedPayload(self, self._staged, item)
+            self._unwritten.append(staged)
+        return staged
 
     def _sync_through(self, seq: int) -> None:
-        """Make staged payloads up to ``seq`` durable with one syncfs(2) for all
-        staged so far; concurrent callers wait for one flush instead of each doing
-        their own."""
+        """Write every payload staged so far and make it durable with one syncfs(2);
+        concurrent callers wait for one flush instead of each doing their own."""
         with self._sync_lock:
             if seq <= self._failed:
                 raise OSError(errno.EIO, "an earlier flush of the payload store failed")
-            if seq <= self._synced or not self._fsync:
+            if seq <= self._synced:
                 return
-            target = self._staged  # everything written before the flush starts
-            assert self._root_fd is not None
-            try:
-                durable.sync_filesystem(self._root_fd)
-            except OSError:
-                # syncfs reports a writeback error once: what was staged before this
-                # call may be lost even if the next call succeeds.
-                self._failed = target
-                raise
+            with self._stage_lock:
+                taken, self._unwritten = self._unwritten, []
+            if not taken:  # pragma: no cover - seq was staged, so it is in a list
+                return
+            target = taken[-1]._seq
+            self._write_staged(taken)
+            if self._fsync:
+                try:
+                    durable.sync_filesystem(self._root_fd_now())
+                except OSError:
+                    # syncfs reports a writeback error once: what was staged before this
+                    # call may be lost even if the next call succeeds.
+                    self._failed = target
+                    raise
             self._synced = target
+
+    def _write_staged(self, taken: list[StagedPayload]) -> None:
+        """Write the files of ``taken`` (all but the discarded), recording each one's
+        errno on it; the shard directories they need are created on the way."""
+        todo = [(p, p._item) for p in taken if not p.discarded and p._item is not None]
+        try:
+            self._root_fd_now()
+        except OSError as exc:
+            for p, _item in todo:
+                p._error, p._item = exc.errno or errno.EIO, None
+            return
+        codes = durable.write_files([item for _p, item in todo], False, True)
+        for (p, _item), code in zip(todo, codes, strict=True):
+            p._error, p._item = code, None
+
+    def _root_fd_now(self) -> int:
+        """The root directory's descriptor (syncfs's handle on the filesystem), the root
+        created first if it does not exist yet."""
+        if self._root_fd is None:
+            self._root.mkdir(parents=True, exist_ok=True)
+            self._root_fd = os.open(self._root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        return self._root_fd
 
     async def put(self, key: str, data: bytes | memoryview) -> int:
         """Store ``data`` durably under ``key`` (atomic replace of any previous value).
@@ -463,6 +498,10 @@ class FilesystemPayloadStore:
             raise PayloadNotFound(key) from None
 
     def _delete_sync(self, path: Path) -> bool:
+        # A flush in progress may be writing a payload whose commit just failed (it was
+        # taken before its discard): let it finish, so the file cannot appear after this.
+        with self._sync_lock:
+            pass
         try:
             os.unlink(path)
         except (FileNotFoundError, NotADirectoryError):

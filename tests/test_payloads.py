@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import os
 import shutil
@@ -625,7 +626,11 @@ def test_stage_writes_the_file_and_one_flush_covers_a_batch(
     store = FilesystemPayloadStore(tmp_path / "payloads")
     staged = [store.stage(f"m{i}", blob(3000 + i, seed=i)) for i in range(5)]
     assert all(s is not None for s in staged)
-    for i in range(5):  # readable at once (the row naming it commits only after the flush)
+    # Nothing is written on the calling thread (the event loop): not even the root.
+    assert not store.root.exists()
+    assert staged[2] is not None
+    staged[2].make_durable()  # any barrier writes everything staged so far
+    for i in range(5):
         assert shard_path(store.root, f"m{i}").read_bytes() == blob(3000 + i, seed=i)
     assert temp_files(store.root) == []
     for s in staged:
@@ -637,6 +642,50 @@ def test_stage_writes_the_file_and_one_flush_covers_a_batch(
     later.make_durable()
     assert len(flushes) == 2
     run(store.close())
+
+
+def test_a_discarded_stage_is_never_written_and_the_others_are(tmp_path: Path) -> None:
+    store = FilesystemPayloadStore(tmp_path / "payloads")
+    kept, dropped = store.stage("kept", b"k" * 100), store.stage("dropped", b"d" * 100)
+    assert kept is not None and dropped is not None
+    dropped.discard()  # its commit failed before any flush took it
+    kept.make_durable()
+    assert shard_path(store.root, "kept").read_bytes() == b"k" * 100
+    assert not shard_path(store.root, "dropped").exists()
+    run(store.close())
+
+
+def test_a_staged_file_that_cannot_be_written_fails_only_its_own_barrier(
+    tmp_path: Path,
+) -> None:
+    store = FilesystemPayloadStore(tmp_path / "payloads")
+    good, bad = store.stage("good", b"g"), store.stage("bad", b"b")
+    assert good is not None and bad is not None
+    # The final name of "bad" is taken by a non-empty directory: its rename fails.
+    (shard_path(store.root, "bad") / "x").mkdir(parents=True)
+    with pytest.raises(OSError):
+        bad.make_durable()
+    good.make_durable()
+    assert shard_path(store.root, "good").read_bytes() == b"g"
+    assert temp_files(store.root) == []
+    run(store.close())
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_write_files_makes_missing_shard_directories_when_asked(
+    tmp_path: Path, compiled: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not compiled:
+        monkeypatch.setattr(durable, "_write_files_c", None)
+    elif not durable.COMPILED:
+        pytest.fail("the compiled helper is expected where the suite installs mmsc")
+    item = (os.fsencode(tmp_path / "ab" / "cd"), b".f.tmp", b"f", b"data")
+    assert durable.write_files([item], False) == [errno.ENOENT]  # not asked
+    assert durable.write_files([item], False, True) == [0]
+    assert (tmp_path / "ab" / "cd" / "f").read_bytes() == b"data"
+    second = (os.fsencode(tmp_path / "ab" / "ce"), b".g.tmp", b"g", b"more")
+    assert durable.write_files([second], False, True) == [0]  # parent already there
+    assert (tmp_path / "ab" / "ce" / "g").read_bytes() == b"more"
 
 
 def test_stage_is_declined_where_the_caller_must_put(tmp_path: Path) -> None:
