@@ -1013,6 +1013,13 @@ def main(argv: list[str] | None = None) -> int:
         help="mm1: handsets post m-send-req; mm7: a VASP posts SubmitReq (31 KB content)",
     )
     parser.add_argument(
+        "--inline-payload-max",
+        type=int,
+        default=0,
+        help="[storage] inline_payload_max: bodies up to this many bytes are kept in the"
+        " database, written with their message (0, the default: every body is a file)",
+    )
+    parser.add_argument(
         "--no-payload-fsync",
         action="store_true",
         help="do not fsync payload files (NOT durable; shows what the fsyncs cost)",
@@ -1043,6 +1050,7 @@ def main(argv: list[str] | None = None) -> int:
                     "payload_dir": str(workdir / "payloads"),
                     "sqlite_synchronous": args.sqlite_synchronous,
                     "payload_fsync": not args.no_payload_fsync,
+                    "inline_payload_max": args.inline_payload_max,
                 },
                 "server": {"workers": args.workers},
                 "mm1": {
@@ -1086,7 +1094,13 @@ def main(argv: list[str] | None = None) -> int:
                         f"MM1 accept benchmark: `mmsc serve` (pid {server.pid}) on loopback, "
                         f"{size:,}-byte three-part m-send-req to 1 recipient, sender in X-MSISDN"
                     )
-                print(f"  database: {db.description}; payload files fsynced")
+                bodies = (
+                    f"bodies up to {args.inline_payload_max:,} bytes in the database, others"
+                    if args.inline_payload_max
+                    else "bodies"
+                )
+                fsynced = "fsynced" if not args.no_payload_fsync else "NOT fsynced"
+                print(f"  database: {db.description}; {bodies} as files, {fsynced}")
                 print(f"  notifications: kannel backend -> sendsms sink (pid {sink.pid})")
                 print(
                     f"  {args.warmup:g} s warm-up + {args.duration:g} s measured per level; "

@@ -28,6 +28,7 @@ from protocol.mms import MmsPdu
 from protocol.mms_json import value_to_json
 from storage import repository as repo
 from storage.db import sync_twin
+from storage.inline import InlinePayloadStore
 from storage.models import messages, recipients
 from storage.payloads import PayloadStore
 from storage.writer import GroupCommitWriter
@@ -238,6 +239,8 @@ class Mmsc:
     ) -> None:
         self.engine = engine
         self.payloads = payloads
+        if isinstance(payloads, InlinePayloadStore):
+            payloads.bind(self.read, self.write)  # its bodies are rows, read and written here
         self.policy = policy
         self.node_id = node_id or new_id()[:12]
         self.writer = GroupCommitWriter(engine, concurrency=writer_concurrency)
@@ -337,11 +340,15 @@ class Mmsc:
             raise SendRefused("Error-permanent-message-format-corrupt", f"{field_name} too long")
         message_id = new_id()
         payload_key = message_id
-        # The body is durable before the row that names it commits: staged files are
-        # flushed by the writer right before its COMMIT, other stores put first.
-        staged = self.payloads.stage(payload_key, raw)
-        if staged is None:
-            await self.payloads.put(payload_key, raw)
+        # The body is durable before (or with) the row that names it: a small one is
+        # written by the unit itself (storage/inline.py), staged files are flushed by the
+        # writer right before its COMMIT, other stores put first.
+        store_inline = self.payloads.inline_unit(payload_key, raw)
+        staged = None
+        if store_inline is None:
+            staged = self.payloads.stage(payload_key, raw)
+            if staged is None:
+                await self.payloads.put(payload_key, raw)
         envelope = {k: v for k, v in pdu.headers.items() if k in ENVELOPE_FIELDS}
         earliest = pdu.headers.get("X-Mms-Delivery-Time")
         earliest_at: float | None = None
@@ -399,6 +406,8 @@ class Mmsc:
             )
 
         def unit(conn: Connection) -> tuple[list[int], list[repo.Event]]:
+            if store_inline is not None:
+                store_inline(conn)
             ids = repo.insert_message(conn, message, new_rcpts)
             rows = [repo.Event(message_id, "accepted", now, state="accepted", detail=interface)]
             rows += [
@@ -434,7 +443,8 @@ class Mmsc:
         except Exception:
             if staged is not None:
                 staged.discard()  # not written by a later flush
-            await self.payloads.delete(payload_key)  # no row names it: nothing half-stored
+            if store_inline is None:  # (an inline body was rolled back with its rows)
+                await self.payloads.delete(payload_key)  # no row names it: nothing half-stored
             raise
         metrics.messages_received.labels(interface).inc()
         self._wake()

@@ -31,7 +31,8 @@ from mmsc.notify.smpp import SmppBackend
 from mmsc.receipts import ReceiptRecorder
 from mmsc.scheduler import LEASE_SECONDS, Scheduler
 from storage import db
-from storage.payloads import FilesystemPayloadStore
+from storage.inline import INLINE_PAYLOAD_MAX, InlinePayloadStore
+from storage.payloads import FilesystemPayloadStore, PayloadStore
 
 log = logging.getLogger("mmsc.server")
 
@@ -107,9 +108,13 @@ async def run(
     except ValueError as exc:
         raise ConfigError(f"storage: {exc}") from None
     try:
+        store: PayloadStore = payloads
+        inline_max = int(storage_cfg.get("inline_payload_max", INLINE_PAYLOAD_MAX))
+        if inline_max > 0:
+            store = InlinePayloadStore(payloads, inline_max)
         core = Mmsc(
             engine,
-            payloads,
+            store,
             Policy.from_config(config),
             writer_concurrency=int(storage_cfg.get("writer_concurrency", 2)),
         )

@@ -171,3 +171,14 @@ uaprof_profiles = Table(
     Column("expires_at", Float, nullable=False),  # fetch again after this
     Column("capabilities", JSON),  # NULL: the URL was dead or not a profile (negative entry)
 )
+
+# Message bodies kept in the database itself ([storage] inline_payload_max): written in
+# the same transaction as the message row, so a small body costs one sequential write
+# to the WAL instead of a file's creation, rename and directory updates, and needs no
+# shared filesystem between nodes (storage/inline.py).
+payload_blobs = Table(
+    "payload_blobs",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("data", LargeBinary, nullable=False),
+)

@@ -25,10 +25,10 @@ import os
 import re
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Final, Protocol, runtime_checkable
+from typing import Any, Final, Protocol, runtime_checkable
 
 from storage import durable
 
@@ -113,6 +113,12 @@ class PayloadStore(Protocol):
         them durable. A caller whose commit fails calls ``discard`` on the barrier,
         then deletes the key.
         """
+        ...
+
+    def inline_unit(self, key: str, data: bytes | memoryview) -> Callable[[Any], None] | None:
+        """A function of a database connection that stores ``data`` under a new ``key`` in
+        the caller's own transaction (storage/inline.py); None if this store keeps no
+        bodies in the database (or not this one): stage or put it."""
         ...
 
     async def get(self, key: str) -> bytes:
@@ -243,6 +249,10 @@ class FilesystemPayloadStore:
         return self._root / digest[:2] / digest[2:4] / key
 
     # -- the PayloadStore protocol -------------------------------------------------
+
+    def inline_unit(self, key: str, data: bytes | memoryview) -> Callable[[Any], None] | None:
+        """Files only: storage.inline.InlinePayloadStore keeps bodies in the database."""
+        return None
 
     def stage(self, key: str, data: bytes | memoryview) -> StagedPayload | None:
         """Take ``data`` for ``key``, to be written and made durable by the returned
@@ -556,6 +566,10 @@ class InMemoryPayloadStore:
         self._data: dict[str, bytes] = {}
 
     def stage(self, key: str, data: bytes | memoryview) -> StagedPayload | None:
+        """Not supported: callers put."""
+        return None
+
+    def inline_unit(self, key: str, data: bytes | memoryview) -> Callable[[Any], None] | None:
         """Not supported: callers put."""
         return None
 

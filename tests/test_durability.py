@@ -15,6 +15,8 @@ import threading
 import urllib.parse
 from pathlib import Path
 
+import pytest
+
 from protocol import mms
 from tests.harness import SmsSink, http, start_server
 from tests.pg import temp_database
@@ -47,9 +49,13 @@ def _send(url: str, i: int) -> tuple[int, str | None]:
     return i, conf.headers["Message-ID"]
 
 
-def test_kill_9_loses_no_accepted_message(tmp_path: Path) -> None:
+@pytest.mark.parametrize("inline_payload_max", [0, 1_000_000], ids=["files", "inline"])
+def test_kill_9_loses_no_accepted_message(tmp_path: Path, inline_payload_max: int) -> None:
+    """Bodies as files (staged, one syncfs before the COMMIT) and as rows of the same
+    transaction ([storage] inline_payload_max) alike."""
     with SmsSink() as sink:
         sections = {
+            "storage": {"inline_payload_max": inline_payload_max},
             "notify": {"backend": "kannel", "sendsms_url": sink.url},
             # The sink answers at once: pushes the killed server had claimed but not sent
             # go out again 5 s after their claim, not the default 60.

@@ -74,10 +74,14 @@ def sink():
         yield s
 
 
-def test_send_notify_fetch_and_reports(tmp_path: Path, sink: SmsSink) -> None:
+@pytest.mark.parametrize("inline_payload_max", [0, 1_000_000], ids=["files", "inline"])
+def test_send_notify_fetch_and_reports(
+    tmp_path: Path, sink: SmsSink, inline_payload_max: int
+) -> None:
     server = start_server(
         tmp_path,
         {
+            "storage": {"inline_payload_max": inline_payload_max},
             "mm1": {"public_url": "http://mmsc.test/mms"},
             "notify": {"backend": "kannel", "sendsms_url": sink.url},
         },
@@ -90,6 +94,8 @@ def test_send_notify_fetch_and_reports(tmp_path: Path, sink: SmsSink) -> None:
         assert conf.message_type == "m-send-conf" and conf.transaction_id == "T1"
         assert conf.headers["X-Mms-Response-Status"] == "Ok"
         message_id = conf.headers["Message-ID"]
+        body_files = [p for p in (tmp_path / "payloads").rglob("*") if p.is_file()]
+        assert [p.name for p in body_files] == ([] if inline_payload_max else [message_id])
 
         notes = {p.to: p for p in (sink.next(), sink.next())}
         assert set(notes) == {B, C}

@@ -43,8 +43,22 @@ from protocol.mms import MmsPdu
 from protocol.wsp import Part
 from storage import db
 from storage import repository as repo
-from storage.models import events, messages, metadata, outbox, recipients, subscribers
-from storage.payloads import FilesystemPayloadStore, InMemoryPayloadStore, PayloadStore
+from storage.inline import InlinePayloadStore
+from storage.models import (
+    events,
+    messages,
+    metadata,
+    outbox,
+    payload_blobs,
+    recipients,
+    subscribers,
+)
+from storage.payloads import (
+    FilesystemPayloadStore,
+    InMemoryPayloadStore,
+    PayloadNotFound,
+    PayloadStore,
+)
 from storage.writer import GroupCommitWriter, WriterClosed
 from tests.pg import temp_database
 
@@ -67,6 +81,7 @@ TABLES = {
     "subscribers",
     "smsc_messages",
     "uaprof_profiles",
+    "payload_blobs",
 }
 
 
@@ -230,7 +245,7 @@ def test_upgrade_creates_schema_and_is_idempotent(db_url: str) -> None:
         try:
             assert await db.current_revision(engine) is None
             await db.upgrade(engine)
-            assert await db.current_revision(engine) == "0006"
+            assert await db.current_revision(engine) == "0007"
             async with engine.connect() as conn:
                 names = await conn.run_sync(lambda c: set(inspect(c).get_table_names()))
                 assert await conn.run_sync(diff) == []  # the migration builds the models
@@ -239,13 +254,13 @@ def test_upgrade_creates_schema_and_is_idempotent(db_url: str) -> None:
                 await conn.execute(insert(subscribers).values(address=B, last_seen=1.0))
             await db.upgrade(engine)
             await db.upgrade(engine)
-            assert await db.current_revision(engine) == "0006"
+            assert await db.current_revision(engine) == "0007"
             assert await count(engine, subscribers) == 1
             async with engine.connect() as conn:
                 versions = (
                     await conn.execute(text("SELECT version_num FROM alembic_version"))
                 ).all()
-            assert [v[0] for v in versions] == ["0006"]  # one row, not one per upgrade
+            assert [v[0] for v in versions] == ["0007"]  # one row, not one per upgrade
         finally:
             await engine.dispose()
 
@@ -565,6 +580,74 @@ def test_accept_whose_body_cannot_be_made_durable_stores_nothing(
             assert await payloads.get(kept.message_id)
 
     run(body)
+
+
+def test_inline_bodies_live_in_the_database_and_bigger_ones_in_files(
+    db_url: str, tmp_path: Path
+) -> None:
+    """[storage] inline_payload_max: a body up to the limit is a row written in the same
+    transaction as its message (no file), a bigger one a file; both read back alike, and
+    delete and exists cover both places."""
+    files = FilesystemPayloadStore(tmp_path / "payloads")
+    small_pdu, small_raw = send_req([plmn(B)])
+    store = InlinePayloadStore(files, max_size=len(small_raw))
+
+    def payload_files() -> list[str]:
+        return sorted(p.name for p in files.root.rglob("*") if p.is_file())
+
+    async def body() -> None:
+        async with open_db(db_url) as engine, running_core(engine, payloads=store) as core:
+            small = await core.accept(small_pdu, small_raw, SENDER)
+            big_pdu, big_raw = send_req([plmn(C)], subject="x" * 40)
+            assert len(big_raw) > store.max_size
+            big = await core.accept(big_pdu, big_raw, SENDER)
+            assert payload_files() == [big.message_id]
+            (row,) = await fetch(engine, select(payload_blobs))
+            assert (row.key, bytes(row.data)) == (small.message_id, small_raw)
+            assert await store.get(small.message_id) == small_raw
+            assert await store.get(big.message_id) == big_raw
+            assert await store.exists(small.message_id) and await store.exists(big.message_id)
+            # What a handset fetches comes from the row: the retrieve-conf carries the body.
+            (rcpt,) = small.recipients
+            token_row = await fetch(engine, select(recipients).where(recipients.c.id == rcpt[0]))
+            conf = mms.decode(await core.retrieve_conf(await core.recipient(token_row[0].token)))
+            assert conf.parts == mms.decode(small_raw).parts
+            assert await store.delete(small.message_id) is True
+            assert await count(engine, payload_blobs) == 0
+            assert not await store.exists(small.message_id)
+            with pytest.raises(PayloadNotFound):
+                await store.get(small.message_id)
+            assert await store.delete(big.message_id) is True and payload_files() == []
+            assert await store.delete(big.message_id) is False
+
+    run(body)
+
+
+def test_a_failed_accept_rolls_its_inline_body_back_with_its_message(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = InlinePayloadStore(InMemoryPayloadStore(), max_size=1_000_000)
+
+    async def body() -> None:
+        async with open_db(db_url) as engine, running_core(engine, payloads=store) as core:
+            kept = await accept(core, [B])
+
+            def broken(*args: Any) -> None:
+                raise RuntimeError("the message row cannot be written")
+
+            monkeypatch.setattr(repo, "insert_message", broken)  # after the body's INSERT
+            with pytest.raises(RuntimeError, match="cannot be written"):
+                await accept(core, [C])
+            monkeypatch.undo()
+            assert [r.key for r in await fetch(engine, select(payload_blobs))] == [kept.message_id]
+            assert await count(engine, messages) == 1
+
+    run(body)
+
+
+def test_inline_payload_max_must_not_be_negative() -> None:
+    with pytest.raises(ValueError, match="inline_payload_max"):
+        InlinePayloadStore(InMemoryPayloadStore(), max_size=-1)
 
 
 def test_accept_overlong_input_is_refused_or_clipped_alike_on_both_engines(db_url: str) -> None:
@@ -1133,6 +1216,20 @@ def test_expired_messages_lose_their_payload_but_keep_their_trace(db_url: str) -
             trace = await core.trace(accepted.message_id)
             assert trace is not None
             assert "payload-removed" in [e["event"] for e in trace["events"]]
+
+    run(body)
+
+
+def test_expired_inline_bodies_are_deleted_from_the_database(db_url: str) -> None:
+    async def body() -> None:
+        store = InlinePayloadStore(InMemoryPayloadStore(), max_size=1_000_000)
+        async with open_db(db_url) as engine, running_core(engine, payloads=store) as core:
+            accepted = await accept(core, [B])
+            message = await message_row(engine, accepted.message_id)
+            assert await count(engine, payload_blobs) == 1
+            assert await core.purge_expired(message.expires_at + 1) == 1
+            assert await count(engine, payload_blobs) == 0
+            assert (await message_row(engine, accepted.message_id)).state == "expired"
 
     run(body)
 
