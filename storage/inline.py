@@ -23,12 +23,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import bindparam, delete, insert, select
 from sqlalchemy.engine import Connection
 
 from storage.fastsql import FastStatement
 from storage.models import payload_blobs
-from storage.payloads import PayloadNotFound, PayloadStore, StagedPayload, validate_key
+from storage.payloads import PayloadStore, StagedPayload, validate_key
 
 # Off by default: the contract is a filesystem payload store by default, and
 # an operator opts in ([storage] inline_payload_max = bytes).
@@ -40,15 +40,23 @@ Writer = Callable[[Callable[[Connection], Any]], Awaitable[Any]]  # Mmsc.write
 _INSERT_BLOB = FastStatement(insert(payload_blobs), ("key", "data"))
 
 
+# Built once (a retrieval reads a body per cache miss); ``exists`` reads the key only.
+_SELECT_BLOB = select(payload_blobs.c.data).where(payload_blobs.c.key == bindparam("key"))
+_SELECT_KEY = select(payload_blobs.c.key).where(payload_blobs.c.key == bindparam("key"))
+_DELETE_BLOB = delete(payload_blobs).where(payload_blobs.c.key == bindparam("key"))
+
+
 def _get_blob(conn: Connection, key: str) -> bytes | None:
-    data = conn.execute(
-        select(payload_blobs.c.data).where(payload_blobs.c.key == key)
-    ).scalar_one_or_none()
+    data = conn.execute(_SELECT_BLOB, {"key": key}).scalar_one_or_none()
     return None if data is None else bytes(data)
 
 
+def _has_blob(conn: Connection, key: str) -> bool:
+    return conn.execute(_SELECT_KEY, {"key": key}).first() is not None
+
+
 def _delete_blob(conn: Connection, key: str) -> tuple[bool, list[Any]]:
-    removed = conn.execute(delete(payload_blobs).where(payload_blobs.c.key == key)).rowcount
+    removed = conn.execute(_DELETE_BLOB, {"key": key}).rowcount
     return bool(removed), []
 
 
@@ -105,7 +113,7 @@ class InlinePayloadStore:
 
     async def exists(self, key: str) -> bool:
         validate_key(key)
-        if await self._reader()(_get_blob, key) is not None:
+        if await self._reader()(_has_blob, key):
             return True
         return await self.files.exists(key)
 
@@ -117,4 +125,4 @@ class InlinePayloadStore:
         return self._read
 
 
-__all__ = ["INLINE_PAYLOAD_MAX", "InlinePayloadStore", "PayloadNotFound"]
+__all__ = ["INLINE_PAYLOAD_MAX", "InlinePayloadStore"]
