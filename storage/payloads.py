@@ -108,7 +108,8 @@ class PayloadStore(Protocol):
         barrier's ``make_durable`` has run; None if this store cannot stage (use put).
 
         For a caller that commits a database row naming the payload right away:
-        the group-commit writer runs the barriers of a batch just before its COMMIT
+        the group-commit writer runs the barriers of a batch in a thread of their own
+        while the batch waits for the database, and COMMITs only after they finished
         (storage/writer.py), so one flush writes a whole batch of payloads and makes
         them durable. A caller whose commit fails calls ``discard`` on the barrier,
         then deletes the key.
@@ -163,7 +164,7 @@ class StagedPayload:
     def make_durable(self) -> None:
         """Block until the payload is on stable storage; raise OSError if it may not be.
 
-        Runs in a worker thread (the writer's, before COMMIT)."""
+        Runs in a worker thread (the writer's barrier thread, before COMMIT)."""
         self._store._sync_through(self._seq)
         if self._error:
             raise OSError(self._error, os.strerror(self._error), self._store.root_str)
@@ -268,8 +269,8 @@ class FilesystemPayloadStore:
         (storage/_durable.c: creating, writing and renaming a 31 KB file costs
         160-700 µs of kernel time here, which on the loop was a third of its work per
         message, bench/README.md session 5), then one syncfs(2) makes their data,
-        inodes and directory entries durable, right before the COMMIT of the rows that
-        name them. The temp-then-rename recipe is kept, so a crash mid-write leaves
+        inodes and directory entries durable, before the COMMIT of the rows that name
+        them. The temp-then-rename recipe is kept, so a crash mid-write leaves
         only a ``.tmp`` file for :meth:`sweep_temp`.
         """
         if not self._staging:

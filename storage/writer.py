@@ -10,9 +10,9 @@ is durable.
 Units are synchronous functions of a connection. The writer runs a whole
 batch in one go: on SQLite on a plain pysqlite connection, on the event loop,
 with COMMIT (and any wait for the write lock) in its own thread (see
-``_execute_sqlite``); on PostgreSQL through ``run_sync`` on an asyncpg
-connection, with up to ``concurrency`` batches in flight in transactions of
-their own.
+``_execute_sqlite``), one batch at a time while the next one's barriers run; on
+PostgreSQL through ``run_sync`` on an asyncpg connection, with up to
+``concurrency`` batches in flight in transactions of their own.
 
 If a batch fails, each of its units is retried in a transaction of its own,
 so one bad unit fails alone and the others still commit.
@@ -26,7 +26,7 @@ import fcntl
 import logging
 import os
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from sqlalchemy.engine import Connection, Engine, RootTransaction
@@ -39,8 +39,9 @@ log = logging.getLogger("mmsc.storage.writer")
 
 T = TypeVar("T")
 Unit = Callable[[Connection], Any]
-# Runs in a thread after the batch's statements and before its COMMIT; raises to fail
-# the batch (e.g. StagedPayload.make_durable: the files the new rows name).
+# Runs in a thread of its own from the moment the batch is gathered, while the batch
+# waits for the database and runs its statements; its COMMIT waits for it, and it raises
+# to fail the batch (e.g. StagedPayload.make_durable: the files the new rows name).
 Barrier = Callable[[], None]
 Item = tuple[Unit, "asyncio.Future[Any]", Barrier | None]
 
@@ -55,7 +56,9 @@ class GroupCommitWriter:
         PostgreSQL (SQLite has one writer): there a batch spends most of its time waiting
         for round trips, and a second one in flight carried 31% more accepts (356 ->
         467/s, bench/README.md). Units must then not depend on the commit order of
-        other units (none does: each reads what it changes under row locks)."""
+        other units (none does: each reads what it changes under row locks). On
+        SQLite two batches are in flight: one in its transaction, the next one
+        running its barriers and waiting for the first one's COMMIT."""
         if concurrency < 1:
             raise ValueError("the writer's concurrency must be at least 1")
         self.engine = engine
@@ -64,6 +67,8 @@ class GroupCommitWriter:
         self._in_flight: set[asyncio.Task[None]] = set()
         self._sync_engine: Engine | None = None
         self._thread: ThreadPoolExecutor | None = None
+        self._barrier_thread: ThreadPoolExecutor | None = None  # see _start_barriers
+        self._sqlite_lock = asyncio.Lock()
         self._queue: asyncio.Queue[Item | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._turn_fd: int | None = None  # see _take_turn
@@ -75,6 +80,7 @@ class GroupCommitWriter:
             self._sync_engine = sync_twin(self.engine, poll_lock=True)
             if self._sync_engine is not None:
                 self._thread = ThreadPoolExecutor(1, thread_name_prefix="mmsc-writer")
+                self.concurrency = 2  # one transaction, and the next batch's barriers
                 database = self._sync_engine.url.database
                 if database and database != ":memory:":
                     path = f"{database}.writer-turn"
@@ -91,6 +97,9 @@ class GroupCommitWriter:
         if self._thread is not None:
             self._thread.shutdown(wait=True)
             self._thread = None
+        if self._barrier_thread is not None:
+            self._barrier_thread.shutdown(wait=True)
+            self._barrier_thread = None
         if self._sync_engine is not None:
             self._sync_engine.dispose()
             self._sync_engine = None
@@ -101,8 +110,9 @@ class GroupCommitWriter:
     async def submit(self, unit: Callable[[Connection], T], barrier: Barrier | None = None) -> T:
         """Run ``unit`` in a transaction and return its result once that is committed.
 
-        ``barrier``, if given, runs in a worker thread before that COMMIT; if it
-        raises, the unit fails with its exception and nothing of it is committed."""
+        ``barrier``, if given, runs in a worker thread and that COMMIT waits for it;
+        if it raises, the unit fails with its exception and nothing of it is
+        committed."""
         if self._task is None or self._task.done():
             raise WriterClosed("the database writer is not running")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
@@ -112,6 +122,7 @@ class GroupCommitWriter:
     async def _run(self) -> None:
         stopping = False
         while not stopping:
+            await self._wait_for_slot()
             item = await self._queue.get()
             if item is None:
                 break
@@ -125,10 +136,9 @@ class GroupCommitWriter:
                     stopping = True
                     break
                 batch.append(nxt)
-            if self._thread is None and self.concurrency > 1:
-                await self._start_batch(batch)
-            else:
-                await self._commit(batch)
+            task = asyncio.create_task(self._commit(batch, self._start_barriers(batch)))
+            self._in_flight.add(task)
+            task.add_done_callback(self._in_flight.discard)
         if self._in_flight:
             await asyncio.gather(*self._in_flight, return_exceptions=True)
         # Fail whatever arrived after the stop marker: nothing is silently dropped.
@@ -137,14 +147,23 @@ class GroupCommitWriter:
             if item is not None and not item[1].done():
                 item[1].set_exception(WriterClosed("the database writer stopped"))
 
-    async def _start_batch(self, batch: list[Item]) -> None:
-        """Commit ``batch`` in a task of its own once fewer than ``concurrency`` are in
-        flight; the batch after it gathers while this one waits for the database."""
+    async def _wait_for_slot(self) -> None:
+        """Wait until fewer than ``concurrency`` batches are in flight, *then* gather the
+        next one: what arrives meanwhile joins it rather than the batch after."""
         while len(self._in_flight) >= self.concurrency:
             await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_COMPLETED)
-        task = asyncio.create_task(self._commit(batch))
-        self._in_flight.add(task)
-        task.add_done_callback(self._in_flight.discard)
+
+    def _start_barriers(self, batch: list[Item]) -> Future[None] | None:
+        """Start the batch's barriers (the payloads' flush and syncfs) now, in a thread of
+        their own: they need no database, so they run while this batch waits for the
+        previous one's COMMIT and while its own statements run (bench/README.md,
+        session 6: the writer's cycle was statements + flush + COMMIT end to end)."""
+        barriers = [barrier for _unit, _future, barrier in batch if barrier is not None]
+        if not barriers:
+            return None
+        if self._barrier_thread is None:
+            self._barrier_thread = ThreadPoolExecutor(1, thread_name_prefix="mmsc-barriers")
+        return self._barrier_thread.submit(self._run_barriers, barriers)
 
     @staticmethod
     def _apply(conn: Connection, units: list[Unit]) -> list[Any]:
@@ -155,13 +174,14 @@ class GroupCommitWriter:
         for barrier in barriers:
             barrier()
 
-    def _finish(self, trans: RootTransaction, barriers: list[Barrier]) -> None:
-        """The barriers (unless already run), then COMMIT, then the next writer's turn
+    def _finish(self, trans: RootTransaction, barriers: Future[None] | None) -> None:
+        """Wait for the barriers, then COMMIT, then give the next writer its turn
         (``[server] workers``), in one thread hand-off: giving the turn back after a trip
         through the busy event loop kept the other workers waiting for it."""
         try:
             try:
-                self._run_barriers(barriers)
+                if barriers is not None:
+                    barriers.result()
             except BaseException:
                 trans.rollback()
                 raise
@@ -170,18 +190,19 @@ class GroupCommitWriter:
             if self._turn_fd is not None:
                 fcntl.flock(self._turn_fd, fcntl.LOCK_UN)
 
-    async def _execute(self, units: list[Unit], barriers: list[Barrier]) -> list[Any]:
+    async def _execute(self, units: list[Unit], barriers: Future[None] | None) -> list[Any]:
         if self._thread is not None:
-            return await self._execute_sqlite(units, barriers)
+            async with self._sqlite_lock:
+                return await self._execute_sqlite(units, barriers)
         async with self.engine.connect() as raw:
             conn = await raw.execution_options(**{WRITE_OPTION: True})
             async with conn.begin():
                 results: list[Any] = await conn.run_sync(self._apply, units)
-                if barriers:
-                    await asyncio.to_thread(self._run_barriers, barriers)
+                if barriers is not None:
+                    await asyncio.wrap_future(barriers)
                 return results
 
-    async def _execute_sqlite(self, units: list[Unit], barriers: list[Barrier]) -> list[Any]:
+    async def _execute_sqlite(self, units: list[Unit], barriers: Future[None] | None) -> list[Any]:
         """The batch's statements on the event loop; what may wait, in the writer thread.
 
         pysqlite releases the GIL around every statement; from a second thread each
@@ -191,13 +212,14 @@ class GroupCommitWriter:
         What can wait stays in the thread: COMMIT (the fsync and any checkpoint), and
         BEGIN IMMEDIATE when the write lock is taken (another process on the same file,
         e.g. another worker): it is first tried here without waiting, which also keeps
-        the lock held for no longer than the batch itself.
+        the lock held for no longer than the batch itself. SQLite has one writer, so
+        batches run here one at a time (``_sqlite_lock``); the next one's barriers run
+        meanwhile (``_start_barriers``).
         """
         assert self._sync_engine is not None and self._thread is not None
         loop = asyncio.get_running_loop()
         with contextlib.ExitStack() as stack:
-            if await self._take_turn(stack, barriers):
-                barriers = []  # they ran while this writer waited for its turn
+            await self._take_turn(stack, barriers)
             conn = stack.enter_context(self._sync_engine.connect())
             conn.execution_options(**{WRITE_OPTION: True, LOCK_WAIT_OPTION: False})
             trans = self._begin_now(conn)
@@ -213,7 +235,7 @@ class GroupCommitWriter:
             await loop.run_in_executor(self._thread, self._finish, trans, barriers)
             return results
 
-    async def _take_turn(self, stack: contextlib.ExitStack, barriers: list[Barrier]) -> bool:
+    async def _take_turn(self, stack: contextlib.ExitStack, barriers: Future[None] | None) -> None:
         """Queue with the other writers on this database file (``[server] workers``) for
         the right to write, released when ``stack`` closes.
 
@@ -221,28 +243,24 @@ class GroupCommitWriter:
         process that takes it back within microseconds, batch after batch (p99 near 1 s
         with two workers). An exclusive flock on ``<database>.writer-turn`` puts the
         waiter to sleep in the kernel, which hands it the lock when the holder lets go.
-        Uncontended it costs one system call, made here without waiting; only a writer
-        that has to wait does so in its thread, and runs the batch's ``barriers`` (the
-        payloads' flush, which needs no database lock) first, so the turn is held for
-        less: True when it did. The turn is given back by ``_finish`` (on errors, when
-        ``stack`` closes)."""
+        Uncontended it costs one system call, made here without waiting; a writer that
+        has to wait first lets its batch's ``barriers`` (the payloads' flush, which needs
+        no database lock) finish, so the turn is held for less and a failed flush fails
+        the batch without taking the turn at all. The turn is given back by ``_finish``
+        (on errors, when ``stack`` closes)."""
         fd = self._turn_fd
         if fd is None:
-            return False
+            return
         stack.callback(fcntl.flock, fd, fcntl.LOCK_UN)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return False
         except BlockingIOError:
             assert self._thread is not None
+            if barriers is not None:
+                await asyncio.wrap_future(barriers)  # raises before the turn is taken
             await asyncio.get_running_loop().run_in_executor(
-                self._thread, self._barriers_then_turn, fd, barriers
+                self._thread, fcntl.flock, fd, fcntl.LOCK_EX
             )
-            return True
-
-    def _barriers_then_turn(self, fd: int, barriers: list[Barrier]) -> None:
-        self._run_barriers(barriers)  # raises before the turn is taken
-        fcntl.flock(fd, fcntl.LOCK_EX)
 
     @staticmethod
     def _begin_now(conn: Connection) -> RootTransaction | None:
@@ -256,12 +274,9 @@ class GroupCommitWriter:
             conn.invalidate()
             return None
 
-    async def _commit(self, batch: list[Item]) -> None:
+    async def _commit(self, batch: list[Item], barriers: Future[None] | None) -> None:
         try:
-            results = await self._execute(
-                [unit for unit, _future, _barrier in batch],
-                [barrier for _unit, _future, barrier in batch if barrier is not None],
-            )
+            results = await self._execute([unit for unit, _future, _barrier in batch], barriers)
         except Exception as exc:  # isolate the failing unit below
             if len(batch) == 1:
                 if not batch[0][1].done():
@@ -269,7 +284,7 @@ class GroupCommitWriter:
                 return
             log.warning("batch of %d failed (%s); committing its units one by one", len(batch), exc)
             for item in batch:
-                await self._commit([item])
+                await self._commit([item], self._start_barriers([item]))
             return
         self.batches += 1
         self.units += len(batch)
