@@ -118,8 +118,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         count = workers.worker_count(cfg)
     except config_mod.ConfigError as exc:
         return _fail(str(exc), EXIT_USAGE)
+    from mmsc.log_output import BlockBufferedHandler
+
     logging.basicConfig(
         level=getattr(logging, args.log_level.upper(), logging.INFO),
+        handlers=[BlockBufferedHandler()],
         # Several workers write to one log: each line says which process wrote it.
         format="%(asctime)s %(levelname)s %(name)s "
         + ("pid=%(process)d " if count > 1 else "")

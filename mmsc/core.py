@@ -11,7 +11,8 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import secrets
+import os
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -66,9 +67,39 @@ OVERRIDE_TTL = 30.0  # seconds a per-subscriber adaptation override is remembere
 PDU_CACHE_BYTES = 64 * 1024 * 1024  # encoded m-retrieve-conf kept for repeated retrievals
 
 
+class _RandomPool:
+    """os.urandom read 4 KiB at a time: one getrandom(2) per ~270 ids instead of one per
+    id (that system call was 3% of the event loop's time under load, bench/README.md
+    session 6). The bytes are the same CSPRNG's; each is handed out once."""
+
+    SIZE = 4096
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._buf = b""
+        self._pos = 0
+        # A forked worker must not hand out the ids its parent's pool would.
+        os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
+        self._lock = threading.Lock()
+        self._buf, self._pos = b"", 0
+
+    def take(self, n: int) -> bytes:
+        with self._lock:
+            pos = self._pos
+            if pos + n > len(self._buf):
+                self._buf, pos = os.urandom(max(self.SIZE, n)), 0
+            self._pos = pos + n
+            return self._buf[pos : pos + n]
+
+
+_random = _RandomPool()
+
+
 def new_id() -> str:
     """120 random bits in lower-case base32: unguessable, URL- and file-name-safe, 24 chars."""
-    return base64.b32encode(secrets.token_bytes(15)).decode("ascii").lower()
+    return base64.b32encode(_random.take(15)).decode("ascii").lower()
 
 
 @dataclass(frozen=True)

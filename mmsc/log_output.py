@@ -1,0 +1,95 @@
+"""The server's log output: standard error, written in blocks rather than line by line.
+
+Every state change of a message is a log line (about five per message), and a
+StreamHandler on standard error makes one write(2) per line: under load that
+was 4-5% of the event loop's time (bench/README.md, session 6). Here a line is
+written at once when none was written for ``interval`` seconds (a quiet server
+logs as before), and otherwise collects in a buffer that a background thread
+writes out every ``interval``; a WARNING or worse, and logging.shutdown at exit,
+flush at once. So a line is at most ``interval`` late. What a kill -9 can cost is the last
+interval's INFO lines; the events they describe are rows in the database.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+import os
+import sys
+import threading
+import time
+from typing import TextIO
+
+DEFAULT_INTERVAL = 0.2  # seconds an INFO line may wait in the buffer
+
+
+class BlockBufferedHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A StreamHandler whose stream is flushed by time, not per record."""
+
+    def __init__(self, stream: TextIO | None = None, interval: float = DEFAULT_INTERVAL) -> None:
+        target = stream if stream is not None else sys.stderr
+        # Our own text layer over the same file, with a buffer large enough for an
+        # interval's lines under load; line_buffering off (stderr's own is on).
+        buffered: TextIO = target
+        fileno = _fileno(target)
+        if fileno is not None:
+            buffered = io.TextIOWrapper(
+                open(fileno, "wb", buffering=256 * 1024, closefd=False),  # noqa: SIM115
+                encoding=getattr(target, "encoding", None) or "utf-8",
+                errors="backslashreplace",
+                line_buffering=False,
+                write_through=False,
+            )
+        super().__init__(buffered)
+        self.interval = interval
+        self._flushed_at = -math.inf  # time.monotonic() of the last flush
+        self._stop = threading.Event()
+        self._start_flusher()
+        # ``[server] workers`` forks: nothing buffered may be written twice, and a
+        # thread does not survive the fork.
+        os.register_at_fork(before=self.flush_now, after_in_child=self._start_flusher)
+
+    def _start_flusher(self) -> None:
+        flusher = threading.Thread(target=self._flush_periodically, daemon=True)
+        flusher.name = "mmsc-log-flush"
+        flusher.start()
+
+    def flush(self) -> None:
+        """Called by emit for every record: only a WARNING or worse (see ``emit``), the
+        flusher thread and logging.shutdown really flush."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        super().emit(record)
+        if (
+            record.levelno >= logging.WARNING
+            or time.monotonic() - self._flushed_at >= self.interval
+        ):
+            self.flush_now()
+
+    def flush_now(self) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            if self.stream is not None and hasattr(self.stream, "flush"):
+                self.stream.flush()
+            self._flushed_at = time.monotonic()
+
+    def close(self) -> None:
+        self._stop.set()
+        try:
+            self.flush_now()
+        finally:
+            super().close()
+
+    def _flush_periodically(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.flush_now()
+            except (OSError, ValueError):  # a closed or broken stream: nothing to write to
+                return
+
+
+def _fileno(stream: TextIO) -> int | None:
+    try:
+        return stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        return None  # e.g. a StringIO or pytest's capture: keep writing to it as is

@@ -1,0 +1,116 @@
+"""The server's block-buffered log output and its id pool: nothing lost, nothing twice."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from mmsc.core import _RandomPool, new_id
+from mmsc.log_output import BlockBufferedHandler
+
+
+def _logger(handler: logging.Handler, name: str) -> logging.Logger:
+    logger = logging.getLogger(name)
+    logger.handlers[:] = [handler]
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    return logger
+
+
+def test_lines_under_load_wait_for_the_flusher_and_a_warning_flushes_at_once(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "log"
+    with open(path, "w") as target:
+        handler = BlockBufferedHandler(target, interval=3600.0)  # the thread never fires
+        logger = _logger(handler, "test.log_output.load")
+        logger.info("first")  # nothing flushed for an interval: written at once
+        assert path.read_text() == "first\n"
+        for i in range(100):
+            logger.info("line %d", i)
+        assert path.read_text() == "first\n"  # buffered, no write(2) per line
+        logger.warning("trouble")
+        lines = path.read_text().splitlines()
+        assert lines == ["first"] + [f"line {i}" for i in range(100)] + ["trouble"]
+        logger.info("last")
+        handler.close()  # what logging.shutdown does at exit
+        assert path.read_text().splitlines()[-1] == "last"
+
+
+def test_the_flusher_thread_writes_buffered_lines_within_its_interval(tmp_path: Path) -> None:
+    path = tmp_path / "log"
+    with open(path, "w") as target:
+        handler = BlockBufferedHandler(target, interval=0.05)
+        logger = _logger(handler, "test.log_output.flusher")
+        logger.info("a")
+        logger.info("b")  # within the interval of "a": left to the thread
+        flushed = threading.Event()
+        original = handler.flush_now
+
+        def observed() -> None:
+            original()
+            if path.read_text().endswith("b\n"):
+                flushed.set()
+
+        handler.flush_now = observed  # type: ignore[method-assign]
+        assert flushed.wait(10)
+        handler.close()
+    assert path.read_text() == "a\nb\n"
+
+
+def test_a_forked_worker_neither_repeats_the_parents_lines_nor_loses_its_own(
+    tmp_path: Path,
+) -> None:
+    """[server] workers forks after logging started; each line must appear exactly once."""
+    script = f"""
+import logging, os, sys
+sys.path.insert(0, {str(Path(__file__).resolve().parent.parent)!r})
+from mmsc.log_output import BlockBufferedHandler
+logging.basicConfig(level=logging.INFO, format="%(message)s",
+                    handlers=[BlockBufferedHandler(interval=3600.0)])
+log = logging.getLogger("t")
+log.info("start")
+for i in range(50):
+    log.info("parent %d", i)
+pid = os.fork()
+if pid == 0:
+    for i in range(50):
+        log.info("child %d", i)
+    logging.shutdown()
+    os._exit(0)
+os.waitpid(pid, 0)
+log.info("parent done")
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    ).stderr.splitlines()
+    assert sorted(out) == sorted(
+        ["start", "parent done"]
+        + [f"parent {i}" for i in range(50)]
+        + [f"child {i}" for i in range(50)]
+    )
+
+
+def test_ids_are_distinct_well_formed_and_differ_between_forked_processes() -> None:
+    ids = [new_id() for _ in range(5000)]  # several refills of the pool
+    assert len(set(ids)) == len(ids)
+    assert all(re.fullmatch(r"[a-z2-7]{24}", i) for i in ids)
+
+    pool = _RandomPool()
+    pool.take(10)  # a partly used pool at the fork
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read)
+        os.write(write, pool.take(15))
+        os._exit(0)
+    os.close(write)
+    child = os.read(read, 15)
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert len(child) == 15 and child != pool.take(15)
