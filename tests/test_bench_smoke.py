@@ -129,3 +129,68 @@ def test_backlog_seed_is_a_waiting_not_a_due_backlog(tmp_path: Path) -> None:
             assert len(repo.due_recipients(conn, now + 3600 + 3600, 100)) == 25
     finally:
         engine.dispose()
+
+
+def test_the_lean_load_client_and_sink_speak_plain_http_to_real_peers() -> None:
+    """bench/rawhttp.py replaces aiohttp at the benchmark's two ends; checked here against
+    aiohttp's server (the client) and the server's own sendsms client (the sink), so a
+    figure never rests on requests a real peer would not take."""
+    import asyncio
+
+    from aiohttp import web
+
+    from bench import rawhttp
+    from mmsc.notify.http1 import Origin
+
+    async def body() -> None:
+        seen: list[bytes] = []
+
+        async def echo(request: web.Request) -> web.Response:
+            data = await request.read()
+            return web.Response(body=data[::-1], content_type="application/x-test")
+
+        app = web.Application()
+        app.router.add_post("/mms", echo)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        client = rawhttp.PostClient("127.0.0.1", port)
+        try:
+            for size in (0, 5, 70_000):  # the last one arrives in several reads
+                data = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+                req = rawhttp.PostClient.request(
+                    "/mms", f"127.0.0.1:{port}", {"X-MSISDN": "+4917012345"}, data
+                )
+                answer = await client.post(req)
+                assert (answer.status, answer.content_type) == (200, "application/x-test")
+                assert answer.body == data[::-1]
+        finally:
+            client.close()
+            await runner.cleanup()
+
+        def handle(target: bytes) -> bool:
+            seen.append(target)
+            return b"bad" not in target
+
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(lambda: rawhttp.SendsmsProtocol(handle), "127.0.0.1", 0)
+        sink_port = server.sockets[0].getsockname()[1]
+        origin = Origin("http", "127.0.0.1", sink_port, max_connections=2, timeout=10)
+        try:
+            ok = await origin.get("/cgi-bin/sendsms?to=1&text=a", 100)
+            bad = await origin.get("/cgi-bin/sendsms?to=2&text=bad", 100)
+            many = await asyncio.gather(
+                *(origin.get(f"/cgi-bin/sendsms?n={i}", 100) for i in range(20))
+            )
+        finally:
+            await origin.close()
+            server.close()
+        assert (ok.status, ok.body) == (202, b"0: Accepted for delivery")
+        assert bad.status == 400
+        assert all(r.status == 202 for r in many)
+        assert seen[:2] == [b"/cgi-bin/sendsms?to=1&text=a", b"/cgi-bin/sendsms?to=2&text=bad"]
+        assert sorted(seen[2:]) == sorted(f"/cgi-bin/sendsms?n={i}".encode() for i in range(20))
+
+    asyncio.run(body())
