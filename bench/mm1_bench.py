@@ -1012,6 +1012,29 @@ async def run_all(
     return results
 
 
+CLEANUP_STAMP = Path(tempfile.gettempdir()) / "mmsc-bench-cleanup"
+RECENTLY_DELETED = 35.0  # seconds; ext4's "recentcy" (30 s, +5 while the block is dirty)
+
+
+def wait_after_last_cleanup() -> None:
+    """Start no sooner than RECENTLY_DELETED after the previous run deleted its files.
+
+    Why: on ext4 without a journal (this VM's root filesystem), creating an inode
+    skips every inode freed less than 30 s ago, reading its inode table block to
+    tell (fs/ext4/ialloc.c, recently_deleted()). A run started right after another
+    one removed its ~30,000 payload files spent most of its payload thread's kernel
+    time there, and back-to-back runs got slower and slower (bench/README.md,
+    session 6)."""
+    try:
+        last = float(CLEANUP_STAMP.read_text())
+    except (OSError, ValueError):
+        return
+    pause = last + RECENTLY_DELETED - time.time()
+    if 0 < pause <= RECENTLY_DELETED:
+        print(f"(waiting {pause:.0f} s: a previous run freed its files's inodes just now)")
+        time.sleep(pause)
+
+
 def parse_levels(text: str) -> list[int]:
     levels = [int(v) for v in text.split(",") if v.strip()]
     if not levels or min(levels) < 1:
@@ -1097,6 +1120,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
+    wait_after_last_cleanup()
     workdir = Path(tempfile.mkdtemp(prefix="mm1-bench-"))
     sink = Sink(raw=not args.aiohttp_ends)
     ok = False
@@ -1192,6 +1216,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"work directory kept: {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
+            CLEANUP_STAMP.write_text(f"{time.time()}\n")
     return 0 if ok else 1
 
 

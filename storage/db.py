@@ -35,7 +35,12 @@ def is_sqlite(engine: AsyncEngine) -> bool:
 
 
 def _sqlite_setup(
-    sync_engine: Engine, sync: str, *, poll_lock: bool = False, busy_timeout: float = LOCK_WAIT
+    sync_engine: Engine,
+    sync: str,
+    *,
+    poll_lock: bool = False,
+    busy_timeout: float = LOCK_WAIT,
+    autocheckpoint: bool = True,
 ) -> None:
     """WAL, the chosen synchronous level, and BEGIN IMMEDIATE for write transactions.
 
@@ -45,6 +50,9 @@ def _sqlite_setup(
     on one file (``[server] workers``) left a writer asleep long after the lock was
     free: p99 over 500 ms. Only for the group-commit writer's own thread, which may
     block.
+
+    ``autocheckpoint`` False: this engine's commits never checkpoint the log
+    (storage/checkpoint.py does it in a thread of its own).
     """
 
     @event.listens_for(sync_engine, "connect")
@@ -59,6 +67,8 @@ def _sqlite_setup(
         # used on the event loop (the writer's own BEGIN polls in its thread instead):
         # they must fail at once, never block the loop.
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+        if not autocheckpoint:
+            cursor.execute("PRAGMA wal_autocheckpoint=0")
         cursor.close()
 
     @event.listens_for(sync_engine, "begin")
@@ -106,7 +116,11 @@ def create_engine(url: str, *, sqlite_synchronous: str = "FULL", echo: bool = Fa
 
 
 def sync_twin(
-    engine: AsyncEngine, *, busy_timeout: float = LOCK_WAIT, poll_lock: bool = False
+    engine: AsyncEngine,
+    *,
+    busy_timeout: float = LOCK_WAIT,
+    poll_lock: bool = False,
+    autocheckpoint: bool = True,
 ) -> Engine | None:
     """For SQLite, a plain synchronous engine on the same file (pysqlite), else None.
 
@@ -124,7 +138,11 @@ def sync_twin(
         echo=engine.echo,
     )
     _sqlite_setup(
-        twin, _SYNCHRONOUS.get(str(engine.url), "FULL"), poll_lock=poll_lock, busy_timeout=timeout
+        twin,
+        _SYNCHRONOUS.get(str(engine.url), "FULL"),
+        poll_lock=poll_lock,
+        busy_timeout=timeout,
+        autocheckpoint=autocheckpoint,
     )
     return twin
 

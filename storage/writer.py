@@ -33,6 +33,7 @@ from sqlalchemy.engine import Connection, Engine, RootTransaction
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from storage.checkpoint import Checkpointer
 from storage.db import LOCK_WAIT_OPTION, WRITE_OPTION, sync_twin
 
 log = logging.getLogger("mmsc.storage.writer")
@@ -72,12 +73,13 @@ class GroupCommitWriter:
         self._queue: asyncio.Queue[Item | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._turn_fd: int | None = None  # see _take_turn
+        self._checkpointer: Checkpointer | None = None
         self.batches = 0
         self.units = 0
 
     async def start(self) -> None:
         if self._task is None:
-            self._sync_engine = sync_twin(self.engine, poll_lock=True)
+            self._sync_engine = sync_twin(self.engine, poll_lock=True, autocheckpoint=False)
             if self._sync_engine is not None:
                 self._thread = ThreadPoolExecutor(1, thread_name_prefix="mmsc-writer")
                 self.concurrency = 2  # one transaction, and the next batch's barriers
@@ -85,6 +87,8 @@ class GroupCommitWriter:
                 if database and database != ":memory:":
                     path = f"{database}.writer-turn"
                     self._turn_fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                    self._checkpointer = Checkpointer(database)
+                    self._checkpointer.start()
             self._task = asyncio.create_task(self._run(), name="group-commit-writer")
 
     async def close(self) -> None:
@@ -106,6 +110,9 @@ class GroupCommitWriter:
         if self._turn_fd is not None:
             os.close(self._turn_fd)
             self._turn_fd = None
+        if self._checkpointer is not None:
+            self._checkpointer.close()
+            self._checkpointer = None
 
     async def submit(self, unit: Callable[[Connection], T], barrier: Barrier | None = None) -> T:
         """Run ``unit`` in a transaction and return its result once that is committed.
@@ -186,6 +193,8 @@ class GroupCommitWriter:
                 trans.rollback()
                 raise
             trans.commit()
+            if self._checkpointer is not None:
+                self._checkpointer.committed()
         finally:
             if self._turn_fd is not None:
                 fcntl.flock(self._turn_fd, fcntl.LOCK_UN)

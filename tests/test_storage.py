@@ -1715,3 +1715,41 @@ def test_a_push_taken_over_while_it_waited_for_its_turn_is_not_sent(db_url: str)
             assert (rows[lost.id].state, rows[lost.id].claimed_by) == (repo.SENDING, "node-z")
 
     run(body)
+
+
+def test_the_writer_leaves_checkpoints_to_its_checkpointer(tmp_path: Path) -> None:
+    """The writer's commits never checkpoint the log (that made the batch waiting for
+    them slow: the accept p99), yet what they commit reaches the database file: the
+    checkpointer thread moves it there, PASSIVE, while commits go on."""
+    import shutil
+    import sqlite3
+
+    path = tmp_path / "mmsc.db"
+    url = f"sqlite+aiosqlite:///{path}"
+    addresses = [f"+1555{i:07d}" for i in range(300)]
+
+    async def body() -> None:
+        async with open_db(url) as engine:
+            writer = GroupCommitWriter(engine)
+            await writer.start()
+            try:
+                assert writer._sync_engine is not None
+                with writer._sync_engine.connect() as conn:
+                    row = conn.exec_driver_sql("PRAGMA wal_autocheckpoint").one()
+                    assert row[0] == 0
+                for address in addresses:  # one commit each: many log frames
+                    assert await writer.submit(_subscriber_unit(address, address)) == address
+                assert writer._checkpointer is not None
+                # Its last checkpoint, with every connection still open (closing the
+                # last one would checkpoint by itself).
+                writer._checkpointer.close()
+                # The database file alone, without its log, holds every committed row.
+                shutil.copyfile(path, alone)
+            finally:
+                await writer.close()
+
+    alone = tmp_path / "alone.db"
+    run(body)
+    with sqlite3.connect(alone) as copy:
+        found = {r[0] for r in copy.execute("SELECT address FROM subscribers")}
+    assert set(addresses) <= found
