@@ -118,15 +118,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
         count = workers.worker_count(cfg)
     except config_mod.ConfigError as exc:
         return _fail(str(exc), EXIT_USAGE)
-    from mmsc.log_output import BlockBufferedHandler
+    from mmsc.log_output import BlockBufferedHandler, SecondCachedFormatter
 
+    handler = BlockBufferedHandler()
+    # Several workers write to one log: each line says which process wrote it.
+    handler.setFormatter(
+        SecondCachedFormatter(
+            "%(asctime)s %(levelname)s %(name)s "
+            + ("pid=%(process)d " if count > 1 else "")
+            + "%(message)s"
+        )
+    )
     logging.basicConfig(
-        level=getattr(logging, args.log_level.upper(), logging.INFO),
-        handlers=[BlockBufferedHandler()],
-        # Several workers write to one log: each line says which process wrote it.
-        format="%(asctime)s %(levelname)s %(name)s "
-        + ("pid=%(process)d " if count > 1 else "")
-        + "%(message)s",
+        level=getattr(logging, args.log_level.upper(), logging.INFO), handlers=[handler]
     )
     # Our format names no source file, thread or process name: let logging skip finding
     # them for every record (the logging HOWTO's "Optimization"; every state change of a

@@ -93,3 +93,23 @@ def _fileno(stream: TextIO) -> int | None:
         return stream.fileno()
     except (AttributeError, OSError, ValueError):
         return None  # e.g. a StringIO or pytest's capture: keep writing to it as is
+
+
+class SecondCachedFormatter(logging.Formatter):
+    """logging.Formatter with the default time format (``2026-12-05 07:20:03,123``),
+    whose date and time are formatted once per second rather than per line
+    (time.localtime and strftime were a quarter of the cost of a log line)."""
+
+    def __init__(self, fmt: str | None = None) -> None:
+        super().__init__(fmt)
+        self._second = -1
+        self._text = ""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        if datefmt is not None:
+            return super().formatTime(record, datefmt)
+        second = int(record.created)
+        if second != self._second:
+            self._text = time.strftime(self.default_time_format, self.converter(second))
+            self._second = second
+        return self.default_msec_format % (self._text, record.msecs)

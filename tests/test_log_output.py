@@ -114,3 +114,16 @@ def test_ids_are_distinct_well_formed_and_differ_between_forked_processes() -> N
     os.close(read)
     os.waitpid(pid, 0)
     assert len(child) == 15 and child != pool.take(15)
+
+
+def test_the_second_cached_formatter_writes_what_logging_s_own_would() -> None:
+    from mmsc.log_output import SecondCachedFormatter
+
+    fmt = "%(asctime)s %(levelname)s %(name)s %(message)s"
+    ours, theirs = SecondCachedFormatter(fmt), logging.Formatter(fmt)
+    for created in (1_764_000_000.001, 1_764_000_000.999, 1_764_000_001.5, 1_764_000_000.25):
+        record = logging.LogRecord("mmsc.events", logging.INFO, "", 0, "m=%s", ("x",), None)
+        record.created, record.msecs = created, int((created - int(created)) * 1000)
+        assert ours.format(record) == theirs.format(record)
+    record.created = 1_764_000_000.0
+    assert ours.formatTime(record, "%H") == theirs.formatTime(record, "%H")
