@@ -181,3 +181,79 @@ def test_concurrent_puts_are_batched_durable_and_closed_cleanly(tmp_path: Path) 
     run(body)
     fresh = FilesystemPayloadStore(tmp_path / "payloads")
     assert asyncio.run(fresh.get("late4")) == b"xxxx"
+
+
+def test_the_id_list_statements_take_long_lists_and_only_what_qualifies(db_url: str) -> None:
+    """mark_notified and finish_pushes run one compiled statement per list length, in
+    chunks of repo.IN_LIST_CHUNK ids: a batch longer than a chunk is handled whole, and
+    only the rows that qualify (pending recipients; pushes still this node's) move."""
+    from sqlalchemy import update
+
+    from storage.models import outbox, recipients
+    from tests.test_storage import accept_many
+
+    total = repo.IN_LIST_CHUNK * 2 + 7
+
+    async def body() -> None:
+        async with open_db(db_url) as engine:
+            core = Mmsc(engine, InMemoryPayloadStore(), POLICY, node_id="node-a")
+            await core.start()
+            try:
+                rids = await accept_many(core, total, per_message=50)
+                retrieved = set(rids[::5])
+
+                def fetch_some(conn: Connection) -> tuple[None, list[repo.Event]]:
+                    conn.execute(
+                        update(recipients)
+                        .where(recipients.c.id.in_(retrieved))
+                        .values(state=repo.RETRIEVED)
+                    )
+                    return None, []
+
+                await core.write(fetch_some)
+
+                def notify(conn: Connection) -> tuple[set[int], list[repo.Event]]:
+                    return repo.mark_notified(conn, rids, 5.0), []
+
+                assert await core.write(notify) == set(rids) - retrieved
+
+                def queue(conn: Connection) -> tuple[list[int], list[repo.Event]]:
+                    ids = [
+                        repo.enqueue_push(
+                            conn,
+                            kind="notification",
+                            destination=f"+1555{i:07d}",
+                            pdu=b"x",
+                            now=1.0,
+                            message_id=None,
+                            recipient_id=None,
+                        )
+                        for i in range(total)
+                    ]
+                    return ids, []
+
+                push_ids = await core.write(queue)
+
+                def claim(conn: Connection) -> tuple[list[Any], list[repo.Event]]:
+                    return repo.claim_outbox(conn, 2.0, total, "node-a", 60.0), []
+
+                assert len(await core.write(claim)) == total
+                stolen = set(push_ids[1::3])
+
+                def take_over(conn: Connection) -> tuple[None, list[repo.Event]]:
+                    conn.execute(
+                        update(outbox).where(outbox.c.id.in_(stolen)).values(claimed_by="node-b")
+                    )
+                    return None, []
+
+                await core.write(take_over)
+                outcomes = [repo.PushOutcome(i, repo.SENT, None, None, 3.0) for i in push_ids]
+
+                def finish(conn: Connection) -> tuple[set[int], list[repo.Event]]:
+                    return repo.finish_pushes(conn, "node-a", outcomes), []
+
+                assert await core.write(finish) == set(push_ids) - stolen
+            finally:
+                await core.close()
+
+    run(body)
