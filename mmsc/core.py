@@ -238,10 +238,18 @@ def _overlong(pdu: MmsPdu, sender: Address) -> str | None:
         "content_type": pdu.content_type,
     }
     for name, value in values.items():
-        limit = getattr(messages.c[name].type, "length", None)
+        limit = _ENVELOPE_LIMITS.get(name)
         if value is not None and limit is not None and len(value) > limit:
             return name
     return None
+
+
+# The length limits of the envelope columns _overlong checks, read once.
+_ENVELOPE_LIMITS: dict[str, int] = {
+    name: length
+    for name in ("transaction_id", "originator", "message_class", "priority", "content_type")
+    if (length := getattr(messages.c[name].type, "length", None)) is not None
+}
 
 
 _event_counters: dict[str, Any] = {}  # event -> its mmsc_events_total child
