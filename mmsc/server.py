@@ -14,6 +14,7 @@ import gc
 import logging
 import signal
 import socket
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -155,7 +156,7 @@ async def run(
     ]
     if worker is not None:
         log.info("worker %d serving (node %s)", worker, core.node_id)
-    _freeze_startup_objects()
+    _tune_interpreter()
     admin_app[admin.READY_KEY]["database"] = True
     try:
         await stop.wait()
@@ -175,18 +176,28 @@ async def run(
         log.info("stopped")
 
 
-def _freeze_startup_objects() -> None:
-    """Move everything made so far (modules, apps, compiled statements: hundreds of
-    thousands of objects that live as long as the process) out of the cyclic garbage
-    collector's reach. A full collection walked them all: pauses of up to 36 ms,
-    ten times in a 25 s accept benchmark, where the p99 latency came from
-    (bench/README.md, session 6). https://docs.python.org/3/library/gc.html#gc.freeze
-    With ``[server] workers`` the collector then also stops writing to the objects a
-    worker inherited from the parent, so more of their pages stay shared."""
+def _tune_interpreter() -> None:
+    """Interpreter settings for serving, once everything is started.
+
+    Everything made so far (modules, apps, compiled statements: hundreds of thousands
+    of objects that live as long as the process) is moved out of the cyclic garbage
+    collector's reach. A full collection walked them all: pauses of up to 36 ms, ten
+    times in a 25 s accept benchmark, where the p99 latency came from (bench/README.md,
+    session 6; https://docs.python.org/3/library/gc.html#gc.freeze). With ``[server]
+    workers`` the collector then also stops writing to the objects a worker inherited
+    from the parent, so more of their pages stay shared.
+
+    A young-generation pass every 10,000 net allocations instead of 700: the objects
+    of a request mostly die by reference count before a pass sees them, so a pass
+    costs about what is in flight, and 5x fewer passes took GC from 1.2% to 0.3% of
+    the run and the accept rate up 5-7%.
+
+    The GIL switch interval 1 ms instead of 5: the writer's and the payload flush's
+    threads wait for the GIL after every COMMIT, fsync and syncfs, while the event
+    loop holds it; the loop yields it at its next system call or at the interval.
+    Paired runs: +7-8% accepted/s, and less CPU in those threads.
+    """
     gc.collect()
     gc.freeze()
-    # A young-generation pass every 10,000 net allocations instead of 700: the objects
-    # of a request mostly die by reference count before a pass sees them, so a pass
-    # costs about what is in flight, and 5x fewer passes took GC from 1.2% to 0.3% of
-    # the run and the accept rate up 5-7% (paired runs, bench/README.md session 6).
     gc.set_threshold(10_000, 10, 10)
+    sys.setswitchinterval(0.001)
