@@ -256,18 +256,23 @@ _event_counters: dict[str, Any] = {}  # event -> its mmsc_events_total child
 
 
 def _log_events(rows: Sequence[repo.Event]) -> None:
+    """Count each event and log it as a line of its own: the events of one commit as
+    one record of several lines (mmsc.log_output.SecondCachedFormatter gives every line
+    the record's prefix), since a record per event was ~5% of the event loop's time."""
     for e in rows:
         counter = _event_counters.get(e.event)
         if counter is None:  # labels() looks the child up under a lock, per call
             counter = _event_counters[e.event] = metrics.events_total.labels(e.event)
         counter.inc()
+    if rows and event_log.isEnabledFor(logging.INFO):
         event_log.info(
-            "message=%s recipient=%s event=%s state=%s %s",
-            e.message_id,
-            e.recipient_id if e.recipient_id is not None else "-",
-            e.event,
-            e.state or "-",
-            e.detail or "",
+            "%s",
+            "\n".join(
+                f"message={e.message_id} "
+                f"recipient={e.recipient_id if e.recipient_id is not None else '-'} "
+                f"event={e.event} state={e.state or '-'} {e.detail or ''}"
+                for e in rows
+            ),
         )
 
 

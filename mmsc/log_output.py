@@ -98,12 +98,24 @@ def _fileno(stream: TextIO) -> int | None:
 class SecondCachedFormatter(logging.Formatter):
     """logging.Formatter with the default time format (``2026-12-05 07:20:03,123``),
     whose date and time are formatted once per second rather than per line
-    (time.localtime and strftime were a quarter of the cost of a log line)."""
+    (time.localtime and strftime were a quarter of the cost of a log line).
+
+    A message of several lines becomes several log lines, each with the record's
+    prefix (time, level, logger): the events of one commit are logged as one record
+    (mmsc/core.py) and still read, grep and parse as a line per event."""
 
     def __init__(self, fmt: str | None = None) -> None:
         super().__init__(fmt)
         self._second = -1
         self._text = ""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        text = super().formatMessage(record)
+        message = record.message
+        if "\n" not in message or not text.endswith(message):
+            return text
+        prefix = text[: len(text) - len(message)]
+        return prefix + ("\n" + prefix).join(message.split("\n"))
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         if datefmt is not None:

@@ -39,6 +39,7 @@ class ServerProcess:
     proc: subprocess.Popen[bytes]
     urls: dict[str, str]
     log: list[str] = field(default_factory=list)
+    drained: threading.Event = field(default_factory=threading.Event)  # output read to EOF
 
     @property
     def mm1(self) -> str:
@@ -129,14 +130,15 @@ def start_server(
         match = LISTEN_RE.search(line)
         if match:
             server.urls[match.group(1)] = match.group(2)
-    threading.Thread(target=_drain, args=(proc, server.log), daemon=True).start()
+    threading.Thread(target=_drain, args=(proc, server.log, server.drained), daemon=True).start()
     return server
 
 
-def _drain(proc: subprocess.Popen[bytes], sink: list[str]) -> None:
+def _drain(proc: subprocess.Popen[bytes], sink: list[str], done: threading.Event) -> None:
     assert proc.stdout is not None
     for raw in proc.stdout:
         sink.append(raw.decode(errors="replace"))
+    done.set()
 
 
 def http(

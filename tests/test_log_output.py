@@ -127,3 +127,31 @@ def test_the_second_cached_formatter_writes_what_logging_s_own_would() -> None:
         assert ours.format(record) == theirs.format(record)
     record.created = 1_764_000_000.0
     assert ours.formatTime(record, "%H") == theirs.formatTime(record, "%H")
+
+
+def test_a_message_of_several_lines_becomes_a_log_line_each_with_its_prefix() -> None:
+    """The events of one commit are one record (mmsc/core.py): each still reads as a log
+    line of its own, with time, level and logger; a traceback is left as it is."""
+    from mmsc.log_output import SecondCachedFormatter
+
+    fmt = "%(asctime)s %(levelname)s %(name)s %(message)s"
+    ours = SecondCachedFormatter(fmt)
+    record = logging.LogRecord(
+        "mmsc.events", logging.INFO, "", 0, "%s", ("event=a\nevent=b\nevent=c",), None
+    )
+    record.created, record.msecs = 1_764_000_000.5, 500
+    single = logging.Formatter(fmt)
+    expected = []
+    for line in ("event=a", "event=b", "event=c"):
+        one = logging.LogRecord("mmsc.events", logging.INFO, "", 0, line, (), None)
+        one.created, one.msecs = record.created, record.msecs
+        expected.append(single.format(one))
+    assert ours.format(record).split("\n") == expected
+
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        failing = logging.LogRecord("mmsc", logging.ERROR, "", 0, "one\ntwo", (), sys.exc_info())
+    text = ours.format(failing).split("\n")
+    assert text[0].endswith(" ERROR mmsc one") and text[1].endswith(" ERROR mmsc two")
+    assert text[2] == "Traceback (most recent call last):"

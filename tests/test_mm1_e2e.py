@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 import urllib.parse
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -213,6 +215,22 @@ def test_send_notify_fetch_and_reports(
         assert status == 200
     finally:
         assert server.stop() == 0, "".join(server.log)
+    # Every event is a log line of its own, with time, level and logger (the events of
+    # one commit are one record: mmsc/log_output.py), all written by the exit.
+    assert server.drained.wait(30)
+    events = [line for line in server.log if " mmsc.events " in line]
+    assert all(
+        re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO mmsc\.events message=", line)
+        for line in events
+    ), events
+    for event in ("accepted", "recipient-added", "notification-queued", "notified", "retrieved"):
+        assert any(f" event={event} " in line for line in events), (event, events)
+    per_recipient = Counter(
+        re.search(r"recipient=(\S+)", line).group(1)  # type: ignore[union-attr]
+        for line in events
+        if " event=recipient-added " in line
+    )
+    assert len(per_recipient) == 2 and set(per_recipient.values()) == {1}
 
 
 def test_unfetched_message_expires_with_a_report(tmp_path: Path, sink: SmsSink) -> None:
