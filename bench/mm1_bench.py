@@ -434,10 +434,8 @@ async def _sink_serve(conn: Connection, counters: Any, raw: bool) -> None:
         app.router.add_get("/cgi-bin/sendsms", sendsms_view)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        aio_server: Any = site._server  # the only way to learn the port of a port-0 binding
-        port = aio_server.sockets[0].getsockname()[1]
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        port = runner.addresses[0][1]
     conn.send(port)
     await asyncio.Event().wait()  # until the parent terminates us
 
@@ -628,6 +626,17 @@ async def run_level(
     connector = aiohttp.TCPConnector(limit=connections, force_close=False)
     marks: dict[str, Any] = {}
 
+    def record(t0: float, problem: str | None) -> None:
+        """Count an answer that arrived now (``problem`` None: accepted)."""
+        t1 = time.perf_counter()
+        if problem is None:
+            totals.accepted += 1
+        if window_from <= t1 < window_to:
+            if problem is None:
+                result.latencies.append(t1 - t0)
+            else:
+                result.errors[problem] += 1
+
     async def worker(session: aiohttp.ClientSession) -> None:
         while time.perf_counter() < window_to:
             req = pool[next(counter) % len(pool)]
@@ -640,14 +649,7 @@ async def run_level(
                     )
             except (aiohttp.ClientError, TimeoutError) as exc:
                 problem = f"{type(exc).__name__}: {exc}"[:100]
-            t1 = time.perf_counter()
-            if problem is None:
-                totals.accepted += 1
-            if window_from <= t1 < window_to:
-                if problem is None:
-                    result.latencies.append(t1 - t0)
-                else:
-                    result.errors[problem] += 1
+            record(t0, problem)
 
     target = urllib.parse.urlsplit(url)
     host, port = target.hostname or "127.0.0.1", target.port or 80
@@ -667,14 +669,7 @@ async def run_level(
                     problem = check(answer.status, answer.content_type, answer.body, pool[i].tid)
                 except (OSError, TimeoutError, rawhttp.ProtocolFailure) as exc:
                     problem = f"{type(exc).__name__}: {exc}"[:100]
-                t1 = time.perf_counter()
-                if problem is None:
-                    totals.accepted += 1
-                if window_from <= t1 < window_to:
-                    if problem is None:
-                        result.latencies.append(t1 - t0)
-                    else:
-                        result.errors[problem] += 1
+                record(t0, problem)
         finally:
             client.close()
 

@@ -227,6 +227,14 @@ def _route(address: Address | None, vasps: dict[str, str] | None = None) -> str:
 _ADDRESS_MAX: int = recipients.c.address.type.length  # type: ignore[attr-defined]
 
 
+# The length limits of the envelope columns _overlong checks, read once.
+_ENVELOPE_LIMITS: dict[str, int] = {
+    name: length
+    for name in ("transaction_id", "originator", "message_class", "priority", "content_type")
+    if (length := getattr(messages.c[name].type, "length", None)) is not None
+}
+
+
 def _overlong(pdu: MmsPdu, sender: Address) -> str | None:
     """The first envelope value too long for its column: PostgreSQL refuses such a row
     (a permanent problem, not a transient one) where SQLite would store it."""
@@ -242,14 +250,6 @@ def _overlong(pdu: MmsPdu, sender: Address) -> str | None:
         if value is not None and limit is not None and len(value) > limit:
             return name
     return None
-
-
-# The length limits of the envelope columns _overlong checks, read once.
-_ENVELOPE_LIMITS: dict[str, int] = {
-    name: length
-    for name in ("transaction_id", "originator", "message_class", "priority", "content_type")
-    if (length := getattr(messages.c[name].type, "length", None)) is not None
-}
 
 
 _event_counters: dict[str, Any] = {}  # event -> its mmsc_events_total child

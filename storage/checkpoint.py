@@ -31,7 +31,6 @@ class Checkpointer:
     def __init__(self, database: str, *, interval: float = 0.25) -> None:
         self.database = database
         self.interval = interval
-        self.checkpoints = 0
         self._wake = threading.Event()
         self._stop = False
         self._thread: threading.Thread | None = None
@@ -72,6 +71,5 @@ class Checkpointer:
     def _checkpoint(self, conn: sqlite3.Connection) -> None:
         try:
             conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-            self.checkpoints += 1
         except sqlite3.Error as exc:  # e.g. another process's checkpoint: the next one will do
             log.debug("checkpoint skipped: %s", exc)

@@ -93,6 +93,13 @@ class FastStatement:
         cursor.close()
         return None if row is None else row[0]
 
+    def first_column(self, conn: Connection, values: Mapping[str, Any]) -> list[Any]:
+        """The first column of every row (ids from a SELECT or an UPDATE ... RETURNING)."""
+        cursor = self.execute(conn, values)
+        rows = cursor.fetchall()
+        cursor.close()
+        return [row[0] for row in rows]
+
     def executemany(self, conn: Connection, rows: Iterable[Mapping[str, Any]]) -> None:
         compiled = self._compiled(conn.dialect)
         params = [compiled.params(row) for row in rows]

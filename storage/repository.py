@@ -626,6 +626,11 @@ def _chunks(ids: Sequence[int]) -> Iterable[Sequence[int]]:
         yield ids[start : start + IN_LIST_CHUNK]
 
 
+def _id_params(count: int) -> list[Any]:
+    """``count`` bind parameters for an id list, named as _id_values names their values."""
+    return [bindparam(f"id_{i}") for i in range(count)]
+
+
 def _id_values(ids: Sequence[int]) -> dict[str, Any]:
     return {f"id_{i}": v for i, v in enumerate(ids)}
 
@@ -635,11 +640,10 @@ def _owned_pushes(count: int) -> FastStatement:
     """Which of ``count`` outbox ids are still the owner's. One compiled statement per
     list length (a Core statement with an expanding IN list is compiled again at every
     execution: 200-300 µs per batch of outcomes, on the event loop)."""
-    ids: list[Any] = [bindparam(f"id_{i}") for i in range(count)]
     return FastStatement(
         select(outbox.c.id)
         .where(
-            outbox.c.id.in_(ids),
+            outbox.c.id.in_(_id_params(count)),
             outbox.c.claimed_by == bindparam("owner"),
             outbox.c.state == bindparam("sending"),
         )
@@ -672,7 +676,7 @@ def finish_pushes(conn: Connection, owner: str, outcomes: Sequence[PushOutcome])
     owned: set[int] = set()
     for ids in _chunks([o.push_id for o in outcomes]):
         values = {**_id_values(ids), "owner": owner, "sending": SENDING}
-        owned.update(row[0] for row in _fetch_all(_owned_pushes(len(ids)), conn, values))
+        owned.update(_owned_pushes(len(ids)).first_column(conn, values))
     rows = [
         {
             "k": o.push_id,
@@ -697,7 +701,7 @@ def mark_notified(conn: Connection, recipient_ids: Sequence[int], now: float) ->
         moved: set[int] = set()
         for ids in _chunks(list(recipient_ids)):
             values = {**_id_values(ids), "pending": PENDING, "v_state": NOTIFIED, "v_now": now}
-            moved.update(row[0] for row in _fetch_all(_mark_notified(len(ids)), conn, values))
+            moved.update(_mark_notified(len(ids)).first_column(conn, values))
         return moved
     stmt = (
         update(recipients)
@@ -719,10 +723,9 @@ def mark_notified(conn: Connection, recipient_ids: Sequence[int], now: float) ->
 @functools.lru_cache(maxsize=IN_LIST_CHUNK)
 def _mark_notified(count: int) -> FastStatement:
     """UPDATE ... RETURNING for ``count`` recipient ids (see _owned_pushes for why)."""
-    ids: list[Any] = [bindparam(f"id_{i}") for i in range(count)]
     return FastStatement(
         update(recipients)
-        .where(recipients.c.id.in_(ids), recipients.c.state == bindparam("pending"))
+        .where(recipients.c.id.in_(_id_params(count)), recipients.c.state == bindparam("pending"))
         .values(
             state=bindparam("v_state"),
             notified_at=bindparam("v_now"),
@@ -730,13 +733,6 @@ def _mark_notified(count: int) -> FastStatement:
         )
         .returning(recipients.c.id)
     )
-
-
-def _fetch_all(statement: FastStatement, conn: Connection, values: dict[str, Any]) -> list[Any]:
-    cursor = statement.execute(conn, values)
-    rows = cursor.fetchall()
-    cursor.close()
-    return list(rows)
 
 
 def renew_claim(conn: Connection, push_id: int, owner: str, until: float) -> bool:
