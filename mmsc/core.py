@@ -287,6 +287,7 @@ class Mmsc:
         *,
         node_id: str | None = None,
         writer_concurrency: int = 2,
+        log_sync: bool = True,
     ) -> None:
         self.engine = engine
         self.payloads = payloads
@@ -295,7 +296,7 @@ class Mmsc:
         self.policy = policy
         self._addresses: dict[str, Address] = {}  # see _address
         self.node_id = node_id or new_id()[:12]
-        self.writer = GroupCommitWriter(engine, concurrency=writer_concurrency)
+        self.writer = GroupCommitWriter(engine, concurrency=writer_concurrency, log_sync=log_sync)
         self._read_engine = sync_twin(engine, busy_timeout=0.0)  # SQLite only, see read()
         self._reader: Connection | None = None
         self.wakeup_callbacks: list[Any] = []

@@ -119,6 +119,8 @@ async def run(
             store,
             Policy.from_config(config),
             writer_concurrency=int(storage_cfg.get("writer_concurrency", 2)),
+            # "file" keeps syncfs(2) off that disk altogether, the log's sync included.
+            log_sync=storage_cfg.get("payload_sync", "filesystem") == "filesystem",
         )
     except ValueError as exc:
         raise ConfigError(f"storage: {exc}") from None

@@ -53,6 +53,10 @@ class Checkpointer:
 
     def _run(self) -> None:
         conn = sqlite3.connect(self.database, timeout=0, check_same_thread=False)
+        # A checkpoint syncs the log before copying it and the database file before the
+        # log may be reused, as this connection's level says: FULL whatever the file's
+        # level, since the writer may commit unsynced (storage/writer.py _log_sync_mode).
+        conn.execute("PRAGMA synchronous=FULL")
         try:
             last = 0.0
             while True:

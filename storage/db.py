@@ -9,6 +9,7 @@ asyncpg; its durability is the server's (fsync on, synchronous_commit on).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -41,6 +42,7 @@ def _sqlite_setup(
     poll_lock: bool = False,
     busy_timeout: float = LOCK_WAIT,
     autocheckpoint: bool = True,
+    closing_sync: str | None = None,
 ) -> None:
     """WAL, the chosen synchronous level, and BEGIN IMMEDIATE for write transactions.
 
@@ -53,6 +55,11 @@ def _sqlite_setup(
 
     ``autocheckpoint`` False: this engine's commits never checkpoint the log
     (storage/checkpoint.py does it in a thread of its own).
+
+    ``closing_sync``: the level a connection switches to before it closes. The last
+    connection to close checkpoints the log into the database file and deletes it,
+    syncing as its level says; a writer that syncs the log itself (``sync`` OFF,
+    storage/writer.py) must not do that unsynced.
     """
 
     @event.listens_for(sync_engine, "connect")
@@ -70,6 +77,14 @@ def _sqlite_setup(
         if not autocheckpoint:
             cursor.execute("PRAGMA wal_autocheckpoint=0")
         cursor.close()
+
+    if closing_sync is not None:
+
+        @event.listens_for(sync_engine, "close")
+        @event.listens_for(sync_engine, "close_detached")
+        def _before_close(dbapi_connection: Any, *_args: Any) -> None:
+            with contextlib.suppress(Exception):  # a broken connection has nothing to sync
+                dbapi_connection.execute(f"PRAGMA synchronous={closing_sync}")
 
     @event.listens_for(sync_engine, "begin")
     def _begin(conn: Any) -> None:
@@ -121,8 +136,12 @@ def sync_twin(
     busy_timeout: float = LOCK_WAIT,
     poll_lock: bool = False,
     autocheckpoint: bool = True,
+    synchronous: str | None = None,
 ) -> Engine | None:
     """For SQLite, a plain synchronous engine on the same file (pysqlite), else None.
+
+    ``synchronous``: this engine's level instead of the file's (``sqlite_synchronous``);
+    its connections return to the file's level before they close.
 
     The group-commit writer runs its batches on it in one thread: a statement
     then costs about 30 µs instead of the 370 µs of a round trip through
@@ -137,14 +156,21 @@ def sync_twin(
         connect_args={"timeout": timeout, "check_same_thread": False},
         echo=engine.echo,
     )
+    level = sqlite_synchronous(engine)
     _sqlite_setup(
         twin,
-        _SYNCHRONOUS.get(str(engine.url), "FULL"),
+        synchronous or level,
         poll_lock=poll_lock,
         busy_timeout=timeout,
         autocheckpoint=autocheckpoint,
+        closing_sync=level if synchronous not in (None, level) else None,
     )
     return twin
+
+
+def sqlite_synchronous(engine: AsyncEngine) -> str:
+    """The synchronous level a SQLite engine was created with."""
+    return _SYNCHRONOUS.get(str(engine.url), "FULL")
 
 
 def _alembic_config(connection: Connection) -> Config:

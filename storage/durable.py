@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import os
+import threading
 from collections.abc import Callable, Sequence
 
 # (directory, temp name, final name, data): names are components inside directory.
@@ -119,3 +121,75 @@ def sync_filesystem(fd: int) -> None:
     if _syncfs(fd) != 0:
         errno = ctypes.get_errno()
         raise OSError(errno, os.strerror(errno))
+
+
+class SyncRounds:
+    """syncfs(2) rounds on one filesystem, shared by everyone who needs one.
+
+    A writer needs a round that *starts* after its writes were handed to the kernel.
+    Rounds run one at a time; a caller that finds a finished round which started
+    after its ``ticket`` needs no round of its own. So the payload files of one
+    commit batch and the database log of the previous one, on the same filesystem,
+    are made durable by one syncfs instead of two (storage/writer.py).
+    """
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self._lock = threading.Lock()  # held for a whole round
+        self._started = 0  # rounds started so far (incremented before the call)
+        self._completed = 0  # the last round that has returned
+        self._failed = 0  # the last round that reported a writeback error
+
+    def ticket(self) -> int:
+        """Take this *after* the writes to cover have returned (a plain read: any
+        round started after it began its syncfs after those writes)."""
+        return self._started
+
+    def sync_after(self, ticket: int) -> None:
+        """Block until a round started after ``ticket`` has completed; raise OSError if
+        a round since then reported an error (what was written before it may be lost)."""
+        with self._lock:
+            if self._completed <= ticket:
+                self._started += 1
+                number = self._started
+                try:
+                    sync_filesystem(self.fd)
+                except OSError:
+                    self._failed = number
+                    raise
+                finally:
+                    self._completed = number
+            if self._failed > ticket:
+                raise OSError(errno.EIO, "a sync of this filesystem reported a writeback error")
+
+    def sync(self) -> None:
+        """A round covering every write that has returned so far."""
+        self.sync_after(self.ticket())
+
+
+_rounds: dict[int, SyncRounds] = {}
+_rounds_lock = threading.Lock()
+
+
+def rounds_for(directory: str | os.PathLike[str]) -> SyncRounds:
+    """The process's :class:`SyncRounds` of the filesystem holding ``directory``
+    (which must exist). Its descriptor stays open for the life of the process."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    device = os.fstat(fd).st_dev
+    with _rounds_lock:
+        rounds = _rounds.get(device)
+        if rounds is None:
+            rounds = _rounds[device] = SyncRounds(fd)
+            return rounds
+    os.close(fd)
+    return rounds
+
+
+def _forget_rounds_in_child() -> None:
+    # A lock another thread held at fork() would stay held in the child forever.
+    global _rounds_lock
+    _rounds_lock = threading.Lock()
+    _rounds.clear()
+
+
+os.register_at_fork(after_in_child=_forget_rounds_in_child)

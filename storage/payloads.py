@@ -222,7 +222,7 @@ class FilesystemPayloadStore:
         self._unwritten: list[StagedPayload] = []  # staged, not written yet, in order
         self._stage_lock = threading.Lock()  # held for a list swap, never for I/O
         self._sync_lock = threading.Lock()  # held for a whole flush
-        self._root_fd: int | None = None
+        self._rounds: durable.SyncRounds | None = None  # see _rounds_now
         self._max_flushers = max_flushers
         self._pending: list[tuple[Path, memoryview, asyncio.Future[int]]] = []
         self._flushers = 0
@@ -303,7 +303,7 @@ class FilesystemPayloadStore:
             self._write_staged(taken)
             if self._fsync:
                 try:
-                    durable.sync_filesystem(self._root_fd_now())
+                    self._rounds_now().sync()
                 except OSError:
                     # syncfs reports a writeback error once: what was staged before this
                     # call may be lost even if the next call succeeds.
@@ -316,7 +316,7 @@ class FilesystemPayloadStore:
         errno on it; the shard directories they need are created on the way."""
         todo = [(p, p._item) for p in taken if not p.discarded and p._item is not None]
         try:
-            self._root_fd_now()
+            self._rounds_now()
         except OSError as exc:
             for p, _item in todo:
                 p._error, p._item = exc.errno or errno.EIO, None
@@ -325,13 +325,13 @@ class FilesystemPayloadStore:
         for (p, _item), code in zip(todo, codes, strict=True):
             p._error, p._item = code, None
 
-    def _root_fd_now(self) -> int:
-        """The root directory's descriptor (syncfs's handle on the filesystem), the root
-        created first if it does not exist yet."""
-        if self._root_fd is None:
+    def _rounds_now(self) -> durable.SyncRounds:
+        """The syncfs rounds of the root's filesystem (shared with the database writer's
+        when the database is on it too), the root created first if it does not exist."""
+        if self._rounds is None:
             self._root.mkdir(parents=True, exist_ok=True)
-            self._root_fd = os.open(self._root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        return self._root_fd
+            self._rounds = durable.rounds_for(self._root)
+        return self._rounds
 
     async def put(self, key: str, data: bytes | memoryview) -> int:
         """Store ``data`` durably under ``key`` (atomic replace of any previous value).
@@ -402,9 +402,6 @@ class FilesystemPayloadStore:
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None
-        if self._root_fd is not None:
-            os.close(self._root_fd)
-            self._root_fd = None
 
     # -- maintenance ---------------------------------------------------------------
 

@@ -41,7 +41,7 @@ from mmsc.scheduler import LEASE_SECONDS, Scheduler
 from protocol import mms, wap_push
 from protocol.mms import MmsPdu
 from protocol.wsp import Part
-from storage import db
+from storage import db, durable
 from storage import repository as repo
 from storage.inline import InlinePayloadStore
 from storage.models import (
@@ -556,8 +556,6 @@ def test_accept_whose_body_cannot_be_made_durable_stores_nothing(
     """The staged body is flushed by the writer right before the COMMIT of its rows: if
     that flush fails, the sender gets an error, and neither the rows nor the file stay.
     A message accepted in the same batch before the failure keeps both."""
-    from storage import durable
-
     payloads = FilesystemPayloadStore(tmp_path / "payloads")  # fsync on: a real barrier
 
     def payload_files() -> list[Path]:
@@ -1753,3 +1751,172 @@ def test_the_writer_leaves_checkpoints_to_its_checkpointer(tmp_path: Path) -> No
     with sqlite3.connect(alone) as copy:
         found = {r[0] for r in copy.execute("SELECT address FROM subscribers")}
     assert set(addresses) <= found
+
+
+# --------------------------------------------------- the writer syncs the log itself
+
+
+def test_sync_rounds_share_only_a_round_that_started_after_the_ticket(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A round that was already running when a caller's writes returned may have missed
+    them: that caller needs the next round. A finished round that started later covers it."""
+    rounds = durable.SyncRounds(os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY))
+    calls: list[int] = []
+    during: list[int] = []
+
+    def fake_syncfs(fd: int) -> None:
+        calls.append(fd)
+        if len(calls) == 1:
+            during.append(rounds.ticket())  # writes that return while round 1 runs
+
+    monkeypatch.setattr(durable, "sync_filesystem", fake_syncfs)
+    before = rounds.ticket()
+    rounds.sync_after(before)
+    assert len(calls) == 1
+    rounds.sync_after(before)  # round 1 started after `before`: nothing more to do
+    assert len(calls) == 1
+    rounds.sync_after(during[0])  # round 1 was running already: a round of its own
+    assert len(calls) == 2
+    rounds.sync()  # a new ticket: every write so far
+    assert len(calls) == 3
+    os.close(rounds.fd)
+
+
+def test_sync_rounds_report_a_failed_round_to_whoever_it_may_have_lost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """syncfs reports a writeback error once: every caller whose writes came before the
+    failed round is told (they may be lost), later writers are not."""
+    rounds = durable.SyncRounds(os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY))
+    failing = [True]
+
+    def fake_syncfs(fd: int) -> None:
+        if failing[0]:
+            failing[0] = False
+            raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(durable, "sync_filesystem", fake_syncfs)
+    old = rounds.ticket()
+    with pytest.raises(OSError):
+        rounds.sync_after(old)
+    with pytest.raises(OSError):  # a later round succeeds, but old writes may be gone
+        rounds.sync_after(old)
+    rounds.sync()  # written after the failure: fine
+    os.close(rounds.fd)
+
+
+def test_rounds_for_shares_one_per_filesystem(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    assert durable.rounds_for(tmp_path / "a") is durable.rounds_for(tmp_path / "b")
+
+
+@pytest.mark.skipif(not durable.HAS_SYNCFS, reason="needs syncfs(2)")
+def test_writer_answers_only_after_a_sync_that_covers_its_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With synchronous=FULL the writer commits unsynced and answers after a syncfs of
+    the database's filesystem that started once the COMMIT was done: at the start of
+    that round the row is already in the log (visible to another connection)."""
+    import sqlite3
+
+    path = tmp_path / "mmsc.db"
+    seen_at_round_start: list[bool] = []
+    real = durable.sync_filesystem
+
+    def watching_syncfs(fd: int) -> None:
+        with sqlite3.connect(path) as other:
+            found = other.execute(
+                "SELECT count(*) FROM subscribers WHERE address = ?", (B,)
+            ).fetchone()
+        seen_at_round_start.append(found[0] == 1)
+        real(fd)
+
+    async def body() -> None:
+        async with open_db(f"sqlite+aiosqlite:///{path}") as engine:
+            writer = GroupCommitWriter(engine)
+            await writer.start()
+            try:
+                assert writer._sync_engine is not None
+                with writer._sync_engine.connect() as conn:  # the writer's level: OFF
+                    assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 0
+                async with engine.connect() as conn:  # everyone else's: FULL
+                    assert (await conn.exec_driver_sql("PRAGMA synchronous")).scalar() == 2
+                monkeypatch.setattr(durable, "sync_filesystem", watching_syncfs)
+                assert await writer.submit(_subscriber_unit(B, "done")) == "done"
+                assert True in seen_at_round_start
+            finally:
+                await writer.close()
+
+    run(body)
+
+
+def test_writer_leaves_the_log_sync_to_sqlite_below_full(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """synchronous=NORMAL promises no durability per commit: no syncfs is paid for it."""
+    calls: list[int] = []
+    monkeypatch.setattr(durable, "sync_filesystem", calls.append)
+
+    async def body() -> None:
+        engine = db.create_engine(
+            f"sqlite+aiosqlite:///{tmp_path / 'mmsc.db'}", sqlite_synchronous="NORMAL"
+        )
+        try:
+            await db.upgrade(engine)
+            writer = GroupCommitWriter(engine)
+            await writer.start()
+            try:
+                assert writer._sync_engine is not None
+                with writer._sync_engine.connect() as conn:
+                    assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1
+                assert await writer.submit(_subscriber_unit(B, "done")) == "done"
+            finally:
+                await writer.close()
+        finally:
+            await engine.dispose()
+        assert calls == []
+
+    run(body)
+
+
+def test_unsynced_writer_connections_return_to_full_before_closing(tmp_path: Path) -> None:
+    """The last connection to close checkpoints the log into the database file and
+    deletes it, syncing as its level says: never at the writer's OFF."""
+    from sqlalchemy import event
+
+    async def body() -> None:
+        async with open_db(f"sqlite+aiosqlite:///{tmp_path / 'mmsc.db'}") as engine:
+            twin = db.sync_twin(engine, synchronous="OFF")
+            assert twin is not None
+            at_close: list[int] = []
+
+            @event.listens_for(twin, "close")
+            def _read_level(dbapi_connection: Any, _record: Any) -> None:
+                at_close.append(dbapi_connection.execute("PRAGMA synchronous").fetchone()[0])
+
+            with twin.connect() as conn:
+                assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 0
+            twin.dispose()
+            assert at_close == [2]
+
+    run(body)
+
+
+def test_writer_can_leave_the_log_sync_to_each_commit(tmp_path: Path) -> None:
+    """``[storage] payload_sync = "file"`` keeps syncfs off the disk: COMMIT fsyncs."""
+
+    async def body() -> None:
+        async with open_db(f"sqlite+aiosqlite:///{tmp_path / 'mmsc.db'}") as engine:
+            writer = GroupCommitWriter(engine, log_sync=False)
+            await writer.start()
+            try:
+                assert writer._sync_engine is not None
+                with writer._sync_engine.connect() as conn:
+                    assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2
+                assert await writer.submit(_subscriber_unit(B, "done")) == "done"
+            finally:
+                await writer.close()
+
+    run(body)
