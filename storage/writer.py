@@ -8,11 +8,11 @@ includes them, so the answer to the sender still comes only after its data
 is durable.
 
 Units are synchronous functions of a connection. The writer runs a whole
-batch in one go: on SQLite on a plain pysqlite connection, on the event loop,
-with COMMIT (and any wait for the write lock) in its own thread (see
-``_execute_sqlite``), one batch at a time while the next one's barriers run; on
-PostgreSQL through ``run_sync`` on an asyncpg connection, with up to
-``concurrency`` batches in flight in transactions of their own.
+batch in one go: on SQLite on a plain pysqlite connection, one batch at a time
+(storage/sqlite_stage.py) while the next ones run their barriers and the ones
+before wait for their log sync; on PostgreSQL through ``run_sync`` on an
+asyncpg connection, with up to ``concurrency`` batches in flight in
+transactions of their own.
 
 If a batch fails, each of its units is retried in a transaction of its own,
 so one bad unit fails alone and the others still commit.
@@ -22,20 +22,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import logging
 import os
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from sqlalchemy.engine import Connection, Engine, RootTransaction
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from storage import durable
 from storage.checkpoint import Checkpointer
-from storage.db import LOCK_WAIT_OPTION, WRITE_OPTION, sqlite_synchronous, sync_twin
+from storage.db import WRITE_OPTION, sqlite_synchronous, sync_twin
+from storage.sqlite_stage import SqliteStage
 
 log = logging.getLogger("mmsc.storage.writer")
 
@@ -80,12 +79,11 @@ class GroupCommitWriter:
         self._sync_engine: Engine | None = None
         self._thread: ThreadPoolExecutor | None = None
         self._barrier_thread: ThreadPoolExecutor | None = None  # see _start_barriers
-        self._sqlite_lock = asyncio.Lock()
+        self._stage: SqliteStage | None = None
         self._queue: asyncio.Queue[Item | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
-        self._turn_fd: int | None = None  # see _take_turn
+        self._turn_fd: int | None = None  # see SqliteStage._take_turn
         self._checkpointer: Checkpointer | None = None
-        self._conn: Connection | None = None  # SQLite: see _own_connection
         self._log_rounds: durable.SyncRounds | None = None  # SQLite: see _log_sync_mode
         self._log_thread: ThreadPoolExecutor | None = None
         self._log_sync_wanted = log_sync
@@ -103,15 +101,22 @@ class GroupCommitWriter:
             )
             if self._sync_engine is not None:
                 self._thread = ThreadPoolExecutor(1, thread_name_prefix="mmsc-writer")
-                # One transaction, the next batch's barriers and, if the writer syncs the
-                # log itself, a committed batch waiting for that sync.
-                self.concurrency = 2 if self._log_rounds is None else 3
+                # A batch in its transaction, the next ones running their barriers and
+                # those before waiting for their log sync (measured: 3 -> 4 carried
+                # about 10% more, bench/README.md session 7).
+                self.concurrency = 4
                 database = self._sync_engine.url.database
                 if database and database != ":memory:":
                     path = f"{database}.writer-turn"
                     self._turn_fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
                     self._checkpointer = Checkpointer(database)
                     self._checkpointer.start()
+                self._stage = SqliteStage(
+                    self._sync_engine,
+                    self._thread,
+                    turn_fd=self._turn_fd,
+                    committed=self._committed,
+                )
             self._task = asyncio.create_task(self._run(), name="group-commit-writer")
 
     def _log_sync_mode(self) -> durable.SyncRounds | None:
@@ -159,7 +164,9 @@ class GroupCommitWriter:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        self._drop_connection()
+        if self._stage is not None:
+            self._stage.close()
+            self._stage = None
         if self._thread is not None:
             self._thread.shutdown(wait=True)
             self._thread = None
@@ -225,9 +232,11 @@ class GroupCommitWriter:
 
     def _start_barriers(self, batch: list[Item]) -> Future[None] | None:
         """Start the batch's barriers (the payloads' flush and syncfs) now, in a thread of
-        their own: they need no database, so they run while this batch waits for the
-        previous one's COMMIT and while its own statements run (bench/README.md,
-        session 6: the writer's cycle was statements + flush + COMMIT end to end)."""
+        their own: they need no database, so they run while the batches before this
+        one hold the database (bench/README.md, session 6: the writer's cycle was
+        statements + flush + COMMIT end to end). The batch enters the serial stage
+        only once they are done (session 7: waiting for them there made the stage
+        twice as long)."""
         barriers = [barrier for _unit, _future, barrier in batch if barrier is not None]
         if not barriers:
             return None
@@ -244,35 +253,20 @@ class GroupCommitWriter:
         for barrier in barriers:
             barrier()
 
-    def _finish(self, trans: RootTransaction, barriers: Future[None] | None) -> int:
-        """Wait for the barriers, then COMMIT, then give the next writer its turn
-        (``[server] workers``), in one thread hand-off: giving the turn back after a trip
-        through the busy event loop kept the other workers waiting for it. Returns the
-        syncfs ticket that covers the COMMIT when the writer syncs the log itself.
-
-        Not on the event loop even when COMMIT only writes the log (``_log_sync_mode``):
-        copying the log's pages into the kernel took the loop from 59% to 89% busy."""
-        try:
-            try:
-                if barriers is not None:
-                    barriers.result()
-            except BaseException:
-                trans.rollback()
-                raise
-            trans.commit()
-            ticket = self._log_rounds.ticket() if self._log_rounds is not None else 0
-            if self._checkpointer is not None:
-                self._checkpointer.committed()
-            return ticket
-        finally:
-            if self._turn_fd is not None:
-                fcntl.flock(self._turn_fd, fcntl.LOCK_UN)
+    def _committed(self) -> int:
+        """Right after each SQLite COMMIT, in the writer thread: the syncfs ticket that
+        covers it (see ``_log_sync_mode``), and the checkpointer woken."""
+        ticket = self._log_rounds.ticket() if self._log_rounds is not None else 0
+        if self._checkpointer is not None:
+            self._checkpointer.committed()
+        return ticket
 
     async def _execute(self, units: list[Unit], barriers: Future[None] | None) -> list[Any]:
-        if self._thread is not None:
-            async with self._sqlite_lock:
-                results, ticket = await self._execute_sqlite(units, barriers)
-            if self._log_rounds is not None:  # outside the lock: the next batch goes on
+        if self._stage is not None:
+            if barriers is not None:  # the files durable before the rows that name them
+                await asyncio.wrap_future(barriers)
+            results, ticket = await self._stage.run(units)
+            if self._log_rounds is not None:  # the stage goes on with the next batch
                 if self._log_thread is None:
                     self._log_thread = ThreadPoolExecutor(1, thread_name_prefix="mmsc-log-sync")
                 await asyncio.get_running_loop().run_in_executor(
@@ -286,101 +280,6 @@ class GroupCommitWriter:
                 if barriers is not None:
                     await asyncio.wrap_future(barriers)
                 return done
-
-    async def _execute_sqlite(
-        self, units: list[Unit], barriers: Future[None] | None
-    ) -> tuple[list[Any], int]:
-        """The batch's statements on the event loop; what may wait, in the writer thread.
-        Returns the results and, when the writer syncs the log itself
-        (``_log_sync_mode``), the syncfs ticket taken after the COMMIT.
-
-        pysqlite releases the GIL around every statement; from a second thread each
-        statement then has to win the GIL back from a busy event loop (up to the 5 ms
-        switch interval), which made a batch of a few hundred statements take 40-100 ms.
-        Run on the loop, the same statements cost a few µs each (storage/fastsql.py).
-        What can wait stays in the thread: COMMIT (the fsync and any checkpoint), and
-        BEGIN IMMEDIATE when the write lock is taken (another process on the same file,
-        e.g. another worker): it is first tried here without waiting, which also keeps
-        the lock held for no longer than the batch itself. SQLite has one writer, so
-        batches run here one at a time (``_sqlite_lock``); the next one's barriers run
-        meanwhile (``_start_barriers``).
-        """
-        assert self._sync_engine is not None and self._thread is not None
-        loop = asyncio.get_running_loop()
-        with contextlib.ExitStack() as stack:
-            await self._take_turn(stack, barriers)
-            try:
-                conn = self._own_connection()
-                trans = self._begin_now(conn)
-                if trans is None:  # the lock is taken: wait for it in the thread
-                    self._conn = None  # (invalidated by _begin_now)
-                    conn = stack.enter_context(self._sync_engine.connect())
-                    conn.execution_options(**{WRITE_OPTION: True})
-                    trans = await loop.run_in_executor(self._thread, conn.begin)
-                try:
-                    results = self._apply(conn, units)
-                except BaseException:
-                    trans.rollback()
-                    raise
-                ticket = await loop.run_in_executor(self._thread, self._finish, trans, barriers)
-                return results, ticket
-            except BaseException:
-                self._drop_connection()  # a failed batch: the next one starts afresh
-                raise
-
-    def _own_connection(self) -> Connection:
-        """The writer's connection, kept from batch to batch: checking one out of the pool
-        and back in (with its reset) for every batch was 2-3% of the event loop's time."""
-        if self._conn is None:
-            assert self._sync_engine is not None
-            self._conn = self._sync_engine.connect()
-            self._conn.execution_options(**{WRITE_OPTION: True, LOCK_WAIT_OPTION: False})
-        return self._conn
-
-    def _drop_connection(self) -> None:
-        if self._conn is not None:
-            with contextlib.suppress(Exception):
-                self._conn.close()
-            self._conn = None
-
-    async def _take_turn(self, stack: contextlib.ExitStack, barriers: Future[None] | None) -> None:
-        """Queue with the other writers on this database file (``[server] workers``) for
-        the right to write, released when ``stack`` closes.
-
-        SQLite's write lock is not fair: a writer polling for it can lose to another
-        process that takes it back within microseconds, batch after batch (p99 near 1 s
-        with two workers). An exclusive flock on ``<database>.writer-turn`` puts the
-        waiter to sleep in the kernel, which hands it the lock when the holder lets go.
-        Uncontended it costs one system call, made here without waiting; a writer that
-        has to wait first lets its batch's ``barriers`` (the payloads' flush, which needs
-        no database lock) finish, so the turn is held for less and a failed flush fails
-        the batch without taking the turn at all. The turn is given back by ``_finish``
-        (on errors, when ``stack`` closes)."""
-        fd = self._turn_fd
-        if fd is None:
-            return
-        stack.callback(fcntl.flock, fd, fcntl.LOCK_UN)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            assert self._thread is not None
-            if barriers is not None:
-                await asyncio.wrap_future(barriers)  # raises before the turn is taken
-            await asyncio.get_running_loop().run_in_executor(
-                self._thread, fcntl.flock, fd, fcntl.LOCK_EX
-            )
-
-    @staticmethod
-    def _begin_now(conn: Connection) -> RootTransaction | None:
-        """BEGIN IMMEDIATE without waiting; None (and the connection discarded) if another
-        connection holds the write lock."""
-        try:
-            return conn.begin()
-        except OperationalError as exc:
-            if "locked" not in str(exc):
-                raise
-            conn.invalidate()
-            return None
 
     async def _commit(self, batch: list[Item], barriers: Future[None] | None) -> None:
         try:
