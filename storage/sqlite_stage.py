@@ -34,6 +34,11 @@ Unit = Callable[[Connection], Any]
 Outcome = tuple[list[Any], int]  # the units' results, and the ticket from ``committed``
 
 
+def apply_units(conn: Connection, units: list[Unit]) -> list[Any]:
+    """A batch's statements: every unit on one connection, in one transaction."""
+    return [unit(conn) for unit in units]
+
+
 class _Entry:
     __slots__ = ("future", "spare", "turn", "units")
 
@@ -150,7 +155,7 @@ class SqliteStage:
         40-100 ms. Run on the loop, the same statements cost a few µs each
         (storage/fastsql.py)."""
         try:
-            results = [unit(conn) for unit in entry.units]
+            results = apply_units(conn, entry.units)
         except Exception as exc:
             with contextlib.suppress(Exception):
                 trans.rollback()
@@ -165,10 +170,7 @@ class SqliteStage:
             trans.commit()
             return self._committed()
         finally:
-            self._give_turn_back(entry)
-            if entry.spare is not None:
-                entry.spare.close()
-                entry.spare = None
+            self._release(entry)
 
     def _done(self, entry: _Entry, ticket: int, results: list[Any]) -> None:
         if not entry.future.done():
@@ -177,11 +179,8 @@ class SqliteStage:
 
     def _fail(self, entry: _Entry, exc: BaseException) -> None:
         self._drop_connection()  # a failed batch: the next one starts afresh
-        self._give_turn_back(entry)
-        if entry.spare is not None:
-            with contextlib.suppress(Exception):
-                entry.spare.close()
-            entry.spare = None
+        with contextlib.suppress(Exception):  # already failing: keep the first error
+            self._release(entry)
         if not entry.future.done():
             entry.future.set_exception(exc)
         self._next()
@@ -213,10 +212,14 @@ class SqliteStage:
 
         self._thread.submit(function, *args).add_done_callback(back_on_loop)
 
-    def _give_turn_back(self, entry: _Entry) -> None:
+    def _release(self, entry: _Entry) -> None:
+        """Give the writers' turn back and close the batch's own connection, if any."""
         if entry.turn and self._turn_fd is not None:
             entry.turn = False
             fcntl.flock(self._turn_fd, fcntl.LOCK_UN)
+        if entry.spare is not None:
+            spare, entry.spare = entry.spare, None
+            spare.close()
 
     def _own_connection(self) -> Connection:
         """The writer's connection, kept from batch to batch: checking one out of the pool

@@ -34,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from storage import durable
 from storage.checkpoint import Checkpointer
 from storage.db import WRITE_OPTION, sqlite_synchronous, sync_twin
-from storage.sqlite_stage import SqliteStage
+from storage.sqlite_stage import SqliteStage, apply_units
 
 log = logging.getLogger("mmsc.storage.writer")
 
@@ -245,10 +245,6 @@ class GroupCommitWriter:
         return self._barrier_thread.submit(self._run_barriers, barriers)
 
     @staticmethod
-    def _apply(conn: Connection, units: list[Unit]) -> list[Any]:
-        return [unit(conn) for unit in units]
-
-    @staticmethod
     def _run_barriers(barriers: list[Barrier]) -> None:
         for barrier in barriers:
             barrier()
@@ -276,7 +272,7 @@ class GroupCommitWriter:
         async with self.engine.connect() as raw:
             conn = await raw.execution_options(**{WRITE_OPTION: True})
             async with conn.begin():
-                done: list[Any] = await conn.run_sync(self._apply, units)
+                done: list[Any] = await conn.run_sync(apply_units, units)
                 if barriers is not None:
                     await asyncio.wrap_future(barriers)
                 return done

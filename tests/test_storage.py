@@ -1852,6 +1852,21 @@ def test_writer_answers_only_after_a_sync_that_covers_its_commit(
     run(body)
 
 
+async def _writer_sync_level(engine: Any, **writer_options: Any) -> int:
+    """The ``PRAGMA synchronous`` level of a writer's own connections; the writer
+    also commits one unit, to show that it works at that level."""
+    writer = GroupCommitWriter(engine, **writer_options)
+    await writer.start()
+    try:
+        assert writer._sync_engine is not None
+        with writer._sync_engine.connect() as conn:
+            level = int(conn.exec_driver_sql("PRAGMA synchronous").scalar())
+        assert await writer.submit(_subscriber_unit(B, "done")) == "done"
+        return level
+    finally:
+        await writer.close()
+
+
 def test_writer_leaves_the_log_sync_to_sqlite_below_full(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -1865,15 +1880,7 @@ def test_writer_leaves_the_log_sync_to_sqlite_below_full(
         )
         try:
             await db.upgrade(engine)
-            writer = GroupCommitWriter(engine)
-            await writer.start()
-            try:
-                assert writer._sync_engine is not None
-                with writer._sync_engine.connect() as conn:
-                    assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1
-                assert await writer.submit(_subscriber_unit(B, "done")) == "done"
-            finally:
-                await writer.close()
+            assert await _writer_sync_level(engine) == 1
         finally:
             await engine.dispose()
         assert calls == []
@@ -1909,14 +1916,6 @@ def test_writer_can_leave_the_log_sync_to_each_commit(tmp_path: Path) -> None:
 
     async def body() -> None:
         async with open_db(f"sqlite+aiosqlite:///{tmp_path / 'mmsc.db'}") as engine:
-            writer = GroupCommitWriter(engine, log_sync=False)
-            await writer.start()
-            try:
-                assert writer._sync_engine is not None
-                with writer._sync_engine.connect() as conn:
-                    assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2
-                assert await writer.submit(_subscriber_unit(B, "done")) == "done"
-            finally:
-                await writer.close()
+            assert await _writer_sync_level(engine, log_sync=False) == 2
 
     run(body)
