@@ -8,11 +8,8 @@ Answers to a sender are given only after the writer reports the commit.
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
-import os
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mmsc import metrics
 from mmsc.addresses import Address, AddressError, NumberPlan, parse_address
+from mmsc.ids import new_id, random_id
 from protocol import mms, wap_push
 from protocol.mms import MmsPdu
 from protocol.mms_json import value_to_json
@@ -66,41 +64,6 @@ DEVICE_REFRESH = 3600.0  # seconds between writes of unchanged handset facts
 OVERRIDE_TTL = 30.0  # seconds a per-subscriber adaptation override is remembered
 ADDRESS_CACHE_SIZE = 4096  # parsed canonical addresses kept (see Mmsc._address)
 PDU_CACHE_BYTES = 64 * 1024 * 1024  # encoded m-retrieve-conf kept for repeated retrievals
-
-
-class _RandomPool:
-    """os.urandom read 4 KiB at a time: one getrandom(2) per ~270 ids instead of one per
-    id (that system call was 3% of the event loop's time under load, bench/README.md
-    session 6). The bytes are the same CSPRNG's; each is handed out once."""
-
-    SIZE = 4096
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._buf = b""
-        self._pos = 0
-        # A forked worker must not hand out the ids its parent's pool would.
-        os.register_at_fork(after_in_child=self._reset)
-
-    def _reset(self) -> None:
-        self._lock = threading.Lock()
-        self._buf, self._pos = b"", 0
-
-    def take(self, n: int) -> bytes:
-        with self._lock:
-            pos = self._pos
-            if pos + n > len(self._buf):
-                self._buf, pos = os.urandom(max(self.SIZE, n)), 0
-            self._pos = pos + n
-            return self._buf[pos : pos + n]
-
-
-_random = _RandomPool()
-
-
-def new_id() -> str:
-    """120 random bits in lower-case base32: unguessable, URL- and file-name-safe, 24 chars."""
-    return base64.b32encode(_random.take(15)).decode("ascii").lower()
 
 
 @dataclass(frozen=True)
@@ -295,7 +258,7 @@ class Mmsc:
             payloads.bind(self.read, self.write)  # its bodies are rows, read and written here
         self.policy = policy
         self._addresses: dict[str, Address] = {}  # see _address
-        self.node_id = node_id or new_id()[:12]
+        self.node_id = node_id or random_id(12)
         self.writer = GroupCommitWriter(engine, concurrency=writer_concurrency, log_sync=log_sync)
         self._read_engine = sync_twin(engine, busy_timeout=0.0)  # SQLite only, see read()
         self._reader: Connection | None = None
@@ -391,7 +354,7 @@ class Mmsc:
             )
         if (field_name := _overlong(pdu, sender)) is not None:
             raise SendRefused("Error-permanent-message-format-corrupt", f"{field_name} too long")
-        message_id = new_id()
+        message_id = new_id(now)
         payload_key = message_id
         # The body is durable before (or with) the row that names it: a small one is
         # written by the unit itself (storage/inline.py), staged files are flushed by the
@@ -449,7 +412,7 @@ class Mmsc:
             local = route == "local"
             new_rcpts.append(
                 repo.NewRecipient(
-                    token=new_id(),
+                    token=new_id(now),
                     address=key[:_ADDRESS_MAX],  # only an unroutable one can be longer
                     kind=kind,
                     route=route,
@@ -1009,13 +972,13 @@ class Mmsc:
         )
         allowed = pdu.headers.get("X-Mms-Report-Allowed", "Yes") != "No"
 
-        def mark_forwarded(conn: Connection, new_id: str, now: float) -> list[repo.Event]:
+        def mark_forwarded(conn: Connection, forwarded_id: str, now: float) -> list[repo.Event]:
             # In the new message's own transaction: forwarded and accepted commit together.
             moved = repo.set_recipient_state(
                 conn, row.id, repo.FORWARDED, now, next_attempt_at=None
             )
             state = repo.FORWARDED if moved else None
-            out = [repo.Event(row.message_id, "forwarded", now, row.id, state, new_id)]
+            out = [repo.Event(row.message_id, "forwarded", now, row.id, state, forwarded_id)]
             if moved:
                 out += self._delivery_report(conn, row, "Forwarded", now, allowed)
             return out

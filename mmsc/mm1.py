@@ -29,7 +29,7 @@ from protocol.wsp import read_text
 log = logging.getLogger("mmsc.mm1")
 
 MMS_TYPE = "application/vnd.wap.mms-message"
-TOKEN_LENGTH = 24  # mmsc.core.new_id()
+TOKEN_LENGTH = 24  # mmsc.ids.new_id()
 TOKEN_RE = re.compile(r"[a-z2-7]{24}")
 CORE_KEY = web.AppKey("core", Mmsc)
 

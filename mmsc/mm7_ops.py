@@ -16,7 +16,8 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from mmsc.core import ENVELOPE_FIELDS, Mmsc, new_id
+from mmsc.core import ENVELOPE_FIELDS, Mmsc
+from mmsc.ids import random_id
 from protocol import mms
 from protocol.mms import MmsPdu
 from protocol.mms_json import value_to_json
@@ -113,7 +114,7 @@ async def replace(
     raw = mms.encode(pdu, check_mandatory=False)
     if len(raw) > max_size:
         return OpResult(CONTENT_REFUSED, f"{len(raw)} octets exceed the limit of {max_size}")
-    key = f"{message_id}-{new_id()[:8]}"
+    key = f"{message_id}-{random_id(8)}"
     await core.payloads.put(key, raw)  # durable before the row that names it
     envelope = {k: v for k, v in pdu.headers.items() if k in ENVELOPE_FIELDS}
     subject = pdu.headers.get("Subject")

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import logging
-import os
-import re
 import subprocess
 import sys
 import threading
 from pathlib import Path
 
-from mmsc.core import _RandomPool, new_id
 from mmsc.log_output import BlockBufferedHandler
 
 
@@ -94,26 +91,6 @@ log.info("parent done")
         + [f"parent {i}" for i in range(50)]
         + [f"child {i}" for i in range(50)]
     )
-
-
-def test_ids_are_distinct_well_formed_and_differ_between_forked_processes() -> None:
-    ids = [new_id() for _ in range(5000)]  # several refills of the pool
-    assert len(set(ids)) == len(ids)
-    assert all(re.fullmatch(r"[a-z2-7]{24}", i) for i in ids)
-
-    pool = _RandomPool()
-    pool.take(10)  # a partly used pool at the fork
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(read)
-        os.write(write, pool.take(15))
-        os._exit(0)
-    os.close(write)
-    child = os.read(read, 15)
-    os.close(read)
-    os.waitpid(pid, 0)
-    assert len(child) == 15 and child != pool.take(15)
 
 
 def test_the_second_cached_formatter_writes_what_logging_s_own_would() -> None:
