@@ -514,19 +514,17 @@ class Mmsc:
         return limit if limit is not None and size > limit else size
 
     def _notification(self, row: Any, now: float, size: int, *, with_subject: bool) -> bytes:
-        headers: dict[str, Any] = {}
-        if row.m_sender_visible:
-            headers["From"] = self._address(row.m_originator).to_mms()
-        if with_subject and row.m_subject:
-            headers["Subject"] = row.m_subject
-        headers["X-Mms-Message-Class"] = row.m_message_class
-        headers["X-Mms-Message-Size"] = size
-        headers["X-Mms-Expiry"] = {"relative": max(int(row.m_expires_at - now), 1)}
-        if row.m_delivery_report:
-            headers["X-Mms-Delivery-Report"] = "Yes"
-        headers["X-Mms-Content-Location"] = self.content_location(row.token)
-        pdu = MmsPdu("m-notification-ind", row.token, self.policy.notification_version, headers)
-        return mms.encode(pdu)
+        return mms.encode_notification(
+            row.token,
+            self.policy.notification_version,
+            sender=self._address(row.m_originator).to_mms() if row.m_sender_visible else None,
+            subject=row.m_subject if with_subject and row.m_subject else None,
+            message_class=row.m_message_class,
+            size=size,
+            expiry_seconds=max(int(row.m_expires_at - now), 1),
+            delivery_report=bool(row.m_delivery_report),
+            content_location=self.content_location(row.token),
+        )
 
     async def notify_due(self, now: float, limit: int = 200) -> int:
         """Queue a notification push for every recipient due, and plan the next attempt."""

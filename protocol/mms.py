@@ -36,6 +36,7 @@ from protocol.values import Raw
 from protocol.values import Repeated as _Repeated
 from protocol.wsp import (
     Part,
+    charset_of,
     multipart_chunks,
     read_content_type,
     read_encoded_string,
@@ -518,7 +519,7 @@ def _w_from(out: bytearray, value: Any) -> None:
         out += b"\x01\x81"  # Insert-address-token
         return
     body = bytearray(b"\x80")
-    write_encoded_string(body, str(value), getattr(value, "charset", None))
+    write_encoded_string(body, str(value), charset_of(value))
     write_value_length(out, len(body))
     out += body
 
@@ -546,7 +547,7 @@ def _w_value(out: bytearray, code: int, kind: str, value: Any) -> None:
     if kind in _STRING_KINDS and not isinstance(value, str):
         raise EncodeError(f"{FIELDS[code][0]}: expected a string, got {value!r}")
     if kind in ("address", "encoded-string"):
-        write_encoded_string(out, value, getattr(value, "charset", None))
+        write_encoded_string(out, value, charset_of(value))
     elif kind == "text":
         write_text(out, value)
     elif kind == "long-integer":
@@ -729,3 +730,56 @@ def _write_application_header(out: bytearray, name: str, value: Any) -> None:
     for v in value if isinstance(value, list) else [value]:
         write_text(out, name)
         write_text(out, str(v))
+
+
+def encode_notification(
+    transaction_id: str,
+    version: str,
+    *,
+    sender: str | None,
+    subject: str | None,
+    message_class: str,
+    size: int,
+    expiry_seconds: int,
+    delivery_report: bool,
+    content_location: str,
+) -> bytes:
+    """An m-notification-ind, byte for byte what :func:`encode` makes of the same fields
+    (in this order: From, Subject, X-Mms-Message-Class, -Size, -Expiry relative,
+    -Delivery-Report Yes when asked, Content-Location last), without its per-field
+    dispatch: one is encoded for every notification sent, on the event loop, and the
+    generic path cost about 20 µs of it (OMA-MMS-ENC-1.3 §6.2, Table 5).
+    ``sender`` None leaves From out (sender visibility Hide)."""
+    try:
+        target = parse_version(version)
+        if target not in SUPPORTED_VERSIONS:
+            raise EncodeError(f"MMS version {version} is not one of 1.0-1.3")
+        out = bytearray(b"\x8c\x82\x98")
+        write_text(out, transaction_id)
+        out.append(0x8D)
+        out.append(0x80 | (target[0] << 4) | target[1])
+        if sender is not None:
+            out.append(0x89)
+            _w_from(out, sender)
+        if subject is not None:
+            out.append(0x96)
+            write_encoded_string(out, subject, charset_of(subject))
+        out.append(0x8A)
+        token = TOKEN_CODES[0x0A].get(message_class.lower())
+        if token is None:
+            write_text(out, message_class)
+        else:
+            out.append(token)
+        out.append(0x8E)
+        write_long_integer(out, size)
+        out.append(0x88)
+        _w_time(out, {"relative": expiry_seconds})
+        if delivery_report:
+            out += b"\x86\x80"
+        out.append(0x83)
+        write_text(out, content_location)
+        return bytes(out)
+    except EncodeError:
+        raise
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise EncodeError(f"cannot encode m-notification-ind: {exc}") from None

@@ -570,6 +570,17 @@ def charset_code(charset: int | str) -> int:
     return code
 
 
+def charset_of(value: object) -> int | None:
+    """The charset a decoded string remembers (a str subclass with ``charset``), if any.
+
+    A plain str has none: asking getattr for it raises and catches AttributeError
+    inside, which was most of the cost of encoding a short string."""
+    if type(value) is str:
+        return None
+    charset: int | None = getattr(value, "charset", None)
+    return charset
+
+
 def write_encoded_string(out: bytearray, text: str, charset: int | None = None) -> None:
     """Plain Text-string for ASCII without a charset; otherwise length, charset and text.
 
@@ -578,7 +589,7 @@ def write_encoded_string(out: bytearray, text: str, charset: int | None = None) 
     clients (feature-matrix §4.6).
     """
     if charset is None:
-        charset = getattr(text, "charset", None)
+        charset = charset_of(text)
     if charset is None and text.isascii():
         write_text(out, text)
         return
