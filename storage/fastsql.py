@@ -26,7 +26,7 @@ _Processor = Callable[[Any], Any] | None
 
 
 class _Compiled:
-    __slots__ = ("_converted", "_get", "names", "processors", "sql")
+    __slots__ = ("_attrs", "_converted", "_get", "names", "processors", "sql")
 
     def __init__(self, sql: str, names: tuple[str, ...], processors: tuple[_Processor, ...]):
         self.sql = sql
@@ -34,17 +34,31 @@ class _Compiled:
         self.processors = processors
         # One C-level lookup of all values, then the few typed conversions by position:
         # half the cost of a per-name generator, and this runs for every row written.
-        getter = operator.itemgetter(*names) if names else (lambda _values: ())
-        self._get: Callable[[Mapping[str, Any]], Any] = (
-            getter if len(names) != 1 else (lambda values: (values[names[0]],))
-        )
+        self._get: Callable[[Mapping[str, Any]], Any]
+        self._attrs: Callable[[object], Any]
+        if len(names) == 1:  # the C getters return a bare value for a single name
+            name = names[0]
+            self._get = lambda values: (values[name],)
+            self._attrs = lambda obj: (getattr(obj, name),)
+        elif names:
+            self._get = operator.itemgetter(*names)
+            self._attrs = operator.attrgetter(*names)
+        else:
+            self._get = self._attrs = lambda _source: ()
         self._converted = tuple((i, proc) for i, proc in enumerate(processors) if proc is not None)
 
     def params(self, values: Mapping[str, Any]) -> tuple[Any, ...]:
         # A missing name raises KeyError: a fast statement has no defaults to fill in.
-        row = self._get(values)
+        return self._typed(self._get(values))
+
+    def params_of(self, obj: object) -> tuple[Any, ...]:
+        """The parameters read straight off an object whose attributes are named like
+        the columns (a dataclass row), without building a dict of it first."""
+        return self._typed(self._attrs(obj))
+
+    def _typed(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
         if not self._converted:
-            return row  # type: ignore[no-any-return]
+            return row
         out = list(row)
         for i, proc in self._converted:
             out[i] = proc(out[i])
@@ -102,8 +116,23 @@ class FastStatement:
 
     def executemany(self, conn: Connection, rows: Iterable[Mapping[str, Any]]) -> None:
         compiled = self._compiled(conn.dialect)
-        params = [compiled.params(row) for row in rows]
+        self._run_many(conn, compiled.sql, [compiled.params(row) for row in rows])
+
+    def execute_object(self, conn: Connection, obj: object) -> Any:
+        """``execute`` with the values read off ``obj``'s attributes (see params_of)."""
+        compiled = self._compiled(conn.dialect)
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        cursor.execute(compiled.sql, compiled.params_of(obj))
+        return cursor
+
+    def executemany_objects(self, conn: Connection, objects: Iterable[object]) -> None:
+        """``executemany`` with each row's values read off an object's attributes."""
+        compiled = self._compiled(conn.dialect)
+        self._run_many(conn, compiled.sql, [compiled.params_of(obj) for obj in objects])
+
+    @staticmethod
+    def _run_many(conn: Connection, sql: str, params: list[tuple[Any, ...]]) -> None:
         if params:
             cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-            cursor.executemany(compiled.sql, params)
+            cursor.executemany(sql, params)
             cursor.close()

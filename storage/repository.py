@@ -78,7 +78,10 @@ FAILED = "failed"
 DROPPED = "dropped"  # no longer worth sending (its recipient expired)
 
 
-@dataclass(frozen=True, slots=True)
+# The rows written per message are plain (not frozen) dataclasses: a frozen one's
+# __init__ sets each field through object.__setattr__, four times slower (2 µs per
+# Event here, ~5 of them per message). Nothing changes them after they are made.
+@dataclass(slots=True)
 class NewMessage:
     id: str
     transaction_id: str | None
@@ -102,7 +105,7 @@ class NewMessage:
     state: str = "accepted"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class NewRecipient:
     token: str
     address: str
@@ -112,7 +115,7 @@ class NewRecipient:
     next_attempt_at: float | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Event:
     message_id: str
     event: str
@@ -208,14 +211,14 @@ _INSERT_PUSH = FastStatement(insert(outbox).returning(outbox.c.id), _PUSH_COLUMN
 
 
 def add_events(conn: Connection, rows: Iterable[Event]) -> None:
-    _INSERT_EVENT.executemany(conn, [_row(e) for e in rows])
+    _INSERT_EVENT.executemany_objects(conn, rows)
 
 
 def insert_message(
     conn: Connection, message: NewMessage, rcpts: Sequence[NewRecipient]
 ) -> list[int]:
     """The message row and its recipient rows; returns the recipient ids in order."""
-    _INSERT_MESSAGE.execute(conn, _row(message)).close()
+    _INSERT_MESSAGE.execute_object(conn, message).close()
     ids: list[int] = []
     now = message.created_at
     for r in rcpts:  # one statement each: RETURNING of executemany is not portable
@@ -607,7 +610,7 @@ def _claim_statement(kinds: tuple[str, ...] | None, with_created: bool) -> FastS
     return FastStatement(stmt.returning(*outbox.columns))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PushOutcome:
     """What became of one claimed push (see :func:`finish_pushes`)."""
 

@@ -15,6 +15,7 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -62,6 +63,10 @@ def test_fast_statement_stores_what_sqlalchemy_would(db_url: str) -> None:
     def write(conn: Connection) -> tuple[None, list[repo.Event]]:
         fast.executemany(conn, [ROWS[0]])
         fast.execute(conn, ROWS[1]).close()
+        # The same rows as objects whose attributes are the columns (dataclass rows).
+        as_objects = [SimpleNamespace(**{**r, "address": r["address"] + "8"}) for r in ROWS]
+        fast.executemany_objects(conn, as_objects[:1])
+        fast.execute_object(conn, as_objects[1]).close()
         return None, []
 
     def write_slow(conn: Connection) -> tuple[None, list[repo.Event]]:
@@ -81,11 +86,14 @@ def test_fast_statement_stores_what_sqlalchemy_would(db_url: str) -> None:
                 await writer.close()
             async with engine.connect() as conn:
                 rows = (await conn.execute(select(subscribers).order_by("address"))).all()
-            fast_rows = [r._asdict() for r in rows if not r.address.endswith("9")]
-            slow_rows = [r._asdict() for r in rows if r.address.endswith("9")]
+            by_suffix: dict[str, list[dict[str, Any]]] = {"1": [], "2": [], "8": [], "9": []}
+            for r in rows:
+                by_suffix[r.address[-1]].append(r._asdict())
+            fast_rows = by_suffix["1"] + by_suffix["2"]
             assert fast_rows == ROWS
-            for f, s in zip(fast_rows, slow_rows, strict=True):
-                assert {**s, "address": s["address"][:-1]} == f
+            for suffix in "89":
+                stored = [{**r, "address": r["address"][:-1]} for r in by_suffix[suffix]]
+                assert stored == fast_rows, suffix
 
     run(body)
 
