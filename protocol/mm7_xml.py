@@ -10,8 +10,8 @@ Parsing (DESIGN.md §4: "XML parsing is hardened"):
 - lxml runs with resolve_entities=False, no_network=True, load_dtd=False,
   dtd_validation=False and huge_tree=False (libxml2's own size and depth limits stay on).
 - The element depth (``MAX_DEPTH``) and element count (``MAX_ELEMENTS``) are bounded
-  while parsing: the pull parser is fed in chunks and stops at the first violation,
-  before a hostile document is built in memory.
+  while parsing: the tree is built by ``_TreeBuilder`` from the parser's callbacks,
+  which stops the parse at the first violation, before a hostile document is built.
 - Only leading whitespace before the XML declaration is forgiven (a blank line after
   the HTTP headers is a common slip; it carries no content). A document must start
   with "<" (or be UTF-16/32); UTF-7, which can spell markup in other bytes, is refused.
@@ -29,13 +29,14 @@ and a character XML 1.0 cannot carry is an ``EncodeError``, not a corrupt docume
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from protocol.errors import EncodeError
 from protocol.mm7_errors import Mm7DecodeError
 from protocol.mm7_tables import MESSAGE_FORMAT_CORRUPT
-from protocol.xml_safe import XmlRefused, parse_bounded
+from protocol.xml_safe import XmlRefused, parse_with, target_parser
 
 # A SOAP envelope is Envelope/Body/op/Recipients/To/Number: depth 6, a Fault's detail
 # 8. Eight times that is more than any peer needs and far below libxml2's own 256.
@@ -152,25 +153,89 @@ def _parse_checked(data: bytes) -> Node:
         raise Mm7DecodeError(MESSAGE_FORMAT_CORRUPT, f"XML not well-formed: {exc}") from None
 
 
+_per_thread = threading.local()  # a _TreeBuilder and its parser (see target_parser)
+_TAGS: dict[Any, tuple[str, str]] = {}  # {uri}local -> (uri, local): names repeat
+
+
 def _parse_bounded(data: bytes) -> Node:
+    builder: _TreeBuilder | None = getattr(_per_thread, "builder", None)
+    if builder is None:
+        builder = _per_thread.builder = _TreeBuilder()
+        _per_thread.parser = target_parser(builder)
+    builder.reset()
     try:
-        root = parse_bounded(data, max_depth=MAX_DEPTH, max_elements=MAX_ELEMENTS)
+        root: Node = parse_with(data, _per_thread.parser)
     except XmlRefused as exc:
         raise Mm7DecodeError(MESSAGE_FORMAT_CORRUPT, exc.reason) from None
-    return _convert(root)
+    finally:
+        builder.reset()  # let the tree go with the caller
+    return root
 
 
-def _convert(element: Any) -> Node:
-    ns, name = split_tag(str(element.tag))
-    attrs: dict[str, str] = {}
-    for key, value in element.attrib.items():
-        local = split_tag(str(key))[1]
-        attrs.setdefault(local, str(value))
-    node = Node(ns, name, attrs, str(element.text or ""), str(element.tail or ""))
-    for child in element:
-        if isinstance(child.tag, str):  # elements only (comments and PIs are removed)
-            node.children.append(_convert(child))
-    return node
+class _TreeBuilder:
+    """Builds the Node tree straight from lxml's parser callbacks (xml_safe.target_parser),
+    counting depth and elements as it goes.
+
+    Why not an lxml tree converted afterwards: for the 800-byte envelope of a SubmitReq,
+    the pull parser's events and a walk over lxml's element proxies made ``parse`` take
+    139 µs on a slow day here; built from the callbacks, 88 (bench/README.md, session 8)."""
+
+    def __init__(self) -> None:
+        self.stack: list[Node] = []
+        self.root: Node | None = None
+        self.count = 0
+
+    def reset(self) -> None:
+        """Ready for the next document (the builder outlives each parse, see
+        _parse_bounded; a refused one leaves its half-built tree behind)."""
+        self.stack = []
+        self.root = None
+        self.count = 0
+
+    def start(self, tag: Any, attrib: Any) -> None:
+        if len(self.stack) >= MAX_DEPTH:
+            raise XmlRefused(f"XML nested deeper than {MAX_DEPTH}")
+        self.count += 1
+        if self.count > MAX_ELEMENTS:
+            raise XmlRefused(f"XML has more than {MAX_ELEMENTS} elements")
+        split = _TAGS.get(tag)
+        if split is None:
+            if len(_TAGS) >= 1024:  # bounded: a peer may invent names at will
+                _TAGS.clear()
+            split = _TAGS[tag] = split_tag(str(tag))
+        attrs: dict[str, str] = {}
+        if attrib:
+            for key, value in attrib.items():
+                attrs.setdefault(split_tag(str(key))[1], str(value))
+        node = Node(split[0], split[1], attrs)
+        if self.stack:
+            self.stack[-1].children.append(node)
+        else:
+            self.root = node
+        self.stack.append(node)
+
+    def end(self, tag: Any) -> None:
+        self.stack.pop()
+
+    def data(self, text: Any) -> None:
+        """Character data before an element's first child is its text; after a child, that
+        child's tail (the shape of an lxml tree)."""
+        if not self.stack:
+            return
+        parent = self.stack[-1]
+        if parent.children:
+            last = parent.children[-1]
+            last.tail += str(text)
+        else:
+            parent.text += str(text)
+
+    def doctype(self, *_declaration: Any) -> None:
+        raise XmlRefused("XML with DOCTYPE is refused")  # parse() refused one already
+
+    def close(self) -> Node:
+        if self.root is None:
+            raise XmlRefused("XML without a root element")
+        return self.root
 
 
 # ----------------------------------------------------------------------------- writing

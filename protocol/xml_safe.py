@@ -14,20 +14,40 @@ from typing import Any, Final
 
 from lxml import etree  # type: ignore[import-untyped, unused-ignore]
 
+_OPTIONS: Final[dict[str, bool]] = {
+    "resolve_entities": False,
+    "no_network": True,
+    "load_dtd": False,
+    "dtd_validation": False,
+    "huge_tree": False,
+    "remove_comments": True,
+    "remove_pis": True,
+    "collect_ids": False,
+}
+
 
 def pull_parser() -> Any:
     """A fresh incremental parser (callers bound size, depth and element count as they go)."""
-    return etree.XMLPullParser(
-        events=("start", "end"),
-        resolve_entities=False,
-        no_network=True,
-        load_dtd=False,
-        dtd_validation=False,
-        huge_tree=False,
-        remove_comments=True,
-        remove_pis=True,
-        collect_ids=False,
-    )
+    return etree.XMLPullParser(events=("start", "end"), **_OPTIONS)
+
+
+def target_parser(target: object) -> Any:
+    """A parser that builds nothing itself: it calls ``target``'s ``start(tag, attrib)``,
+    ``end(tag)``, ``data(text)``, ``doctype(...)`` and ``close()`` as it reads (lxml's
+    parser target interface), and :func:`parse_with` returns what ``close()`` returns.
+    An exception raised by a callback stops the parse and comes out of it unchanged,
+    so the target can bound depth and element count as the document is read, like
+    :func:`parse_bounded` does. Comments and processing instructions never reach it.
+
+    Keep the parser and reuse it (one per thread: a parser is not thread-safe):
+    creating one inspects the target's ``start`` method, which costs far more than
+    parsing a small document."""
+    return etree.XMLParser(target=target, **_OPTIONS)
+
+
+def parse_with(data: bytes, parser: Any) -> Any:
+    """``data`` through a :func:`target_parser`."""
+    return etree.fromstring(data, parser)
 
 
 class XmlRefused(ValueError):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -142,6 +143,29 @@ def test_too_many_elements_are_refused() -> None:
     body = envelope(submit("<Extra>" + "<a/>" * (mm7_xml.MAX_ELEMENTS + 1) + "</Extra>"))
     err = refused_quickly(lambda: mm7.decode(body, "text/xml"))
     assert err.status_code == 2007 and "elements" in err.reason
+
+
+def test_the_parser_kept_per_thread_starts_afresh_after_a_refusal() -> None:
+    """mm7_xml keeps one parser and tree builder per thread: a document refused half-way
+    leaves nothing behind for the next one, and threads do not share one."""
+    deep = envelope(submit("<Subject>" + "<a>" * 100 + "</a>" * 100 + "</Subject>"))
+    broken = envelope(submit("<Subject>x</Subject><Oops>"))
+    for bad in (deep, broken):
+        with pytest.raises(mm7.Mm7DecodeError):
+            mm7.decode(bad, "text/xml")
+        op = mm7.decode(envelope(submit("<Subject>after</Subject>")), "text/xml")
+        assert isinstance(op, mm7.SubmitReq) and op.subject == "after"
+
+    def subjects(tag: str) -> list[str | None]:
+        out = []
+        for i in range(200):
+            doc = envelope(submit(f"<Subject>{tag}{i}</Subject>"))
+            out.append(mm7.decode(doc, "text/xml").subject)
+        return out
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(subjects, "abcd"))
+    assert results == [[f"{tag}{i}" for i in range(200)] for tag in "abcd"]
 
 
 def test_oversized_body_is_refused_before_parsing() -> None:
