@@ -49,6 +49,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import timeit
 import urllib.parse
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -1030,6 +1031,12 @@ def wait_after_last_cleanup() -> None:
         time.sleep(pause)
 
 
+def machine_reference_us() -> float:
+    """How fast this machine runs Python right now: its speed has moved by 3x between
+    sessions, so a rate means little without it (the best of five timings)."""
+    return min(timeit.repeat(lambda: sum(range(1000)), number=2000, repeat=5)) / 2000 * 1e6
+
+
 def parse_levels(text: str) -> list[int]:
     levels = [int(v) for v in text.split(",") if v.strip()]
     if not levels or min(levels) < 1:
@@ -1188,6 +1195,10 @@ def main(argv: list[str] | None = None) -> int:
                     " generator, the sink"
                     + (" and PostgreSQL" if db.pg_name else "")
                     + " (and anything else running); the figures include that contention."
+                )
+                print(
+                    f"  machine reference: sum(range(1000)) takes {machine_reference_us():.1f} µs"
+                    " here (about 9-10 on a fast day, 25-29 on the slow days of session 8)"
                 )
                 results = asyncio.run(run_all(server, sink, db, args))
             finally:
