@@ -90,9 +90,7 @@ class FastStatement:
     def execute(self, conn: Connection, values: Mapping[str, Any]) -> Any:
         """Run once; returns the DBAPI cursor (rowcount, fetchone for RETURNING)."""
         compiled = self._compiled(conn.dialect)
-        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        cursor.execute(compiled.sql, compiled.params(values))
-        return cursor
+        return self._run_one(conn, compiled.sql, compiled.params(values))
 
     def rowcount(self, conn: Connection, values: Mapping[str, Any]) -> int:
         cursor = self.execute(conn, values)
@@ -121,14 +119,18 @@ class FastStatement:
     def execute_object(self, conn: Connection, obj: object) -> Any:
         """``execute`` with the values read off ``obj``'s attributes (see params_of)."""
         compiled = self._compiled(conn.dialect)
-        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        cursor.execute(compiled.sql, compiled.params_of(obj))
-        return cursor
+        return self._run_one(conn, compiled.sql, compiled.params_of(obj))
 
     def executemany_objects(self, conn: Connection, objects: Iterable[object]) -> None:
         """``executemany`` with each row's values read off an object's attributes."""
         compiled = self._compiled(conn.dialect)
         self._run_many(conn, compiled.sql, [compiled.params_of(obj) for obj in objects])
+
+    @staticmethod
+    def _run_one(conn: Connection, sql: str, params: tuple[Any, ...]) -> Any:
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        cursor.execute(sql, params)
+        return cursor
 
     @staticmethod
     def _run_many(conn: Connection, sql: str, params: list[tuple[Any, ...]]) -> None:
