@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from bench.codec_bench import JPEG_DIMENSIONS, build_send_req, header_block
@@ -194,3 +195,39 @@ def test_the_lean_load_client_and_sink_speak_plain_http_to_real_peers() -> None:
         assert sorted(seen[2:]) == sorted(f"/cgi-bin/sendsms?n={i}".encode() for i in range(20))
 
     asyncio.run(body())
+
+
+# bench/abba.py ------------------------------------------------------------------------------
+
+_BENCH_OUTPUT = """\
+  machine reference: sum(range(1000)) takes 26.9 µs here (about 9-10 on a fast day)
+
+conns accepted/s  p50 ms  p95 ms  p99 ms  max ms errors   notif/s  backlog   srv ms
+   32      1,710    44.1    57.0    65.1    77.8      0       707       57     35.2
+      CPU (cores): server 1.06 (event loop 0.85, other threads 0.21; 1,493 µs per accepted), load
+"""
+
+
+def test_abba_reads_the_32_connection_figures() -> None:
+    from bench.abba import parse_run
+
+    run = parse_run("B", _BENCH_OUTPUT)
+    assert (run.build, run.rate, run.p99_ms, run.us_per_message) == ("B", 1710, 65.1, 1493)
+    assert run.reference_us == 26.9
+    with pytest.raises(ValueError):
+        parse_run("A", "server failed to start\n")
+
+
+def test_abba_summary_compares_the_means() -> None:
+    from bench.abba import Run, summary
+
+    runs = [
+        Run("A", 600, 70, 1700, None),
+        Run("B", 690, 60, 1500, None),
+        Run("B", 670, 62, 1560, None),
+        Run("A", 620, 69, 1660, None),
+    ]
+    text = summary(runs)
+    assert "A: 600 / 620 accepted/s (mean 610); 1,680 µs per message" in text
+    assert "B: 690 / 670 accepted/s (mean 680); 1,530 µs per message" in text
+    assert "B against A: rate +11.5%, CPU per message -8.9%" in text
