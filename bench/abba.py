@@ -19,6 +19,7 @@ after ``--``. Prints one line per run and the means.
 from __future__ import annotations
 
 import argparse
+import ast
 import os
 import re
 import shutil
@@ -30,14 +31,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-COMPILED = [  # as setup.py's COMPILED_MODULES
-    "protocol/wsp_tables.py",
-    "protocol/wsp.py",
-    "protocol/mms_tables.py",
-    "protocol/mms.py",
-    "protocol/mm7_mime.py",
-    "protocol/mm7_xml.py",
-]
+
+
+def compiled_modules(setup_py: Path) -> list[str]:
+    """setup.py's COMPILED_MODULES, read without running setup.py (one list, not two)."""
+    for node in ast.parse(setup_py.read_text()).body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "COMPILED_MODULES" for t in node.targets
+        ):
+            modules = ast.literal_eval(node.value)
+            return [str(m) for m in modules]
+    raise ValueError(f"{setup_py} has no COMPILED_MODULES list")
+
+
 _LEVEL_LINE = re.compile(r"^\s*32\s+([\d,]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)", re.M)
 _PER_MESSAGE = re.compile(r"([\d,]+) µs per accepted")
 _REFERENCE = re.compile(r"sum\(range\(1000\)\) takes ([\d.]+) µs")
@@ -107,7 +113,7 @@ def prepare_baseline(revision: str, where: Path) -> Path:
     try:
         mypyc = Path(sys.executable).with_name("mypyc")
         subprocess.run(
-            [str(mypyc), *COMPILED],
+            [str(mypyc), *compiled_modules(tree / "setup.py")],
             cwd=tree,
             check=True,
             capture_output=True,

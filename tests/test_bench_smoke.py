@@ -231,3 +231,11 @@ def test_abba_summary_compares_the_means() -> None:
     assert "A: 600 / 620 accepted/s (mean 610); 1,680 µs per message" in text
     assert "B: 690 / 670 accepted/s (mean 680); 1,530 µs per message" in text
     assert "B against A: rate +11.5%, CPU per message -8.9%" in text
+
+
+def test_abba_compiles_what_setup_py_compiles() -> None:
+    from bench.abba import ROOT, compiled_modules
+
+    modules = compiled_modules(ROOT / "setup.py")
+    assert "protocol/mms.py" in modules and "protocol/mm7_xml.py" in modules
+    assert all((ROOT / m).is_file() for m in modules)
