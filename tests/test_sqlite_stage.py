@@ -12,7 +12,7 @@ import fcntl
 import os
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -44,8 +44,9 @@ class _Stage:
     """A stage on a file, with what the writer gives it, and flags set in its thread
     when a batch starts to wait there (so a test knows it waits, without sleeping)."""
 
-    def __init__(self, stage: SqliteStage, turn_path: Path) -> None:
+    def __init__(self, stage: SqliteStage, path: Path, turn_path: Path) -> None:
         self.stage = stage
+        self.path = path
         self.turn_path = turn_path
         self.waiting_for_lock = threading.Event()  # SQLite's write lock
         self.waiting_for_turn = threading.Event()  # the writers' turn (flock)
@@ -78,7 +79,7 @@ async def _stage(path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[_
     turn_fd = os.open(turn_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     tickets = iter(range(1, 1_000_000))
     stage = SqliteStage(twin, thread, turn_fd=turn_fd, committed=lambda: next(tickets))
-    holder = _Stage(stage, turn_path)
+    holder = _Stage(stage, path, turn_path)
     begin_waiting = stage._begin_waiting
 
     def watched(entry: Any) -> Any:
@@ -97,21 +98,34 @@ async def _stage(path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[_
         await engine.dispose()
 
 
+def _on_stage(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, body: Callable[[_Stage], Awaitable[None]]
+) -> Path:
+    """Run ``body`` with a stage on a new database file; the file, once the stage is closed."""
+    path = tmp_path / "stage.db"
+
+    async def run() -> None:
+        async with _stage(path, monkeypatch) as s:
+            await body(s)
+
+    asyncio.run(run())
+    return path
+
+
 def test_batches_commit_in_order_with_increasing_tickets(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path = tmp_path / "stage.db"
+    outcomes: list[tuple[list[Any], int]] = []
 
-    async def body() -> None:
-        async with _stage(path, monkeypatch) as s:
-            futures = [s.stage.run([_insert(f"{i}a"), _insert(f"{i}b")]) for i in range(5)]
-            outcomes = await asyncio.gather(*futures)
-        assert [results for results, _ticket in outcomes] == [[f"{i}a", f"{i}b"] for i in range(5)]
-        tickets = [ticket for _results, ticket in outcomes]
-        assert tickets == sorted(tickets) and len(set(tickets)) == 5
-        assert _rows(path) == [f"{i}{x}" for i in range(5) for x in "ab"]
+    async def body(s: _Stage) -> None:
+        futures = [s.stage.run([_insert(f"{i}a"), _insert(f"{i}b")]) for i in range(5)]
+        outcomes.extend(await asyncio.gather(*futures))
 
-    asyncio.run(body())
+    path = _on_stage(tmp_path, monkeypatch, body)
+    assert [results for results, _ticket in outcomes] == [[f"{i}a", f"{i}b"] for i in range(5)]
+    tickets = [ticket for _results, ticket in outcomes]
+    assert tickets == sorted(tickets) and len(set(tickets)) == 5
+    assert _rows(path) == [f"{i}{x}" for i in range(5) for x in "ab"]
 
 
 def test_a_cancelled_waiter_s_batch_is_skipped(
@@ -119,37 +133,32 @@ def test_a_cancelled_waiter_s_batch_is_skipped(
 ) -> None:
     """A request that gave up before its batch's turn: its statements never run, and
     the batches behind it still commit."""
-    path = tmp_path / "stage.db"
 
-    async def body() -> None:
-        async with _stage(path, monkeypatch) as s:
-            first = s.stage.run([_insert("first")])  # runs at once: the stage was idle
-            gone = s.stage.run([_insert("gone")])
-            last = s.stage.run([_insert("last")])
-            gone.cancel()
-            assert (await first)[0] == ["first"]
-            assert (await last)[0] == ["last"]
-            assert gone.cancelled()
-        assert _rows(path) == ["first", "last"]
+    async def body(s: _Stage) -> None:
+        first = s.stage.run([_insert("first")])  # runs at once: the stage was idle
+        gone = s.stage.run([_insert("gone")])
+        last = s.stage.run([_insert("last")])
+        gone.cancel()
+        assert (await first)[0] == ["first"]
+        assert (await last)[0] == ["last"]
+        assert gone.cancelled()
 
-    asyncio.run(body())
+    path = _on_stage(tmp_path, monkeypatch, body)
+    assert _rows(path) == ["first", "last"]
 
 
 def test_a_failing_batch_fails_alone_and_rolls_back(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path = tmp_path / "stage.db"
+    async def body(s: _Stage) -> None:
+        bad = s.stage.run([_insert("kept-out"), _insert("dup"), _insert("dup")])
+        good = s.stage.run([_insert("after")])
+        with pytest.raises(Exception, match="UNIQUE"):
+            await bad
+        assert (await good)[0] == ["after"]
 
-    async def body() -> None:
-        async with _stage(path, monkeypatch) as s:
-            bad = s.stage.run([_insert("kept-out"), _insert("dup"), _insert("dup")])
-            good = s.stage.run([_insert("after")])
-            with pytest.raises(Exception, match="UNIQUE"):
-                await bad
-            assert (await good)[0] == ["after"]
-        assert _rows(path) == ["after"]
-
-    asyncio.run(body())
+    path = _on_stage(tmp_path, monkeypatch, body)
+    assert _rows(path) == ["after"]
 
 
 def test_waits_for_another_process_s_write_lock_off_the_loop(
@@ -157,51 +166,47 @@ def test_waits_for_another_process_s_write_lock_off_the_loop(
 ) -> None:
     """Another connection holds SQLite's write lock: the batch waits for it in the
     thread, on a connection of its own, while the event loop keeps running."""
-    path = tmp_path / "stage.db"
 
-    async def body() -> None:
-        async with _stage(path, monkeypatch) as s:
-            other = sqlite3.connect(path, isolation_level=None)
-            other.execute("BEGIN IMMEDIATE")
-            other.execute("INSERT INTO t (v) VALUES ('other')")
-            try:
-                waiting = s.stage.run([_insert("mine")])
-                await asyncio.to_thread(s.waiting_for_lock.wait, 10)
-                assert s.waiting_for_lock.is_set()
-                assert not waiting.done()
-                other.execute("COMMIT")
-            finally:
-                other.close()
-            assert (await waiting)[0] == ["mine"]
-            # The next batch gets the writer's own connection back.
-            assert (await s.stage.run([_insert("next")]))[0] == ["next"]
-        assert _rows(path) == ["other", "mine", "next"]
+    async def body(s: _Stage) -> None:
+        other = sqlite3.connect(s.path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("INSERT INTO t (v) VALUES ('other')")
+        try:
+            waiting = s.stage.run([_insert("mine")])
+            await asyncio.to_thread(s.waiting_for_lock.wait, 10)
+            assert s.waiting_for_lock.is_set()
+            assert not waiting.done()
+            other.execute("COMMIT")
+        finally:
+            other.close()
+        assert (await waiting)[0] == ["mine"]
+        # The next batch gets the writer's own connection back.
+        assert (await s.stage.run([_insert("next")]))[0] == ["next"]
 
-    asyncio.run(body())
+    path = _on_stage(tmp_path, monkeypatch, body)
+    assert _rows(path) == ["other", "mine", "next"]
 
 
 def test_waits_for_another_writer_s_turn(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Another worker process holds the writers' turn (an flock): the batch waits
     for it in the thread, then commits; the turn is given back after the COMMIT."""
-    path = tmp_path / "stage.db"
 
-    async def body() -> None:
-        async with _stage(path, monkeypatch) as s:
-            other = os.open(s.turn_path, os.O_RDWR)  # its own open file: its own flock
-            try:
-                fcntl.flock(other, fcntl.LOCK_EX)
-                waiting = s.stage.run([_insert("mine")])
-                await asyncio.to_thread(s.waiting_for_turn.wait, 10)
-                assert s.waiting_for_turn.is_set()
-                assert not waiting.done()
-                assert _rows(path) == []
-                fcntl.flock(other, fcntl.LOCK_UN)
-                assert (await waiting)[0] == ["mine"]
-                # Given back: the other process can take it without waiting.
-                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                fcntl.flock(other, fcntl.LOCK_UN)
-            finally:
-                os.close(other)
-        assert _rows(path) == ["mine"]
+    async def body(s: _Stage) -> None:
+        other = os.open(s.turn_path, os.O_RDWR)  # its own open file: its own flock
+        try:
+            fcntl.flock(other, fcntl.LOCK_EX)
+            waiting = s.stage.run([_insert("mine")])
+            await asyncio.to_thread(s.waiting_for_turn.wait, 10)
+            assert s.waiting_for_turn.is_set()
+            assert not waiting.done()
+            assert _rows(s.path) == []
+            fcntl.flock(other, fcntl.LOCK_UN)
+            assert (await waiting)[0] == ["mine"]
+            # Given back: the other process can take it without waiting.
+            fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(other, fcntl.LOCK_UN)
+        finally:
+            os.close(other)
 
-    asyncio.run(body())
+    path = _on_stage(tmp_path, monkeypatch, body)
+    assert _rows(path) == ["mine"]
