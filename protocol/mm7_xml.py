@@ -162,13 +162,12 @@ def _parse_bounded(data: bytes) -> Node:
     if builder is None:
         builder = _per_thread.builder = _TreeBuilder()
         _per_thread.parser = target_parser(builder)
-    builder.reset()
     try:
         root: Node = parse_with(data, _per_thread.parser)
     except XmlRefused as exc:
         raise Mm7DecodeError(MESSAGE_FORMAT_CORRUPT, exc.reason) from None
     finally:
-        builder.reset()  # let the tree go with the caller
+        builder.reset()  # ready for the next document, refused or not; the tree is the caller's
     return root
 
 
