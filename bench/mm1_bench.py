@@ -287,6 +287,95 @@ def thread_cpu(pid: int) -> dict[int, float]:
     return out
 
 
+LOOP_SAMPLE_INTERVAL = 0.002  # seconds between samples of the event-loop threads' state
+LOOP_STATES = ("running", "lock", "idle", "other")
+
+
+def classify_thread_state(stat: str, wchan: str) -> str:
+    """A thread's state from its /proc ``stat`` and ``wchan``: "running" (on a CPU or
+    waiting for one), "lock" (asleep on a futex: for a Python thread almost always the
+    GIL), "idle" (asleep in epoll: an event loop with nothing to do) or "other".
+
+    Why: CPU time alone called a loop thread 60-80% busy "not saturated", while it was
+    waiting for the GIL most of the rest and was never idle (bench/README.md, session 10).
+    """
+    state = stat.rpartition(")")[2].split()[0]
+    if state == "R":
+        return "running"
+    if "futex" in wchan:
+        return "lock"
+    if "epoll" in wchan:
+        return "idle"
+    return "other"
+
+
+def thread_state(pid: int, tid: int) -> str:
+    with open(f"/proc/{pid}/task/{tid}/stat", encoding="ascii") as fh:
+        stat = fh.read()
+    with open(f"/proc/{pid}/task/{tid}/wchan", encoding="ascii") as fh:
+        wchan = fh.read()
+    return classify_thread_state(stat, wchan)
+
+
+def loop_sampler_main(conn: Connection) -> None:
+    """Between a list of pids and the stop marker (None), sample the main thread of each
+    (where the server runs its event loop) every LOOP_SAMPLE_INTERVAL; answer with the
+    counts per pid and state. A process of its own: a thread of the load generator would
+    take the GIL from it."""
+    while True:
+        pids = conn.recv()
+        if pids is None:
+            return
+        counts: dict[int, Counter[str]] = {pid: Counter() for pid in pids}
+        while not conn.poll(LOOP_SAMPLE_INTERVAL):
+            for pid, tally in counts.items():
+                with contextlib.suppress(OSError, IndexError):
+                    tally[thread_state(pid, pid)] += 1
+        conn.recv()  # the stop marker
+        conn.send({pid: dict(tally) for pid, tally in counts.items()})
+
+
+def busiest_loop(counts: dict[int, dict[str, int]]) -> dict[str, float] | None:
+    """The state fractions of the thread that ran the most (with several workers: the
+    busiest loop; helper processes such as the adaptation pool mostly sleep)."""
+    best: dict[str, float] | None = None
+    for tally in counts.values():
+        total = sum(tally.values())
+        if not total:
+            continue
+        shares = {state: tally.get(state, 0) / total for state in LOOP_STATES}
+        if best is None or shares["running"] > best["running"]:
+            best = shares
+    return best
+
+
+class LoopSampler:
+    """The sampler process (see loop_sampler_main), started once, used per level."""
+
+    def __init__(self) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        self.process = ctx.Process(target=loop_sampler_main, args=(child,), daemon=True)
+        self.process.start()
+
+    def start(self, pids: list[int]) -> None:
+        self._conn.send(pids)
+
+    def stop(self) -> dict[str, float] | None:
+        self._conn.send(None)
+        if not self._conn.poll(10):
+            return None
+        counts: dict[int, dict[str, int]] = self._conn.recv()
+        return busiest_loop(counts)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._conn.send(None)
+        self.process.join(5)
+        if self.process.is_alive():
+            self.process.terminate()
+
+
 def postgres_cpu() -> float:
     """CPU seconds of every ``postgres`` process, with the backends that already exited.
 
@@ -578,6 +667,7 @@ class LevelResult:
     backlog_end: int = 0  # accepted so far minus notifications received so far
     handler_ms: float = math.nan  # server-side mean time in the m-send-req handler
     drain_seconds: float | None = None  # after the window, until notifications caught up
+    loop: dict[str, float] | None = None  # the busiest event-loop thread's states (LoopSampler)
 
     @property
     def accepted(self) -> int:
@@ -611,6 +701,8 @@ async def run_level(
     admin_url: str,
     check: Callable[[int, str, bytes, str], str | None] = check_conf,
     raw: bool = True,
+    sampler: LoopSampler | None = None,
+    loop_pids: Callable[[], list[int]] = list,
 ) -> LevelResult:
     """Keep ``connections`` requests in flight; measure the ones that finish in the window.
 
@@ -677,9 +769,12 @@ async def run_level(
     async def marker(session: aiohttp.ClientSession) -> None:
         await asyncio.sleep(max(window_from - time.perf_counter(), 0))
         marks["cpu0"], marks["n0"] = snapshot(), sink.notifications
+        if sampler is not None:
+            sampler.start(loop_pids())
         marks["m0"] = await scrape_metrics(session, admin_url)
         await asyncio.sleep(max(window_to - time.perf_counter(), 0))
         marks["cpu1"], marks["n1"] = snapshot(), sink.notifications
+        marks["loop"] = sampler.stop() if sampler is not None else None
         marks["backlog"] = totals.accepted - marks["n1"]
         marks["m1"] = await scrape_metrics(session, admin_url)
 
@@ -690,6 +785,7 @@ async def run_level(
         workers = [raw_worker() if raw else worker(session) for _ in range(connections)]
         await asyncio.gather(marker(side), *workers)
     result.cpu = CpuUse.between(marks["cpu0"], marks["cpu1"])
+    result.loop = marks["loop"]
     result.notifications = marks["n1"] - marks["n0"]
     result.backlog_end = marks["backlog"]
     handler_count, handler_sum = (
@@ -877,6 +973,13 @@ def limit_verdict(res: LevelResult) -> str:
             f"server CPU-bound: its event-loop thread was {cpu.server_loop:.0%} busy "
             "(one thread cannot use more than one core)"
         )
+    loop = res.loop
+    if loop is not None and loop["idle"] < 0.10:
+        return (
+            f"server event-loop thread saturated: idle only {loop['idle']:.0%} of the time"
+            f" (running {loop['running']:.0%}, waiting for the GIL or a lock"
+            f" {loop['lock']:.0%}): the work on that one thread caps the rate"
+        )
     if cpu.loadgen >= 0.85:
         return f"load generator CPU-bound ({cpu.loadgen:.0%} of a core)"
     if cpu.machine >= 0.9 * CPUS:
@@ -908,6 +1011,13 @@ def print_level(res: LevelResult) -> None:
         + (f", PostgreSQL (whole server) {cpu.database:.2f}" if cpu.database else "")
         + f", others {cpu.other:.2f}; machine {cpu.machine:.2f} of {CPUS}"
     )
+    if res.loop is not None:
+        loop = res.loop
+        print(
+            f"      event-loop thread: running {loop['running']:.0%}, waiting for the GIL or a"
+            f" lock {loop['lock']:.0%}, idle {loop['idle']:.0%}, other {loop['other']:.0%}"
+            f" (its state sampled every {LOOP_SAMPLE_INTERVAL * 1000:.0f} ms)"
+        )
     print(f"      limit: {limit_verdict(res)}")
     if res.drain_seconds is not None:
         print(f"      notifications caught up {res.drain_seconds:.1f} s after the window")
@@ -952,7 +1062,11 @@ def goal_check(results: list[LevelResult], db: Database, goal_rate: float = GOAL
 
 
 async def run_all(
-    server: Server, sink: Sink, db: Database, args: argparse.Namespace
+    server: Server,
+    sink: Sink,
+    db: Database,
+    args: argparse.Namespace,
+    sampler: LoopSampler | None = None,
 ) -> list[LevelResult]:
     mm7_mode = args.interface == "mm7"
     pool = build_mm7_pool() if mm7_mode else build_pool()
@@ -1001,6 +1115,8 @@ async def run_all(
             admin_url=server.urls["admin"],
             check=check,
             raw=not args.aiohttp_ends,
+            sampler=sampler,
+            loop_pids=lambda: descendants(server.pid),
         )
         res.drain_seconds = await wait_for_notifications(sink, totals, args.drain_timeout)
         print_level(res)
@@ -1125,6 +1241,7 @@ def main(argv: list[str] | None = None) -> int:
     wait_after_last_cleanup()
     workdir = Path(tempfile.mkdtemp(prefix="mm1-bench-"))
     sink = Sink(raw=not args.aiohttp_ends)
+    sampler = LoopSampler()
     ok = False
     try:
         with database(args.database, args.sqlite_synchronous, workdir) as db:
@@ -1200,7 +1317,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"  machine reference: sum(range(1000)) takes {machine_reference_us():.1f} µs"
                     " here (about 9-10 on a fast day, 25-29 on the slow days of session 8)"
                 )
-                results = asyncio.run(run_all(server, sink, db, args))
+                results = asyncio.run(run_all(server, sink, db, args, sampler))
             finally:
                 server.stop()
             problems = server.log_problems()
@@ -1217,6 +1334,7 @@ def main(argv: list[str] | None = None) -> int:
             goal_check(results, db, MM7_GOAL_RATE if args.interface == "mm7" else GOAL_RATE)
             ok = not errors
     finally:
+        sampler.close()
         sink.stop()
         if args.keep:
             print(f"work directory kept: {workdir}")

@@ -239,3 +239,78 @@ def test_abba_compiles_what_setup_py_compiles() -> None:
     modules = compiled_modules(ROOT / "setup.py")
     assert "protocol/mms.py" in modules and "protocol/mm7_xml.py" in modules
     assert all((ROOT / m).is_file() for m in modules)
+
+
+def test_loop_state_reads_running_futex_and_epoll_waits() -> None:
+    from bench.mm1_bench import classify_thread_state
+
+    stat = "4242 (python (x)) {} 1 4242 4242 0 -1"  # comm may hold ")" and spaces
+    assert classify_thread_state(stat.format("R"), "0") == "running"
+    assert classify_thread_state(stat.format("S"), "futex_do_wait") == "lock"
+    assert classify_thread_state(stat.format("S"), "futex_wait_queue_me") == "lock"
+    assert classify_thread_state(stat.format("S"), "do_epoll_wait") == "idle"
+    assert classify_thread_state(stat.format("D"), "jbd2_log_wait_commit") == "other"
+
+
+def test_busiest_loop_is_the_thread_that_ran_most() -> None:
+    from bench.mm1_bench import busiest_loop
+
+    counts = {
+        1: {"running": 10, "idle": 90},  # a supervisor or a sleeping helper
+        2: {"running": 70, "lock": 20, "idle": 10},
+        3: {},
+    }
+    assert busiest_loop(counts) == {"running": 0.7, "lock": 0.2, "idle": 0.1, "other": 0.0}
+    assert busiest_loop({}) is None
+
+
+def test_loop_sampler_tells_a_busy_thread_from_an_idle_loop() -> None:
+    """Against real processes: one spinning on its main thread, one whose main thread
+    waits in epoll (an asyncio loop with nothing to do)."""
+    import subprocess
+    import sys
+    import threading
+
+    from bench.mm1_bench import LoopSampler
+
+    code = {
+        "busy": "import sys\nprint(flush=True)\nwhile sys.stdin.readable(): pass",
+        "idle": "import asyncio\nprint(flush=True)\nasyncio.run(asyncio.sleep(60))",
+    }
+    procs = {
+        name: subprocess.Popen(
+            [sys.executable, "-c", src], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        )
+        for name, src in code.items()
+    }
+    sampler = LoopSampler()
+    try:
+        for proc in procs.values():
+            assert proc.stdout is not None and proc.stdout.readline() == b"\n"
+        shares = {}
+        for name, proc in procs.items():
+            sampler.start([proc.pid])
+            threading.Event().wait(0.5)  # the sampling window itself, not a synchronisation
+            shares[name] = sampler.stop()
+        busy, idle = shares["busy"], shares["idle"]
+        assert busy is not None and idle is not None
+        assert busy["running"] > 0.5 and busy["idle"] == 0.0
+        assert idle["idle"] > 0.9 and idle["running"] < 0.1
+    finally:
+        sampler.close()
+        for proc in procs.values():
+            proc.kill()
+            proc.wait()
+
+
+def test_limit_verdict_names_a_saturated_loop_thread() -> None:
+    from bench.mm1_bench import CpuUse, LevelResult, limit_verdict
+
+    res = LevelResult(32, 8.0, latencies=[0.03] * 10)
+    res.cpu = CpuUse(server=1.1, server_loop=0.7, loadgen=0.1, sink=0.1, database=0.0, machine=1.4)
+    res.handler_ms = 28.0
+    assert limit_verdict(res).startswith("no CPU saturated")
+    res.loop = {"running": 0.9, "lock": 0.06, "idle": 0.03, "other": 0.01}
+    verdict = limit_verdict(res)
+    assert verdict.startswith("server event-loop thread saturated: idle only 3%")
+    assert "waiting for the GIL or a lock 6%" in verdict
