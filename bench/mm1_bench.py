@@ -322,6 +322,7 @@ def loop_sampler_main(conn: Connection) -> None:
     (where the server runs its event loop) every LOOP_SAMPLE_INTERVAL; answer with the
     counts per pid and state. A process of its own: a thread of the load generator would
     take the GIL from it."""
+    conn.send("ready")
     while True:
         pids = conn.recv()
         if pids is None:
@@ -357,6 +358,11 @@ class LoopSampler:
         self._conn, child = ctx.Pipe()
         self.process = ctx.Process(target=loop_sampler_main, args=(child,), daemon=True)
         self.process.start()
+        # Spawned, it imports this module first: on a busy machine that takes seconds, and
+        # a window started before it is up would go unsampled.
+        if not self._conn.poll(120) or self._conn.recv() != "ready":
+            self.close()
+            raise RuntimeError("the event-loop sampler did not start")
 
     def start(self, pids: list[int]) -> None:
         self._conn.send(pids)
