@@ -225,6 +225,12 @@ def percentile(sorted_values: Sequence[float], q: float) -> float:
 # CPU accounting from /proc -----------------------------------------------------------------
 
 
+def _stat_fields(text: str) -> list[str]:
+    """The fields of a /proc .../stat line after the command name, from the state on
+    (proc(5) numbering minus two); the name may contain spaces and ")"."""
+    return text[text.rindex(")") + 2 :].split()
+
+
 def _stat_cpu(path: str) -> float:
     """utime + stime in seconds from a /proc .../stat file (0.0 if it is gone)."""
     try:
@@ -232,7 +238,7 @@ def _stat_cpu(path: str) -> float:
             text = fh.read()
     except (FileNotFoundError, ProcessLookupError):
         return 0.0
-    fields = text[text.rindex(")") + 2 :].split()  # the name may contain spaces
+    fields = _stat_fields(text)
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
@@ -255,7 +261,7 @@ def processes() -> Iterator[tuple[int, str, list[str]]]:
         except (FileNotFoundError, ProcessLookupError):
             continue
         name = text[text.index("(") + 1 : text.rindex(")")]  # the name may contain spaces
-        yield int(entry), name, text[text.rindex(")") + 2 :].split()
+        yield int(entry), name, _stat_fields(text)
 
 
 def descendants(pid: int) -> list[int]:
@@ -296,11 +302,10 @@ def classify_thread_state(stat: str, wchan: str) -> str:
     waiting for one), "lock" (asleep on a futex: for a Python thread almost always the
     GIL), "idle" (asleep in epoll: an event loop with nothing to do) or "other".
 
-    Why: CPU time alone called a loop thread 60-80% busy "not saturated", while it was
-    waiting for the GIL most of the rest and was never idle (bench/README.md, session 10).
+    Why: CPU time alone called a loop thread 60-85% busy "not saturated", while it was
+    never idle: it spent most of the rest waiting for a core (bench/README.md, session 10).
     """
-    state = stat.rpartition(")")[2].split()[0]
-    if state == "R":
+    if _stat_fields(stat)[0] == "R":
         return "running"
     if "futex" in wchan:
         return "lock"
