@@ -37,7 +37,7 @@ from sqlalchemy.sql import Select
 from mmsc.addresses import NumberPlan, parse_address
 from mmsc.core import Accepted, Mmsc, Policy, SendRefused
 from mmsc.notify.base import NotificationBackend, PushRequest, SendResult
-from mmsc.scheduler import LEASE_SECONDS, Scheduler
+from mmsc.scheduler import DEPTHS_MAX_SHARE, LEASE_SECONDS, Scheduler, depths_interval
 from protocol import mms, wap_push
 from protocol.mms import MmsPdu
 from protocol.wsp import Part
@@ -1168,6 +1168,43 @@ def test_queue_depths_counts_open_recipients_and_waiting_pushes(db_url: str) -> 
                 for state in ("pending", "notified", "deferred", "outbox")
             }
             assert gauge == {"pending": 0.0, "notified": 0.0, "deferred": 0.0, "outbox": 1.0}
+
+    run(body)
+
+
+def test_depths_interval_grows_with_the_cost_of_a_count() -> None:
+    """A count that is cheap runs every sweep; one that took long is spaced so that it
+    keeps to its share of the time (a million open recipients: 70 ms on SQLite)."""
+    assert depths_interval(1.0, 0.001) == 1.0
+    assert depths_interval(1.0, 0.070) == pytest.approx(0.070 / DEPTHS_MAX_SHARE)
+    assert depths_interval(1.0, 0.070) * DEPTHS_MAX_SHARE <= 0.070 + 1e-9
+
+
+def test_scheduler_pass_counts_depths_only_when_their_interval_has_passed(db_url: str) -> None:
+    """The pass loop's gauges follow ``depths_interval``: not before it has passed since
+    the last count, and at once after."""
+
+    def gauge(state: str) -> float | None:
+        return REGISTRY.get_sample_value("mmsc_queue_depth", {"state": state})
+
+    async def body() -> None:
+        async with open_db(db_url) as engine, running_core(engine) as core:
+            sched = Scheduler(core, RecordingBackend([]), batch=10)
+            await sched.update_depths()
+            assert sched.depths_interval >= sched.sweep_interval
+            assert gauge("pending") == 0.0
+            await accept(core, [B, C])  # two open recipients the gauge has not seen
+            now = time.time()
+            sched._last_depths = now
+            sched._last_sweep = now
+            sched.depths_interval = 100.0  # as after a count that took 2 s
+            await sched._pass(now + 50, explicit=False)
+            assert gauge("pending") == 0.0  # not counted again yet
+            assert gauge("outbox") == 0.0
+            await sched._pass(now + 101, explicit=False)
+            assert gauge("pending") == 2.0  # counted now
+            assert gauge("outbox") == 2.0  # the first pass queued their pushes
+            assert sched.depths_interval < 100.0  # this count was cheap again
 
     run(body)
 
