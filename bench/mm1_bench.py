@@ -660,6 +660,34 @@ HANDLER_SUM = 'mmsc_request_duration_seconds_sum{interface="mm1",operation="m-se
 HANDLER_COUNT = 'mmsc_request_duration_seconds_count{interface="mm1",operation="m-send-req"}'
 MM7_HANDLER_SUM = 'mmsc_request_duration_seconds_sum{interface="mm7",operation="SubmitReq"}'
 MM7_HANDLER_COUNT = 'mmsc_request_duration_seconds_count{interface="mm7",operation="SubmitReq"}'
+COMMIT_STAGES = ("queue", "barrier", "transaction", "log_sync")  # storage/writer.py
+
+
+@dataclass(frozen=True)
+class CommitPipeline:
+    """The server's group-commit batches over the window (mmsc_commit_* metrics)."""
+
+    batches: int
+    units_per_batch: float  # writes of every kind: accepts, notification queueing, outcomes
+    stage_ms: dict[str, float]  # mean per batch, only the stages the server reported
+
+
+def commit_pipeline(m0: dict[str, float], m1: dict[str, float]) -> CommitPipeline | None:
+    """What the batches committed between two scrapes did; None without any."""
+
+    def delta(name: str) -> float:
+        return m1.get(name, 0.0) - m0.get(name, 0.0)
+
+    batches = delta("mmsc_commit_batch_units_count")
+    if batches <= 0:
+        return None
+    stage_ms = {}
+    for stage in COMMIT_STAGES:
+        count = delta(f'mmsc_commit_stage_seconds_count{{stage="{stage}"}}')
+        if count > 0:
+            total = delta(f'mmsc_commit_stage_seconds_sum{{stage="{stage}"}}')
+            stage_ms[stage] = total / count * 1000
+    return CommitPipeline(int(batches), delta("mmsc_commit_batch_units_sum") / batches, stage_ms)
 
 
 # Load generation -------------------------------------------------------------------------------
@@ -679,6 +707,7 @@ class LevelResult:
     handler_ms: float = math.nan  # server-side mean time in the m-send-req handler
     drain_seconds: float | None = None  # after the window, until notifications caught up
     loop: dict[str, float] | None = None  # the busiest event-loop thread's states (LoopSampler)
+    commit: CommitPipeline | None = None  # the server's commit batches in the window
 
     @property
     def accepted(self) -> int:
@@ -804,6 +833,7 @@ async def run_level(
         if check is check_submit_rsp
         else (HANDLER_COUNT, HANDLER_SUM)
     )
+    result.commit = commit_pipeline(marks["m0"], marks["m1"])
     count = marks["m1"].get(handler_count, 0) - marks["m0"].get(handler_count, 0)
     if count > 0:
         total = marks["m1"][handler_sum] - marks["m0"][handler_sum]
@@ -997,11 +1027,19 @@ def limit_verdict(res: LevelResult) -> str:
         return f"machine saturated ({cpu.machine:.2f} of {CPUS} cores busy)"
     mean_ms = statistics.fmean(res.latencies) * 1000 if res.latencies else math.nan
     if res.handler_ms >= 0.8 * mean_ms:
-        return (
+        verdict = (
             f"no CPU saturated, and {res.handler_ms:.1f} of the {mean_ms:.1f} ms mean latency"
             " is spent inside the server's handler: requests queue behind a serial stage"
             " that waits (database round trips, fsync)"
         )
+        if res.commit is not None and res.commit.stage_ms:
+            stage, ms = max(res.commit.stage_ms.items(), key=lambda item: item[1])
+            total = sum(res.commit.stage_ms.values())
+            verdict += (
+                f"; the longest commit stage is {stage.replace('_', ' ')}"
+                f" ({ms:.1f} of {total:.1f} ms per batch)"
+            )
+        return verdict
     return "no CPU saturated and little time in the server: the load (connections) is too low"
 
 
@@ -1028,6 +1066,15 @@ def print_level(res: LevelResult) -> None:
             f"      event-loop thread: running {loop['running']:.0%}, waiting for the GIL or a"
             f" lock {loop['lock']:.0%}, idle {loop['idle']:.0%}, other {loop['other']:.0%}"
             f" (its state sampled every {LOOP_SAMPLE_INTERVAL * 1000:.0f} ms)"
+        )
+    if res.commit is not None:
+        commit = res.commit
+        stages = ", ".join(
+            f"{stage.replace('_', ' ')} {ms:.1f}" for stage, ms in commit.stage_ms.items()
+        )
+        print(
+            f"      commit batches: {commit.batches / res.window:,.0f}/s of"
+            f" {commit.units_per_batch:.1f} writes; ms per batch: {stages}"
         )
     print(f"      limit: {limit_verdict(res)}")
     if res.drain_seconds is not None:

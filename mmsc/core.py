@@ -260,6 +260,7 @@ class Mmsc:
         self._addresses: dict[str, Address] = {}  # see _address
         self.node_id = node_id or random_id(12)
         self.writer = GroupCommitWriter(engine, concurrency=writer_concurrency, log_sync=log_sync)
+        self.writer.on_batch = metrics.observe_commit
         self._read_engine = sync_twin(engine, busy_timeout=0.0)  # SQLite only, see read()
         self._reader: Connection | None = None
         self.wakeup_callbacks: list[Any] = []

@@ -44,7 +44,15 @@ Unit = Callable[[Connection], Any]
 # waits for the database and runs its statements; its COMMIT waits for it, and it raises
 # to fail the batch (e.g. StagedPayload.make_durable: the files the new rows name).
 Barrier = Callable[[], None]
-Item = tuple[Unit, "asyncio.Future[Any]", Barrier | None]
+# The unit, its waiter, its barrier, and when it was submitted (the loop's clock).
+Item = tuple[Unit, "asyncio.Future[Any]", Barrier | None, float]
+# Called once per committed batch with its unit count and the seconds each stage took:
+# "queue" (the mean unit's wait before its batch was gathered), "barrier" (after the
+# gathering, until the payload files were durable), "transaction" (then until its
+# COMMIT returned: waiting for the batches before it, BEGIN, statements, COMMIT),
+# "log_sync" (SQLite: the syncfs round that makes the COMMIT durable). What an
+# operator reads to tell why accepts wait (mmsc_commit_stage_seconds).
+BatchObserver = Callable[[int, dict[str, float]], None]
 
 
 class WriterClosed(RuntimeError):
@@ -89,6 +97,7 @@ class GroupCommitWriter:
         self._log_sync_wanted = log_sync
         self.batches = 0
         self.units = 0
+        self.on_batch: BatchObserver | None = None
 
     async def start(self) -> None:
         if self._task is None:
@@ -192,8 +201,9 @@ class GroupCommitWriter:
         committed."""
         if self._task is None or self._task.done():
             raise WriterClosed("the database writer is not running")
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        await self._queue.put((unit, future, barrier))
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        await self._queue.put((unit, future, barrier, loop.time()))
         return await future
 
     async def _run(self) -> None:
@@ -213,7 +223,8 @@ class GroupCommitWriter:
                     stopping = True
                     break
                 batch.append(nxt)
-            task = asyncio.create_task(self._commit(batch, self._start_barriers(batch)))
+            gathered = asyncio.get_running_loop().time()
+            task = asyncio.create_task(self._commit(batch, self._start_barriers(batch), gathered))
             self._in_flight.add(task)
             task.add_done_callback(self._in_flight.discard)
         if self._in_flight:
@@ -237,7 +248,7 @@ class GroupCommitWriter:
         statements + flush + COMMIT end to end). The batch enters the serial stage
         only once they are done (session 7: waiting for them there made the stage
         twice as long)."""
-        barriers = [barrier for _unit, _future, barrier in batch if barrier is not None]
+        barriers = [barrier for _unit, _future, barrier, _at in batch if barrier is not None]
         if not barriers:
             return None
         if self._barrier_thread is None:
@@ -257,29 +268,45 @@ class GroupCommitWriter:
             self._checkpointer.committed()
         return ticket
 
-    async def _execute(self, units: list[Unit], barriers: Future[None] | None) -> list[Any]:
+    async def _execute(
+        self, units: list[Unit], barriers: Future[None] | None, stages: dict[str, float]
+    ) -> list[Any]:
+        """Commit ``units``; ``stages`` gets the seconds of each stage (BatchObserver)."""
+        loop = asyncio.get_running_loop()
+        mark = loop.time()
         if self._stage is not None:
             if barriers is not None:  # the files durable before the rows that name them
                 await asyncio.wrap_future(barriers)
+            now = loop.time()
+            stages["barrier"], mark = now - mark, now
             results, ticket = await self._stage.run(units)
+            now = loop.time()
+            stages["transaction"], mark = now - mark, now
             if self._log_rounds is not None:  # the stage goes on with the next batch
                 if self._log_thread is None:
                     self._log_thread = ThreadPoolExecutor(1, thread_name_prefix="mmsc-log-sync")
-                await asyncio.get_running_loop().run_in_executor(
-                    self._log_thread, self._log_rounds.sync_after, ticket
-                )
+                await loop.run_in_executor(self._log_thread, self._log_rounds.sync_after, ticket)
+                stages["log_sync"] = loop.time() - mark
             return results
         async with self.engine.connect() as raw:
             conn = await raw.execution_options(**{WRITE_OPTION: True})
             async with conn.begin():
                 done: list[Any] = await conn.run_sync(apply_units, units)
-                if barriers is not None:
+                if barriers is not None:  # waited for inside the transaction, before COMMIT
+                    waited = loop.time()
                     await asyncio.wrap_future(barriers)
-                return done
+                    stages["barrier"] = loop.time() - waited
+        stages["transaction"] = loop.time() - mark - stages.get("barrier", 0.0)
+        return done
 
-    async def _commit(self, batch: list[Item], barriers: Future[None] | None) -> None:
+    async def _commit(
+        self, batch: list[Item], barriers: Future[None] | None, gathered: float
+    ) -> None:
+        stages = {"queue": gathered - sum(at for *_rest, at in batch) / len(batch)}
         try:
-            results = await self._execute([unit for unit, _future, _barrier in batch], barriers)
+            results = await self._execute(
+                [unit for unit, _future, _barrier, _at in batch], barriers, stages
+            )
         except Exception as exc:  # isolate the failing unit below
             if len(batch) == 1:
                 if not batch[0][1].done():
@@ -287,10 +314,15 @@ class GroupCommitWriter:
                 return
             log.warning("batch of %d failed (%s); committing its units one by one", len(batch), exc)
             for item in batch:
-                await self._commit([item], self._start_barriers([item]))
+                await self._commit([item], self._start_barriers([item]), gathered)
             return
         self.batches += 1
         self.units += len(batch)
-        for (_unit, future, _barrier), result in zip(batch, results, strict=True):
+        for (_unit, future, _barrier, _at), result in zip(batch, results, strict=True):
             if not future.done():
                 future.set_result(result)
+        if self.on_batch is not None:
+            try:
+                self.on_batch(len(batch), stages)
+            except Exception:  # an observer's bug must not look like a failed commit
+                log.exception("the batch observer failed")

@@ -314,3 +314,33 @@ def test_limit_verdict_names_a_saturated_loop_thread() -> None:
     verdict = limit_verdict(res)
     assert verdict.startswith("server event-loop thread saturated: idle only 3%")
     assert "waiting for the GIL or a lock 6%" in verdict
+
+
+def test_commit_pipeline_reads_the_window_from_two_scrapes() -> None:
+    """The benchmark's commit line is the difference of two /metrics scrapes: batches,
+    writes per batch, and each stage's mean; absent stages are left out."""
+    from bench.mm1_bench import CpuUse, LevelResult, commit_pipeline, limit_verdict
+
+    def scrape(batches: float, units: float, stages: dict[str, tuple[float, float]]) -> dict:
+        out = {"mmsc_commit_batch_units_count": batches, "mmsc_commit_batch_units_sum": units}
+        for stage, (count, seconds) in stages.items():
+            out[f'mmsc_commit_stage_seconds_count{{stage="{stage}"}}'] = count
+            out[f'mmsc_commit_stage_seconds_sum{{stage="{stage}"}}'] = seconds
+        return out
+
+    m0 = scrape(10, 50, {"queue": (10, 0.01), "transaction": (10, 0.05)})
+    m1 = scrape(110, 850, {"queue": (110, 0.31), "transaction": (110, 0.65)})
+    pipeline = commit_pipeline(m0, m1)
+    assert pipeline is not None
+    assert pipeline.batches == 100
+    assert pipeline.units_per_batch == 8.0
+    assert pipeline.stage_ms == {"queue": 3.0, "transaction": 6.0}
+    assert commit_pipeline(m1, m1) is None  # no batch in the window
+
+    res = LevelResult(32, 8.0, latencies=[0.03] * 10)
+    res.cpu = CpuUse(server=1.1, server_loop=0.7, loadgen=0.1, sink=0.1, database=0.0, machine=1.4)
+    res.handler_ms = 28.0
+    res.loop = {"running": 0.7, "lock": 0.05, "idle": 0.2, "other": 0.05}
+    res.commit = pipeline
+    verdict = limit_verdict(res)
+    assert verdict.endswith("the longest commit stage is transaction (6.0 of 9.0 ms per batch)")

@@ -345,6 +345,64 @@ def test_group_commit_batches_concurrent_units(db_url: str) -> None:
     run(body)
 
 
+def test_group_commit_reports_each_batch_and_its_stages(db_url: str) -> None:
+    """mmsc_commit_stage_seconds is how an operator sees why accepts wait: every
+    committed unit is counted in exactly one batch, and each batch reports the stages
+    it went through (the log's sync round only where the writer syncs the log)."""
+    seen: list[tuple[int, dict[str, float]]] = []
+    barriers_run: list[int] = []
+
+    async def body() -> None:
+        async with open_db(db_url) as engine:
+            writer = GroupCommitWriter(engine)
+            writer.on_batch = lambda units, stages: seen.append((units, dict(stages)))
+            await writer.start()
+            try:
+                units = [_subscriber_unit(f"+1555310{i:04d}", i) for i in range(50)]
+                results = await asyncio.gather(
+                    *(writer.submit(u, lambda: barriers_run.append(1)) for u in units)
+                )
+            finally:
+                await writer.close()
+            assert results == list(range(50))
+            assert len(barriers_run) == 50
+            assert sum(units for units, _stages in seen) == 50
+            assert len(seen) == writer.batches
+            expected = {"queue", "barrier", "transaction"}
+            if writer._log_rounds is not None:  # SQLite, synchronous=FULL, syncfs(2)
+                expected.add("log_sync")
+            assert engine.dialect.name != "sqlite" or "log_sync" in expected
+            for _units, stages in seen:
+                assert set(stages) == expected
+                assert all(0.0 <= seconds < 30.0 for seconds in stages.values()), stages
+
+    run(body)
+
+
+def test_group_commit_survives_a_failing_batch_observer(
+    db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The observer only reports: its failure is logged, the commit still answers."""
+
+    def observer(units: int, stages: dict[str, float]) -> None:
+        raise RuntimeError("observer bug")
+
+    async def body() -> None:
+        async with open_db(db_url) as engine:
+            writer = GroupCommitWriter(engine)
+            writer.on_batch = observer
+            await writer.start()
+            try:
+                with caplog.at_level(logging.ERROR, logger="mmsc.storage.writer"):
+                    assert await writer.submit(_subscriber_unit(B, "kept")) == "kept"
+            finally:
+                await writer.close()
+            assert "the batch observer failed" in caplog.text
+            assert await count(engine, subscribers) == 1
+
+    run(body)
+
+
 def test_group_commit_failing_unit_fails_alone(
     db_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
