@@ -47,11 +47,12 @@ Barrier = Callable[[], None]
 # The unit, its waiter, its barrier, and when it was submitted (the loop's clock).
 Item = tuple[Unit, "asyncio.Future[Any]", Barrier | None, float]
 # Called once per committed batch with its unit count and the seconds each stage took:
-# "queue" (the mean unit's wait before its batch was gathered), "barrier" (after the
-# gathering, until the payload files were durable), "transaction" (then until its
-# COMMIT returned: waiting for the batches before it, BEGIN, statements, COMMIT),
-# "log_sync" (SQLite: the syncfs round that makes the COMMIT durable). What an
-# operator reads to tell why accepts wait (mmsc_commit_stage_seconds).
+# "queue" (the mean unit's wait before its batch was gathered), "barrier" (only for a
+# batch with barriers: after the gathering, until its payload files were durable),
+# "transaction" (then until its COMMIT returned: waiting for the batches before it,
+# BEGIN, statements, COMMIT), "log_sync" (SQLite: the syncfs round that makes the
+# COMMIT durable). What an operator reads to tell why accepts wait
+# (mmsc_commit_stage_seconds).
 BatchObserver = Callable[[int, dict[str, float]], None]
 
 
@@ -277,8 +278,8 @@ class GroupCommitWriter:
         if self._stage is not None:
             if barriers is not None:  # the files durable before the rows that name them
                 await asyncio.wrap_future(barriers)
-            now = loop.time()
-            stages["barrier"], mark = now - mark, now
+                now = loop.time()
+                stages["barrier"], mark = now - mark, now
             results, ticket = await self._stage.run(units)
             now = loop.time()
             stages["transaction"], mark = now - mark, now
