@@ -663,6 +663,10 @@ MM7_HANDLER_COUNT = 'mmsc_request_duration_seconds_count{interface="mm7",operati
 COMMIT_STAGES = ("queue", "barrier", "transaction", "log_sync")  # storage/writer.py
 
 
+def stage_label(stage: str) -> str:
+    return stage.replace("_", " ")
+
+
 @dataclass(frozen=True)
 class CommitPipeline:
     """The server's group-commit batches over the window (mmsc_commit_* metrics)."""
@@ -1036,7 +1040,7 @@ def limit_verdict(res: LevelResult) -> str:
             stage, ms = max(res.commit.stage_ms.items(), key=lambda item: item[1])
             total = sum(res.commit.stage_ms.values())
             verdict += (
-                f"; the longest commit stage is {stage.replace('_', ' ')}"
+                f"; the longest commit stage is {stage_label(stage)}"
                 f" ({ms:.1f} of {total:.1f} ms per batch)"
             )
         return verdict
@@ -1070,7 +1074,7 @@ def print_level(res: LevelResult) -> None:
     if res.commit is not None:
         commit = res.commit
         stages = ", ".join(
-            f"{stage.replace('_', ' ')} {ms:.1f}" for stage, ms in commit.stage_ms.items()
+            f"{stage_label(stage)} {ms:.1f}" for stage, ms in commit.stage_ms.items()
         )
         print(
             f"      commit batches: {commit.batches / res.window:,.0f}/s of"

@@ -8,8 +8,6 @@ is shown), SMPP gauges add up over the live workers (each has its own binds).
 
 from __future__ import annotations
 
-from typing import Any
-
 from prometheus_client import Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 6 * 3600, 86400)
@@ -49,9 +47,8 @@ queue_depth = Gauge(
 smpp_connected = Gauge(
     "mmsc_smpp_connected", "SMPP binds that are bound", ["bind"], multiprocess_mode="livesum"
 )
-# Where an accepted message's wait goes (storage/writer.py BatchObserver), per commit
-# batch: "queue", "barrier" (payload files durable), "transaction" (earlier batches,
-# BEGIN, statements, COMMIT), "log_sync" (SQLite: the syncfs round after the COMMIT).
+# Where an accepted message's wait goes, per commit batch; the stages are those of
+# storage/writer.py BatchObserver.
 commit_stage_seconds = Histogram(
     "mmsc_commit_stage_seconds",
     "Seconds a group-commit batch spent in each stage",
@@ -63,17 +60,14 @@ commit_batch_units = Histogram(
     "Writes (accepts, state changes) committed together in one group-commit batch",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
 )
-_stage_children: dict[str, Any] = {}
 
 
 def observe_commit(units: int, stages: dict[str, float]) -> None:
-    """The writer's BatchObserver: one batch's size and stage times."""
+    """The writer's BatchObserver: one batch's size and stage times (once per batch, not
+    per message, so labels() is looked up each time)."""
     commit_batch_units.observe(units)
     for stage, seconds in stages.items():
-        child = _stage_children.get(stage)
-        if child is None:  # labels() takes a lock and builds a key on every call
-            child = _stage_children[stage] = commit_stage_seconds.labels(stage)
-        child.observe(seconds)
+        commit_stage_seconds.labels(stage).observe(seconds)
 
 
 adaptation_seconds = Histogram(
