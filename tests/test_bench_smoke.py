@@ -344,3 +344,17 @@ def test_commit_pipeline_reads_the_window_from_two_scrapes() -> None:
     res.commit = pipeline
     verdict = limit_verdict(res)
     assert verdict.endswith("the longest commit stage is transaction (6.0 of 9.0 ms per batch)")
+
+
+def test_goal_needs_sms_leaving_the_server(capsys: pytest.CaptureFixture[str]) -> None:
+    """A run with --no-sms measures the accept path without the SMS exchange; it can
+    never pass the goal, which is stated with notifications flowing."""
+    from bench.mm1_bench import Database, LevelResult, goal_check
+
+    db = Database("sqlite+aiosqlite:///x.db", "SQLite", durable=True)
+    res = LevelResult(32, 1.0, latencies=[0.01] * 2_000, notifications=2_000)
+    assert goal_check([res], db)
+    assert "PASS" in capsys.readouterr().out
+    res.sms = False
+    assert not goal_check([res], db)
+    assert "MISS (no SMS sent (--no-sms))" in capsys.readouterr().out
