@@ -192,7 +192,7 @@ class NumberPlan:
         if country is not None:
             country = country.removeprefix("+") or None
         raw_limit = section.get("shortcode_max_digits", 6)
-        if isinstance(raw_limit, str) and raw_limit.strip().isdigit():
+        if isinstance(raw_limit, str) and re.fullmatch(r"\s*[0-9]+\s*", raw_limit):
             raw_limit = int(raw_limit)
         raw_strip = section.get("strip_prefixes", ())
         if raw_strip is None:

@@ -48,7 +48,7 @@ class Listen:
     @classmethod
     def parse(cls, text: str, key: str) -> Listen:
         host, sep, port = str(text).rpartition(":")
-        if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        if not sep or not (port.isascii() and port.isdigit()) or not 0 <= int(port) <= 65535:
             raise ConfigError(f"{key}: expected HOST:PORT, got {text!r}")
         return cls(host.strip("[]") or "127.0.0.1", int(port))
 

@@ -183,6 +183,10 @@ class _TreeBuilder:
         self.stack: list[Node] = []
         self.root: Node | None = None
         self.count = 0
+        # Character data since the last start or end tag, joined once at the next one:
+        # lxml hands it over in chunks (one per entity reference, for one), and adding
+        # each to the node's text recopied all of it, quadratic in a 10 MB body.
+        self.chunks: list[str] = []
 
     def reset(self) -> None:
         """Ready for the next document (the builder outlives each parse, see
@@ -190,8 +194,11 @@ class _TreeBuilder:
         self.stack = []
         self.root = None
         self.count = 0
+        self.chunks = []
 
     def start(self, tag: Any, attrib: Any) -> None:
+        if self.chunks:
+            self._flush_text()
         if len(self.stack) >= MAX_DEPTH:
             raise XmlRefused(f"XML nested deeper than {MAX_DEPTH}")
         self.count += 1
@@ -214,19 +221,24 @@ class _TreeBuilder:
         self.stack.append(node)
 
     def end(self, tag: Any) -> None:
+        if self.chunks:
+            self._flush_text()
         self.stack.pop()
 
     def data(self, text: Any) -> None:
+        if self.stack:  # outside the root element there is only whitespace
+            self.chunks.append(str(text))
+
+    def _flush_text(self) -> None:
         """Character data before an element's first child is its text; after a child, that
         child's tail (the shape of an lxml tree)."""
-        if not self.stack:
-            return
+        text = "".join(self.chunks)
+        self.chunks = []
         parent = self.stack[-1]
         if parent.children:
-            last = parent.children[-1]
-            last.tail += str(text)
+            parent.children[-1].tail += text
         else:
-            parent.text += str(text)
+            parent.text += text
 
     def doctype(self, *_declaration: Any) -> None:
         raise XmlRefused("XML with DOCTYPE is refused")  # parse() refused one already

@@ -77,7 +77,7 @@ class Receipt:
         """
         ident = self.message_id
         forms = [ident]
-        if ident.isdigit() and len(ident) <= 20:
+        if ident.isascii() and ident.isdigit() and len(ident) <= 20:  # int() refuses "²"
             number = int(ident)
             forms += [f"{number:x}", f"{number:X}"]
         elif re.fullmatch(r"[0-9A-Fa-f]{1,16}", ident):

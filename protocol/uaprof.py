@@ -171,7 +171,8 @@ def normalise_charset(text: str) -> str | None:
     """An IANA charset name in lower case (``UTF8`` -> ``utf-8``, MIBenum ``106`` ->
     ``utf-8``); None for what cannot be one."""
     name = text.strip().lower()
-    if name.isdigit() and len(name) <= 5:  # a MIBenum, as WSP encodes charsets
+    # ASCII digits only: "²" is a digit to isdigit() and not a number to int().
+    if name.isascii() and name.isdigit() and len(name) <= 5:  # a MIBenum, as WSP encodes
         entry = CHARSETS.get(int(name))
         return entry[0] if entry else None
     if name == "*":
@@ -275,12 +276,16 @@ def _sanitised(text: str) -> str:
     if decl:
         text = text[decl.end() :]
     # Walk the prolog (XML 1.0 §2.8: comments, PIs, at most one DOCTYPE, whitespace).
-    i = 0
+    # DOCTYPEs are cut out as they are met; the text is rebuilt once, not per DOCTYPE
+    # (quadratic in a megabyte of them).
+    kept: list[str] = []
+    start = i = 0
     while True:
         while i < len(text) and text[i] in " \t\r\n":
             i += 1
         if text.startswith("<!DOCTYPE", i):
-            text = text[:i] + text[doctype_end(text, i) :]
+            kept.append(text[start:i])
+            i = start = doctype_end(text, i)
         elif text.startswith("<!--", i):
             i = _after(text, i, "<!--", "-->")
         elif text.startswith("<?", i):
@@ -290,6 +295,8 @@ def _sanitised(text: str) -> str:
     body = text[i:]
     if "<!DOCTYPE" in body or "<!ENTITY" in body:  # not in the prolog: refused
         raise UaprofError("DTD markup outside the prolog", i)
+    kept.append(text[start:])
+    text = "".join(kept)
     return _BARE_AMP.sub("&amp;", _ENTITY_REF.sub("", text))
 
 

@@ -149,11 +149,23 @@ def test_a_new_connection_closed_before_answering_is_an_error() -> None:
         b"HTTP/1.1 abc OK\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: \xb2\r\n\r\n",  # latin-1 "²": isdigit()
+        b"HTTP/1.1 \xb2\xb2\xb2 OK\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
         b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\nshort",
         b"HTTP/1.1 200 OK\r\nContent-Le",
     ],
-    ids=["not-http", "bad-status", "bad-header", "bad-length", "bad-chunk", "short", "cut"],
+    ids=[
+        "not-http",
+        "bad-status",
+        "bad-header",
+        "bad-length",
+        "superscript-length",
+        "superscript-status",
+        "bad-chunk",
+        "short",
+        "cut",
+    ],
 )
 def test_broken_answers_are_http_errors(answer: bytes) -> None:
     server = ScriptedServer([answer, None])

@@ -50,6 +50,13 @@ from protocol.wsp import Part
         ("a/b; name*=utf-8''Gr%C3%BC%C3%9Fe.txt", "a/b", {"name": "Grüße.txt"}),
         ("a/b; broken; =x; y=1; y=2", "a/b", {"y": "1"}),
         ("", "", {}),
+        # RFC 2231 charsets that are codec names but no charsets (found by atheris):
+        # read as UTF-8 rather than raising out of the decoder.
+        ("a/b; n*=\x00''%41%ff", "a/b", {"n": "A\ufffd"}),
+        ("a/b; n*=idna''%41%ff", "a/b", {"n": "A\ufffd"}),
+        ("a/b; n*=punycode''%41%ff", "a/b", {"n": "A\ufffd"}),
+        ("a/b; n*=undefined''%41", "a/b", {"n": "A"}),
+        ("a/b; n*=no-such-charset''%41", "a/b", {"n": "A"}),
     ],
 )
 def test_parse_content_type(value: str, ctype: str, params: dict[str, str]) -> None:

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from protocol import mm7, mm7_xml
 from protocol.mm7 import Mm7DecodeError
+from tests.growth import LINEAR_BOUND, growth
 from tests.test_mm7_protocol import (
     MM7_CORPUS,
     NS6,
@@ -368,3 +369,51 @@ def test_fuzz_content_parts(body: bytes, content_type: str) -> None:
 def test_fuzz_multipart_envelopes(body: bytes) -> None:
     soap = b"--b\r\nContent-Type: text/xml\r\n\r\n" + envelope(submit('<Content href="cid:c"/>'))
     _check(soap + b"\r\n" + body, "multipart/related; boundary=b")
+
+
+# Found by coverage-guided fuzzing (atheris): work quadratic in the body, which may be
+# 10 MB, and RFC 2231 charsets that are codec names but no charsets.
+
+
+def test_a_body_of_dashes_is_scanned_in_linear_time() -> None:
+    def decode(n: int) -> None:
+        with pytest.raises(Mm7DecodeError):
+            mm7.decode(b"x" + b"-" * n, "multipart/related; boundary=-")
+
+    assert growth(decode, 250_000) < LINEAR_BOUND
+
+
+def test_xml_text_in_many_pieces_is_joined_in_linear_time() -> None:
+    """lxml hands text over in pieces, one per entity reference."""
+
+    def decode(n: int) -> None:
+        with pytest.raises(Mm7DecodeError):  # not a SOAP envelope
+            mm7.decode(b"<Envelope>" + b"a&amp;" * (n // 6) + b"</Envelope>", "text/xml")
+
+    assert growth(decode, 250_000) < LINEAR_BOUND
+
+
+def test_text_split_by_entities_and_children_keeps_its_place() -> None:
+    root = mm7_xml.parse(b"<a>x&amp;y<b/>t&lt;u<c>in&gt;</c>v</a>")
+    assert root.text == "x&y"
+    assert [(child.name, child.text, child.tail) for child in root.children] == [
+        ("b", "", "t<u"),
+        ("c", "in>", "v"),
+    ]
+
+
+@pytest.mark.parametrize("charset", ["\x00", "idna", "punycode", "undefined"])
+def test_a_codec_that_is_no_charset_in_a_content_type_is_no_internal_error(
+    charset: str,
+) -> None:
+    content_type = f"multipart/related; boundary=b; x*={charset}''%ff"
+    with pytest.raises(Mm7DecodeError) as info:
+        mm7.decode(b"--b\r\n\r\n--b--\r\n", content_type)
+    assert info.value.status_code != 3000, info.value.reason  # 3000: a bug of ours
+    soap = envelope(submit('<Content href="cid:c"/>'))
+    body = (
+        b"--b\r\nContent-Type: text/xml\r\n\r\n" + soap + b"\r\n--b\r\nContent-ID: <c>\r\n"
+        b"Content-Type: text/plain; name*=" + charset.encode() + b"''%41%ff\r\n\r\nhi\r\n--b--\r\n"
+    )
+    decoded = mm7.decode(body, "multipart/related; boundary=b")
+    assert isinstance(decoded, mm7.SubmitReq)

@@ -350,6 +350,7 @@ def test_receipt_id_forms_cover_hex_and_decimal() -> None:
     assert Receipt("255", "DELIVRD").id_candidates() == ("255", "ff", "FF")
     assert Receipt("00ff", "DELIVRD").id_candidates() == ("00ff", "255", "ff")
     assert Receipt("4ce2802f-77", "DELIVRD").id_candidates() == ("4ce2802f-77",)
+    assert Receipt("²", "DELIVRD").id_candidates() == ("²",)  # isdigit(), but no number
 
 
 # ----------------------------------------------------------------------------- session

@@ -34,6 +34,7 @@ from protocol.uaprof import (
     read_attributes,
 )
 from tests.conftest import CORPUS
+from tests.growth import LINEAR_BOUND, growth
 
 UAPROF = CORPUS / "uaprof"
 SCALE = float(os.environ.get("MMSC_HYPOTHESIS_SCALE", "1"))
@@ -359,7 +360,7 @@ def test_smil_and_animation_follow_accept() -> None:
 
 def test_invalid_types_and_charsets_are_dropped() -> None:
     mms = bag("prf:MmsCcppAccept", "image/jpeg", "not a type", "<b>", "image/", "/x", "a/b/c")
-    mms += bag("prf:MmsCcppAcceptCharSet", "utf-8", "!!!", "99999")
+    mms += bag("prf:MmsCcppAcceptCharSet", "utf-8", "!!!", "99999", "²")
     caps = parse_profile(profile(mms.replace("<b>", "&lt;b&gt;")))
     assert caps.accept == {"image/jpeg"}
     assert caps.charsets == {"utf-8"}
@@ -405,6 +406,8 @@ def test_normalise_type(text: str, expected: str | None) -> None:
         ("UTF-7", "utf-7"),
         ("0", "*"),
         ("65000", None),
+        ("²", None),  # a digit to str.isdigit(), not a number to int() (found by atheris)
+        ("1²", None),
         ("two words", None),
         ("", None),
     ],
@@ -736,3 +739,20 @@ def test_fuzz_mutated_corpus_raises_only_uaprof_error(
 def test_fuzz_profile_url(headers: dict[str, str]) -> None:
     url = profile_url(headers)
     assert url is None or url.lower().startswith(("http://", "https://"))
+
+
+def test_many_doctypes_are_cut_out_in_linear_time() -> None:
+    """Each DOCTYPE in the prolog used to rebuild the whole text (found by fuzzing)."""
+
+    def parse(n: int) -> None:
+        with pytest.raises(UaprofError):  # two DOCTYPEs and no RDF: not a profile
+            parse_profile(b"<!DOCTYPE>" * (n // 10) + b"<a/>")
+
+    assert growth(parse, 200_000) < LINEAR_BOUND
+
+
+def test_a_charset_of_non_ascii_digits_is_dropped() -> None:
+    """str.isdigit() is true for "²", which int() refuses (found by fuzzing)."""
+    for tag in ("prf:MmsCcppAcceptCharSet", "prf:CcppAccept-Charset"):
+        caps = parse_profile(profile(bag(tag, "²", "utf-8")))
+        assert "²" not in caps.charsets

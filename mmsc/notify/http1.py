@@ -137,7 +137,7 @@ class Origin:
             return Reply(status, await _read_chunked(reader, limit)), keep
         length = headers.get("content-length")
         if length is not None:
-            if not length.isdigit():
+            if not (length.isascii() and length.isdigit()):  # int() refuses "²"
                 raise HttpError(f"bad Content-Length {length!r}")
             return Reply(status, await _read_exactly(reader, int(length), limit)), keep
         body = await reader.read(limit)  # delimited by the close (RFC 9112 §6.3 item 8)
@@ -149,7 +149,9 @@ class Origin:
 def _parse_head(head: bytes) -> tuple[str, int, dict[str, str]]:
     lines = head.decode("latin-1").split("\r\n")
     parts = lines[0].split(" ", 2)
-    if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
+    status = parts[1] if len(parts) >= 2 else ""
+    # ASCII digits only: latin-1 "\xb2" ("²") is a digit to isdigit() and not to int().
+    if not parts[0].startswith("HTTP/1.") or not (status.isascii() and status.isdigit()):
         raise HttpError(f"not an HTTP/1.x status line: {lines[0][:80]!r}")
     headers: dict[str, str] = {}
     for line in lines[1:]:
@@ -161,7 +163,7 @@ def _parse_head(head: bytes) -> tuple[str, int, dict[str, str]]:
         key = name.lower()
         value = value.strip()
         headers[key] = f"{headers[key]}, {value}" if key in headers else value
-    return parts[0], int(parts[1]), headers
+    return parts[0], int(status), headers
 
 
 def _tokens(value: str) -> set[str]:
