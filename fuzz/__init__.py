@@ -1,0 +1,1 @@
+"""Coverage-guided fuzzing of the sans-I/O decoders (atheris); see fuzz/run.py."""
