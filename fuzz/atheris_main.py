@@ -13,7 +13,7 @@ import atheris
 
 def main() -> None:
     name, options = sys.argv[1], sys.argv[2:]
-    with atheris.instrument_imports(include=["protocol"]):
+    with atheris.instrument_imports(include=["protocol", "mmsc.addresses"]):
         import protocol
         from fuzz.targets import TARGETS
     source = os.environ["MMSC_FUZZ_SRC"]

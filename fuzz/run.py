@@ -32,7 +32,7 @@ from fuzz.targets import TARGETS, seed_name, seeds
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("MMSC_SHARED", ROOT.parent / "shared")).resolve()
 WORK = ROOT / ".cache" / "fuzz"
-MAX_LEN = {"smpp": 4096, "mm7_values": 256}  # bytes; the others 64 KB
+MAX_LEN = {"smpp": 4096, "mm7_values": 256, "addresses": 512}  # bytes; the others 64 KB
 
 
 def plain_copy(destination: Path) -> Path:

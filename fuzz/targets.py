@@ -14,12 +14,14 @@ without atheris (tests/test_fuzz_targets.py) and they cannot rot between runs.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import struct
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from mmsc import addresses
 from protocol import mm7, mm7_mime, mm7_values, mms, smpp, smpp_receipt, uaprof, wap_push, wsp
 from protocol.errors import DecodeError
 from protocol.mm7_errors import Mm7DecodeError
@@ -123,6 +125,29 @@ def target_uaprof(data: bytes) -> None:
     uaprof.parse_resolution(data.decode("utf-8", "replace"))
 
 
+PLANS = (
+    addresses.NumberPlan(),
+    addresses.NumberPlan(country_code="49", strip_prefixes=("#31#", "49")),
+    addresses.NumberPlan(country_code="1", national_prefix="1", international_prefix="011"),
+)
+
+
+def target_addresses(data: bytes) -> None:
+    """Every address of a PDU and every MSISDN header goes through these (mmsc/, not
+    compiled, so instrumented where it is installed)."""
+    text = data.decode("utf-8", "replace")
+    for plan in PLANS:
+        with contextlib.suppress(addresses.AddressError):
+            addresses.parse_address(text, plan)
+        addresses.resolve_sender(
+            {"X-MSISDN": text, "x-msisdn": text[::-1]},
+            text,
+            msisdn_headers=["X-MSISDN"],
+            trust_pdu_sender=True,
+            plan=plan,
+        )
+
+
 TARGETS: dict[str, Callable[[bytes], None]] = {
     "mms": target_mms,
     "wsp": target_wsp,
@@ -132,6 +157,7 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "mm7_mime": target_mm7_mime,
     "mm7_values": target_mm7_values,
     "uaprof": target_uaprof,
+    "addresses": target_addresses,
 }
 
 
@@ -145,6 +171,16 @@ VALUE_SEEDS = (
     "+12",
     "true",
     "0",
+)
+ADDRESS_SEEDS = (
+    "+491511234567/TYPE=PLMN",
+    "01511234567",
+    "#31#01511234567",
+    "Alice <alice@example.com>",
+    "tel:+1-202-555-0100;phone-context=x",
+    "192.0.2.1/TYPE=IPv4",
+    "[2001:db8::1]/TYPE=IPv6",
+    "1234",
 )
 
 
@@ -179,6 +215,8 @@ def seeds(name: str, corpus: Path) -> Iterator[bytes]:
                 yield _http_seed(p.read_bytes())
     elif name == "mm7_values":
         yield from (value.encode() for value in VALUE_SEEDS)
+    elif name == "addresses":
+        yield from (value.encode() for value in ADDRESS_SEEDS)
     elif name == "uaprof":
         for p in sorted((corpus / "uaprof").iterdir()):
             if p.suffix in (".rdf", ".xml"):
