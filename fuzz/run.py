@@ -19,6 +19,7 @@ Exit status 1 if any target found something.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import shutil
 import subprocess
@@ -27,7 +28,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from fuzz.targets import TARGETS, seed_name, seeds
+from fuzz.targets import TARGETS, seeds
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("MMSC_SHARED", ROOT.parent / "shared")).resolve()
@@ -45,14 +46,13 @@ def plain_copy(destination: Path) -> Path:
     return destination
 
 
-def write_seeds(name: str, directory: Path) -> int:
+def write_seeds(name: str, directory: Path) -> None:
+    """The target's seeds as libFuzzer reads a corpus: one file per input."""
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(parents=True)
-    count = 0
     for data in seeds(name, SHARED / "corpus"):
-        (directory / seed_name(data)).write_bytes(data)
-        count += 1
-    return count
+        name_of = hashlib.sha1(data, usedforsecurity=False).hexdigest()
+        (directory / name_of).write_bytes(data)
 
 
 def fuzz_one(name: str, seconds: int, src: Path) -> tuple[str, int, Path]:

@@ -15,7 +15,6 @@ without atheris (tests/test_fuzz_targets.py) and they cannot rot between runs.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import struct
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -187,42 +186,41 @@ ADDRESS_SEEDS = (
 def seeds(name: str, corpus: Path) -> Iterator[bytes]:
     """Starting inputs for ``name``: the shared corpus's real samples, reshaped for the
     target (a PDU inside a push, a SOAP body behind its Content-Type)."""
-    mms_files = sorted(
-        p for p in (corpus / "mms").iterdir() if p.suffix.lower() in (".mms", ".bin")
-    )
     if name == "mms":
-        yield from (p.read_bytes() for p in mms_files)
+        yield from _files(corpus / "mms", ".mms", ".bin")
     elif name == "wap_push":
-        for p in sorted((corpus / "mms").iterdir()):
-            if p.suffix in (".wsp", ".tpdu"):
-                yield p.read_bytes()
-        for p in mms_files:  # connectionless push: TID, PDU type, headers length, CT, app id
-            yield bytes((1, 6, 3, 0xBE, 0xAF, 0x84)) + p.read_bytes()
+        yield from _files(corpus / "mms", ".wsp", ".tpdu")
+        for pdu in _files(corpus / "mms", ".mms", ".bin"):
+            # connectionless push: TID, PDU type, headers length, CT, application id
+            yield bytes((1, 6, 3, 0xBE, 0xAF, 0x84)) + pdu
     elif name == "wsp":
-        for p in mms_files:
-            pdu = _quiet(mms.decode, p.read_bytes())
+        for data in _files(corpus / "mms", ".mms", ".bin"):
+            pdu = _quiet(mms.decode, data)
             if pdu is not None and pdu.parts:
                 yield wsp.encode_multipart(pdu.parts)
     elif name == "smpp":
-        for p in sorted((corpus / "smpp").glob("*.smpp")):
-            yield from _smpp_pdus(p.read_bytes())
+        for data in _files(corpus / "smpp", ".smpp"):
+            yield from _smpp_pdus(data)
         yield b"id:12345 sub:001 dlvrd:001 submit date:2612060409 done date:2612060410 stat:DELIVRD"
     elif name in ("mm7", "mm7_mime"):
-        for p in sorted((corpus / "mm7").iterdir()):
-            if p.suffix == ".xml":
-                yield b"text/xml\x00" + p.read_bytes()
-            elif p.suffix == ".http":
-                yield _http_seed(p.read_bytes())
+        yield from (b"text/xml\x00" + data for data in _files(corpus / "mm7", ".xml"))
+        yield from (_http_seed(data) for data in _files(corpus / "mm7", ".http"))
     elif name == "mm7_values":
         yield from (value.encode() for value in VALUE_SEEDS)
     elif name == "addresses":
         yield from (value.encode() for value in ADDRESS_SEEDS)
     elif name == "uaprof":
-        for p in sorted((corpus / "uaprof").iterdir()):
-            if p.suffix in (".rdf", ".xml"):
-                yield p.read_bytes()
+        yield from _files(corpus / "uaprof", ".rdf", ".xml")
     else:
         raise KeyError(name)
+
+
+def _files(directory: Path, *suffixes: str) -> Iterator[bytes]:
+    """The contents of the files in ``directory`` with one of ``suffixes`` (in any case),
+    in name order."""
+    for path in sorted(directory.iterdir()):
+        if path.suffix.lower() in suffixes:
+            yield path.read_bytes()
 
 
 def _smpp_pdus(data: bytes) -> Iterator[bytes]:
@@ -245,7 +243,3 @@ def _http_seed(message: bytes) -> bytes:
         if field.strip().lower() == b"content-type":
             content_type = value.strip()
     return content_type + b"\x00" + body.replace(b"\n", b"\r\n")
-
-
-def seed_name(data: bytes) -> str:
-    return hashlib.sha1(data, usedforsecurity=False).hexdigest()
