@@ -530,7 +530,12 @@ def _decode_tlv_value(name: str | None, value: bytes, pos: int) -> Any:
         # Some SMSCs write a 1-octet value as 2 or 4 octets; accept any width up to 4.
         if len(value) != width and not 1 <= len(value) <= 4:
             raise DecodeError(pos, f"{name}: length {len(value)}, expected {width}")
-        return int.from_bytes(value, "big")
+        number = int.from_bytes(value, "big")
+        if number >> (8 * width):
+            # Too big for its field (§5.3.2 fixes the width): kept as the octets
+            # received, so the PDU still encodes again as it came.
+            return value
+        return number
     if name in TLV_CSTRINGS:
         return value.rstrip(b"\x00").decode("latin-1")
     return value

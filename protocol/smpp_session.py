@@ -401,8 +401,12 @@ class SmppSession:
         if tag is _BIND:
             if pdu.status == smpp.ESME_ROK and pdu.command_id != smpp.GENERIC_NACK:
                 self.state = SessionState.BOUND
+                version = pdu.tlvs.get("sc_interface_version")
                 events.append(
-                    Bound(pdu.params.get("system_id", ""), pdu.tlvs.get("sc_interface_version"))
+                    Bound(
+                        pdu.params.get("system_id", ""),
+                        version if isinstance(version, int) else None,
+                    )
                 )
             else:
                 reason = f"bind refused: {smpp.status_name(pdu.status)}"

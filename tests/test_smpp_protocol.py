@@ -230,6 +230,20 @@ def test_tlv_running_past_the_pdu_is_an_error() -> None:
         smpp.decode(raw)
 
 
+def test_integer_tlv_wider_than_its_field() -> None:
+    """A 1-octet TLV written in 2 octets decodes as a number when it fits the field
+    and as the octets received when it does not; either way it encodes again
+    (a case hypothesis found: privacy_indicator 0x0B84 escaped as an EncodeError)."""
+    good = smpp.encode(Pdu(smpp.SUBMIT_SM, 1, params={"short_message": b"x"}))
+    for octets, expected in ((b"\x00\x02", 2), (b"\x0b\x84", b"\x0b\x84")):
+        body = good[16:] + b"\x02\x01\x00\x02" + octets  # privacy_indicator, 2 octets
+        raw = smpp.HEADER.pack(16 + len(body), smpp.SUBMIT_SM, 0, 1) + body
+        pdu = smpp.decode(raw)
+        assert pdu.tlvs["privacy_indicator"] == expected
+        again = smpp.decode(smpp.encode(pdu))
+        assert again.tlvs["privacy_indicator"] == expected
+
+
 def test_encoder_refuses_what_does_not_fit() -> None:
     with pytest.raises(EncodeError, match="system_id"):
         smpp.encode(Pdu(smpp.BIND_TRANSMITTER, 1, params={"system_id": "x" * 16}))
