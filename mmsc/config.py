@@ -2,15 +2,16 @@
 
 DESIGN.md §3 makes the keys and the ``MMSC_<SECTION>__<KEY>`` override rule
 part of the external contract, so this module is the only place that knows
-how a setting is found. Environment values are parsed as TOML values when
-they parse (numbers, booleans, arrays) and taken as plain strings otherwise.
+how a setting is found and read. Environment values are parsed as TOML values
+when they parse and read back as written (numbers, booleans, arrays), and kept as
+text otherwise; the typed readers at the end read every key by its own type.
 """
 
 from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,11 @@ from typing import Any
 ENV_PREFIX = "MMSC_"
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "conf" / "mmsc.toml"
 
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///var/mmsc.db"
+
 DEFAULTS: dict[str, dict[str, Any]] = {
     "storage": {
-        "database_url": "sqlite+aiosqlite:///var/mmsc.db",
+        "database_url": DEFAULT_DATABASE_URL,
         "payload_dir": "var/payloads",
     },
     "mm1": {
@@ -54,10 +57,18 @@ class Listen:
 
 
 def _env_value(raw: str) -> Any:
+    """The TOML value ``raw`` spells, or ``raw`` itself.
+
+    A number is taken only when it reads back as written: ``+4912345``, ``0x1F2A``
+    or ``1_000`` stay text, because for a text key (a source address, a password)
+    the ``+`` or the digits as written are the value. The typed readers below turn
+    such text into a number where a number is wanted."""
     try:
-        return tomllib.loads(f"v = {raw}")["v"]
+        value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
         return raw
+    is_number = isinstance(value, int | float) and not isinstance(value, bool)
+    return raw if is_number and str(value) != raw.strip() else value
 
 
 def apply_env(config: dict[str, Any], environ: Mapping[str, str]) -> None:
@@ -95,3 +106,109 @@ def load(
                 config[section] = values
     apply_env(config, os.environ if environ is None else environ)
     return config
+
+
+# ----------------------------------------------------------------------------- typed readers
+# Every setting goes through one of these, so a value of the wrong type is a ConfigError
+# naming its key at startup, never a traceback later or a silent misreading (bool("false")
+# is True; list("X-MSISDN") is eight one-letter header names). Text from the environment
+# that did not parse as TOML (see _env_value) is read here by the key's own type.
+
+_TRUE = frozenset({"true", "yes", "on", "1"})
+_FALSE = frozenset({"false", "no", "off", "0"})
+
+
+def _bad(where: str, key: str, expected: str, value: object) -> ConfigError:
+    return ConfigError(f"{where}.{key}: expected {expected}, got {value!r}")
+
+
+def _parsed_text(value: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {value.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        return None
+
+
+def boolean(section: Mapping[str, Any], where: str, key: str, default: bool) -> bool:
+    value = section.get(key, default)
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str | int) and str(value).strip().lower() in _TRUE | _FALSE:
+        return str(value).strip().lower() in _TRUE
+    raise _bad(where, key, "true or false", value)
+
+
+def integer(
+    section: Mapping[str, Any],
+    where: str,
+    key: str,
+    default: int,
+    *,
+    low: int | None = 0,
+    high: int | None = None,
+) -> int:
+    value = section.get(key, default)
+    if isinstance(value, str):
+        value = _parsed_text(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _bad(where, key, "an integer", section.get(key, default))
+    if (low is not None and value < low) or (high is not None and value > high):
+        span = f"{'' if low is None else low}..{'' if high is None else high}"
+        raise _bad(where, key, f"an integer in {span}", value)
+    return value
+
+
+def number(
+    section: Mapping[str, Any],
+    where: str,
+    key: str,
+    default: float,
+    *,
+    low: float | None = 0.0,
+    positive: bool = False,
+) -> float:
+    """A finite number; ``positive`` refuses 0 as well."""
+    value = section.get(key, default)
+    if isinstance(value, str):
+        value = _parsed_text(value)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+        raise _bad(where, key, "a number", section.get(key, default))
+    if value in (float("inf"), float("-inf")):
+        raise _bad(where, key, "a finite number", value)
+    if (low is not None and value < low) or (positive and value <= 0):
+        raise _bad(where, key, "a positive number" if positive else f"a number >= {low}", value)
+    return float(value)
+
+
+def text(section: Mapping[str, Any], where: str, key: str, default: str) -> str:
+    """A string; a number is taken as the digits it was written with (a numeric password)."""
+    value = section.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise _bad(where, key, "a string", value)
+    return str(value)
+
+
+def optional_text(section: Mapping[str, Any], where: str, key: str) -> str | None:
+    """A string, or None when the key is missing or empty."""
+    if section.get(key) in (None, ""):
+        return None
+    return text(section, where, key, "")
+
+
+def strings(section: Mapping[str, Any], where: str, key: str, default: Sequence[str]) -> list[str]:
+    """A list of strings; one string, or comma-separated text from the environment
+    (``MMSC_MM1__MSISDN_HEADERS=X-MSISDN,X-Up-Calling-Line-ID``), is a list too."""
+    value = section.get(key, list(default))
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise _bad(where, key, "a list of strings", value)
+    return list(value)
+
+
+def table(config: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    """The ``[name]`` section, empty when absent."""
+    section = config.get(name, {})
+    if not isinstance(section, Mapping):
+        raise ConfigError(f"[{name}] is not a table")
+    return section

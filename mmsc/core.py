@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,12 +19,15 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from mmsc import config as settings
 from mmsc import metrics
 from mmsc.addresses import Address, AddressError, NumberPlan, parse_address
+from mmsc.config import ConfigError
 from mmsc.ids import new_id, random_id
 from protocol import mms, wap_push
 from protocol.mms import MmsPdu
 from protocol.mms_json import value_to_json
+from protocol.mms_tables import SUPPORTED_VERSIONS
 from storage import repository as repo
 from storage.db import sync_twin
 from storage.inline import InlinePayloadStore
@@ -33,6 +36,9 @@ from storage.payloads import PayloadStore
 from storage.writer import GroupCommitWriter
 
 log = logging.getLogger("mmsc.core")
+
+# The MMS versions we encode, oldest first (OMA-MMS-ENC 1.0-1.3).
+MMS_VERSIONS: tuple[str, ...] = tuple(f"{major}.{minor}" for major, minor in SUPPORTED_VERSIONS)
 event_log = logging.getLogger("mmsc.events")
 
 DAY = 86400.0
@@ -90,27 +96,44 @@ class Policy:
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Policy:
-        mm1 = config.get("mm1", {})
-        sched = config.get("scheduler", {})
-        notify = config.get("notify", {})
+        mm1 = settings.table(config, "mm1")
+        storage = settings.table(config, "storage")
+        sched = settings.table(config, "scheduler")
+        notify = settings.table(config, "notify")
         plan = NumberPlan.from_config(config)
+        version = settings.text(mm1, "mm1", "notification_version", "1.2")
+        if version not in MMS_VERSIONS:
+            raise ConfigError(
+                f"mm1.notification_version: {version!r}; expected one of " + ", ".join(MMS_VERSIONS)
+            )
+
+        def seconds(section: Mapping[str, Any], where: str, key: str, default: float) -> float:
+            return settings.number(section, where, key, default, positive=True)
+
+        def count(section: Mapping[str, Any], where: str, key: str, default: int) -> int:
+            return settings.integer(section, where, key, default, low=1)
+
         return cls(
-            public_url=str(mm1.get("public_url", cls.public_url)).rstrip("/"),
-            default_expiry=float(mm1.get("default_expiry", cls.default_expiry)),
-            max_expiry=float(mm1.get("max_expiry", cls.max_expiry)),
-            min_expiry=float(mm1.get("min_expiry", cls.min_expiry)),
-            keep_after_expiry=float(
-                config.get("storage", {}).get("keep_after_expiry", cls.keep_after_expiry)
+            public_url=settings.text(mm1, "mm1", "public_url", cls.public_url).rstrip("/"),
+            default_expiry=seconds(mm1, "mm1", "default_expiry", cls.default_expiry),
+            max_expiry=seconds(mm1, "mm1", "max_expiry", cls.max_expiry),
+            min_expiry=seconds(mm1, "mm1", "min_expiry", cls.min_expiry),
+            keep_after_expiry=settings.number(
+                storage, "storage", "keep_after_expiry", cls.keep_after_expiry
             ),
-            keep_pushes=float(config.get("storage", {}).get("keep_pushes", cls.keep_pushes)),
-            keep_records=float(config.get("storage", {}).get("keep_records", cls.keep_records)),
-            notify_backoff=float(sched.get("notify_backoff", cls.notify_backoff)),
-            notify_backoff_max=float(sched.get("notify_backoff_max", cls.notify_backoff_max)),
-            notify_max_attempts=int(sched.get("notify_max_attempts", cls.notify_max_attempts)),
-            push_retry=float(notify.get("retry_initial", cls.push_retry)),
-            push_retry_max=float(notify.get("retry_max", cls.push_retry_max)),
-            push_max_attempts=int(notify.get("max_attempts", cls.push_max_attempts)),
-            notification_version=str(mm1.get("notification_version", "1.2")),
+            keep_pushes=settings.number(storage, "storage", "keep_pushes", cls.keep_pushes),
+            keep_records=settings.number(storage, "storage", "keep_records", cls.keep_records),
+            notify_backoff=seconds(sched, "scheduler", "notify_backoff", cls.notify_backoff),
+            notify_backoff_max=seconds(
+                sched, "scheduler", "notify_backoff_max", cls.notify_backoff_max
+            ),
+            notify_max_attempts=count(
+                sched, "scheduler", "notify_max_attempts", cls.notify_max_attempts
+            ),
+            push_retry=seconds(notify, "notify", "retry_initial", cls.push_retry),
+            push_retry_max=seconds(notify, "notify", "retry_max", cls.push_retry_max),
+            push_max_attempts=count(notify, "notify", "max_attempts", cls.push_max_attempts),
+            notification_version=version,
             notify_subject=_subject_mode(notify.get("include_subject", "auto")),
             plan=plan,
             vasp_shortcodes=_vasp_shortcodes(config),
@@ -772,8 +795,10 @@ class Mmsc:
         now = time.time()
 
         def unit(conn: Connection) -> tuple[bool, list[repo.Event]]:
+            # retrieved_at keeps the time of the first fetch when there was one (fetched).
+            fetched_at = row.retrieved_at or now
             moved = repo.set_recipient_state(
-                conn, row.id, repo.RETRIEVED, now, retrieved_at=now, next_attempt_at=None
+                conn, row.id, repo.RETRIEVED, now, retrieved_at=fetched_at, next_attempt_at=None
             )
             if not moved:
                 return False, []
@@ -788,6 +813,34 @@ class Mmsc:
             metrics.delivery_latency.observe(max(now - row.m_created_at, 0.0))
             self._wake()
         return moved
+
+    async def fetched(self, row: Any, version: str) -> bool:
+        """A handset got its message (an m-retrieve-conf with Retrieve-Status Ok): stop
+        notifying it again and record the fetch as a ``fetched`` event; True if this was
+        the first fetch.
+
+        Re-notification stops here, not only at m-notifyresp-ind: on a flaky bearer that
+        PDU is often lost, and the handset would be pushed the same notification up to
+        ``notify_max_attempts`` more times for a message it already has. The fetch is
+        not a delivery, though: the recipient becomes Retrieved, and the sender gets its
+        report, only when the handset confirms with m-notifyresp-ind or
+        m-acknowledge-ind (OMA-MMS-ENC §6.2, §6.4), since a fetch may still fail on the
+        handset's side. Only the first fetch writes (``retrieved_at`` is set by it), so
+        a later one costs nothing beyond the lookup it already made.
+        """
+        if row.retrieved_at is not None or row.state not in repo.OPEN_STATES:
+            return False
+        now = time.time()
+
+        def unit(conn: Connection) -> tuple[bool, list[repo.Event]]:
+            if not repo.mark_fetched(conn, row.message_id, row.id, now):
+                return False, []  # another node (or request) recorded it first
+            out = [repo.Event(row.message_id, "fetched", now, row.id, None, f"MMS {version}")]
+            repo.add_events(conn, out)
+            return True, out
+
+        first: bool = await self.write(unit)
+        return first
 
     async def notify_response(self, row: Any, status: str, report_allowed: bool) -> None:
         """m-notifyresp-ind (OMA-MMS-ENC §6.2): Retrieved, Rejected, Deferred, Unrecognised."""
@@ -1052,7 +1105,11 @@ def _subject_mode(value: Any) -> str:
         return "always"
     if value is False or str(value).lower() in ("never", "false", "no"):
         return "never"
-    return "auto"
+    if str(value).lower() == "auto":
+        return "auto"
+    raise ConfigError(
+        f'notify.include_subject: expected "auto", "always" or "never", got {value!r}'
+    )
 
 
 def _str_or_none(value: Any) -> str | None:

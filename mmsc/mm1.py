@@ -11,15 +11,18 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
+from mmsc import config as settings
 from mmsc import metrics
 from mmsc.adapt.service import AdaptationService
 from mmsc.adapt.targets import TargetResolver
 from mmsc.addresses import Address, resolve_sender
-from mmsc.core import Mmsc, SendRefused
+from mmsc.core import MMS_VERSIONS, Mmsc, SendRefused
 from mmsc.devices import capabilities_from_table
 from protocol import mms
 from protocol.errors import DecodeError, EncodeError
@@ -49,10 +52,29 @@ def _pdu_response(data: bytes) -> web.Response:
     return web.Response(body=data, content_type=MMS_TYPE)
 
 
+VERSIONS = MMS_VERSIONS  # the versions we encode, oldest first
+
+
+def _supported(version: str | None) -> str:
+    """``version`` if we encode it, else 1.2 (what handsets in the field all read)."""
+    return version if version in VERSIONS else "1.2"
+
+
 def _answer_version(pdu: MmsPdu) -> str:
     """Answer in the client's version (never above 1.3, never a version it lacks)."""
-    version = pdu.mms_version or "1.2"
-    return version if version in ("1.0", "1.1", "1.2", "1.3") else "1.2"
+    return _supported(pdu.mms_version)
+
+
+def retrieve_version(stored: str | None, handset: str | None) -> str:
+    """The version of an m-retrieve-conf: the stored message's, but never above the
+    version of the last PDU the recipient's handset sent us, and 1.2 when it sent none.
+
+    A message keeps its originator's version (an MM7 submit with a ContentClass is
+    stored as 1.3); encoded for the recipient's version instead, it leaves out the
+    fields that version does not define (OMA-MMS-ENC §7; feature-matrix §4.10: do not
+    send 1.3-only fields to older clients, and track each handset's version).
+    """
+    return min(_supported(stored), _supported(handset), key=VERSIONS.index)
 
 
 def send_conf(
@@ -88,14 +110,31 @@ def retrieve_error(tid: str | None, status: str, text: str) -> bytes:
     return mms.encode(pdu)
 
 
-def _salvage_tid(data: bytes) -> str | None:
-    """The transaction id of a PDU we cannot decode, if it sits where OMA puts it."""
+def _salvage_tid(data: bytes) -> tuple[str, str] | None:
+    """The transaction id and MMS version of a PDU we cannot decode, if they sit where
+    OMA-MMS-ENC §7 puts them (type, transaction id, version first). The version is
+    "1.0" when it cannot be read."""
     if len(data) > 3 and data[0] == 0x8C and data[2] == 0x98:
         try:
-            return read_text(data, 3, len(data))[0]
+            tid, end = read_text(data, 3, len(data))
         except DecodeError:
             return None
+        version = "1.0"
+        if end + 1 < len(data) and data[end] == 0x8D and data[end + 1] & 0x80:
+            major, minor = (data[end + 1] >> 4) & 0x07, data[end + 1] & 0x0F
+            if major == 1 and 1 <= minor <= 3:
+                version = f"1.{minor}"
+        return tid, version
     return None
+
+
+def _corrupt_status(version: str) -> str:
+    """The "message format corrupt" status in the words a client of ``version`` knows:
+    the transient and permanent ranges of X-Mms-Response-Status (0xC0, 0xE0) came with
+    OMA-MMS-ENC 1.1; a 1.0 client knows only 0x83."""
+    if version == "1.0":
+        return "Error-message-format-corrupt"
+    return "Error-permanent-message-format-corrupt"
 
 
 PROFILE_HEADERS = ("x-wap-profile", "profile", "wap-profile", "19-profile")
@@ -119,6 +158,27 @@ def token_from_path(tail: str) -> str | None:
     return match.group(0) if match else None
 
 
+@dataclass(frozen=True)
+class Mm1Settings:
+    """The ``[mm1]`` keys the handlers read; ``mmsc serve`` reads them before it starts
+    anything, so a bad value stops it with the key's name."""
+
+    max_size: int
+    msisdn_headers: list[str]
+    trust_pdu_sender: bool
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Mm1Settings:
+        mm1 = settings.table(config, "mm1")
+        return cls(
+            max_size=settings.integer(mm1, "mm1", "max_message_size", 1048576, low=1),
+            msisdn_headers=settings.strings(mm1, "mm1", "msisdn_headers", ["X-MSISDN"]),
+            # Lab mode only when it is really asked for: any handset could then send
+            # as anyone (a "false" string must not turn it on).
+            trust_pdu_sender=settings.boolean(mm1, "mm1", "trust_pdu_sender", False),
+        )
+
+
 class Mm1Handlers:
     def __init__(
         self,
@@ -130,10 +190,10 @@ class Mm1Handlers:
         self.core = core
         self.adapter = adapter
         self.targets = targets
-        mm1 = config.get("mm1", {})
-        self.max_size = int(mm1.get("max_message_size", 1048576))
-        self.msisdn_headers = list(mm1.get("msisdn_headers", ["X-MSISDN"]))
-        self.trust_pdu_sender = bool(mm1.get("trust_pdu_sender", False))
+        own = Mm1Settings.from_config(config)
+        self.max_size = own.max_size
+        self.msisdn_headers = own.msisdn_headers
+        self.trust_pdu_sender = own.trust_pdu_sender
 
     async def post(self, request: web.Request) -> web.StreamResponse:
         start = time.perf_counter()
@@ -144,12 +204,13 @@ class Mm1Handlers:
                 pdu = mms.decode(data)
             except DecodeError as exc:
                 operation = "corrupt"
-                tid = _salvage_tid(data)
+                salvaged = _salvage_tid(data)
                 log.info("undecodable PDU from %s: %s", request.remote, exc)
-                if tid is None:
+                if salvaged is None:
                     return web.Response(status=400, text=f"not an MMS PDU: {exc}\n")
+                tid, version = salvaged
                 return _pdu_response(
-                    send_conf(tid, "1.0", "Error-permanent-message-format-corrupt", text=exc.reason)
+                    send_conf(tid, version, _corrupt_status(version), text=exc.reason)
                 )
             operation = pdu.message_type
             return await self.dispatch(request, pdu, data)
@@ -317,7 +378,8 @@ class Mm1Handlers:
                         override=capabilities_from_table(override) if override else None,
                     )
                     payload_key = await self.adapter.payload_key(row, target, variant)
-                body = await self.core.retrieve_conf(row, payload_key=payload_key)
+                version = retrieve_version(row.m_mms_version, row.s_mms_version)
+                body = await self.core.retrieve_conf(row, version, payload_key=payload_key)
             except KeyError:  # payload gone (deleted after expiry)
                 return _pdu_response(
                     retrieve_error(token, "Error-permanent-message-not-found", "message not found")
@@ -327,6 +389,10 @@ class Mm1Handlers:
                 return _pdu_response(
                     retrieve_error(token, "Error-transient-failure", "try again later")
                 )
+            try:  # before the answer: a handset that has its message is not pushed it again
+                await self.core.fetched(row, version)
+            except Exception:  # it still gets its message; at worst it is notified again
+                log.exception("could not record the fetch of %s", row.message_id)
             await self._learn(request, row.address, None)
             return _pdu_response(body)
         finally:

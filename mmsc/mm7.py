@@ -21,11 +21,13 @@ import hmac
 import logging
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
+from mmsc import config as settings
 from mmsc import eaif, metrics
 from mmsc.addresses import Address, AddressError, parse_address
 from mmsc.core import Mmsc, SendRefused
@@ -70,12 +72,28 @@ def _basic_credentials(header: str | None) -> tuple[str, str] | None:
     return (user, password) if sep else None
 
 
+@dataclass(frozen=True)
+class Mm7Limits:
+    """The size limits of ``/mm7``; ``mmsc serve`` reads them before it starts anything."""
+
+    max_size: int  # of a message, as [mm1] max_message_size
+    max_body: int  # of the HTTP body: the content plus SOAP and MIME around it
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Mm7Limits:
+        mm1, mm7 = settings.table(config, "mm1"), settings.table(config, "mm7")
+        max_size = settings.integer(mm1, "mm1", "max_message_size", 1048576, low=1)
+        max_body = settings.integer(mm7, "mm7", "max_body_size", 2 * max_size + 65536, low=1)
+        return cls(max_size, max_body)
+
+
 class Mm7Handlers:
     def __init__(self, core: Mmsc, config: dict[str, Any]) -> None:
         self.core = core
         self.vasps = load_vasps(config)
-        self.max_size = int(config.get("mm1", {}).get("max_message_size", 1048576))
-        self.max_body = int(config.get("mm7", {}).get("max_body_size", 2 * self.max_size + 65536))
+        limits = Mm7Limits.from_config(config)
+        self.max_size = limits.max_size
+        self.max_body = limits.max_body
 
     # ------------------------------------------------------------------ HTTP
 
@@ -142,7 +160,19 @@ class Mm7Handlers:
                     op.namespace,
                     op.transaction_id,
                 )
-            response, status = await self.dispatch(account, op)
+            try:
+                response, status = await self.dispatch(account, op)
+            except Exception:
+                # Storage trouble (a database or disk error): a Server fault the VASP
+                # may retry (TS 23.140 §8.7 status codes: 3000 Server Error), never a bare HTTP 500.
+                log.exception("MM7 %s from %s could not be handled", operation, account.name)
+                status = 3000
+                return self.fault(
+                    3000,
+                    "the MMSC could not store the request; try again later",
+                    op.namespace,
+                    op.transaction_id,
+                )
             return response
         finally:
             metrics.mm7_requests.labels(operation, str(status)).inc()

@@ -4,9 +4,9 @@ Each VASP is an HTTP Basic account (``name``/``password``) tied to one VASPID,
 the short codes it may send from (and receive MO messages at), where our
 outbound requests to it go (``deliver_url``), and the dialect switches its
 software needs (feature-matrix §5: "make every vendor quirk a per-peer config
-flag"). A password may come from the environment as ``MMSC_MM7_VASP_<NAME>_PASSWORD``
-(DESIGN.md §3: secrets may come from the environment), so the file need not
-hold it.
+flag"). Its passwords may come from the environment as ``MMSC_MM7_VASP_<NAME>_PASSWORD``
+and ``MMSC_MM7_VASP_<NAME>_DELIVER_PASSWORD`` (DESIGN.md §3: secrets may come from the
+environment), so the file need not hold them.
 """
 
 from __future__ import annotations
@@ -71,9 +71,12 @@ class VaspAccount:
         return any(address in network for network in self.allowed_ips)
 
 
-def _env_password(name: str, environ: Mapping[str, str]) -> str | None:
-    key = "MMSC_MM7_VASP_" + re.sub(r"[^A-Za-z0-9]", "_", name).upper() + "_PASSWORD"
-    return environ.get(key)
+def password_variable(name: str, kind: str = "PASSWORD") -> str:
+    """The environment variable that may hold a VASP's secret instead of the file:
+    ``MMSC_MM7_VASP_<NAME>_PASSWORD`` (the one it logs in with) or
+    ``..._DELIVER_PASSWORD`` (the one we log in to its deliver_url with); every
+    character of the name other than a letter or digit is written as ``_``."""
+    return "MMSC_MM7_VASP_" + re.sub(r"[^A-Za-z0-9]", "_", name).upper() + "_" + kind
 
 
 def _text(where: str, table: Mapping[str, Any], key: str, default: str | None = None) -> str | None:
@@ -90,11 +93,9 @@ def _vasp(index: int, table: Mapping[str, Any], environ: Mapping[str, str]) -> V
     name = _text(where, table, "name")
     if not name:
         raise ConfigError(f"{where}.name: every VASP needs a name (its HTTP user name)")
-    password = _env_password(name, environ) or _text(where, table, "password")
+    password = environ.get(password_variable(name)) or _text(where, table, "password")
     if not password:
-        raise ConfigError(
-            f"{where}.password: missing (or set {('MMSC_MM7_VASP_' + name + '_PASSWORD').upper()})"
-        )
+        raise ConfigError(f"{where}.password: missing (or set {password_variable(name)})")
     shortcodes = table.get("shortcodes", [])
     if not isinstance(shortcodes, list) or not all(isinstance(s, str | int) for s in shortcodes):
         raise ConfigError(f"{where}.shortcodes: expected a list of short codes")
@@ -134,7 +135,8 @@ def _vasp(index: int, table: Mapping[str, Any], environ: Mapping[str, str]) -> V
         shortcodes=tuple(str(s) for s in shortcodes),
         deliver_url=_text(where, table, "deliver_url"),
         deliver_username=_text(where, table, "deliver_username"),
-        deliver_password=_text(where, table, "deliver_password"),
+        deliver_password=environ.get(password_variable(name, "DELIVER_PASSWORD"))
+        or _text(where, table, "deliver_password"),
         allowed_ips=networks,
         namespace=_text(where, table, "namespace", DEFAULT_NAMESPACE) or DEFAULT_NAMESPACE,
         prefix=prefix or None,

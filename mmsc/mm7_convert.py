@@ -11,6 +11,7 @@ m-send-req fields).
 from __future__ import annotations
 
 import calendar
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -18,6 +19,7 @@ from protocol import mms
 from protocol.mm7 import Address as Mm7Address
 from protocol.mm7 import Content, content_parts
 from protocol.mms import MmsPdu
+from protocol.wsp import Part
 
 # MM7 MessageClass / Priority / ContentClass values and their MMS spellings.
 MESSAGE_CLASSES = {
@@ -72,11 +74,33 @@ def content_pdu_fields(content: Content | None) -> tuple[str, dict[str, Any], li
         return "application/vnd.wap.multipart.mixed", {}, []
     parts = content_parts(content)
     ctype = content.content_type.lower()
-    params: dict[str, Any] = {}
     if ctype == "multipart/related":
-        params = {k: v for k, v in content.params.items() if k in ("start", "type")}
-        return "application/vnd.wap.multipart.related", params, parts
-    return "application/vnd.wap.multipart.mixed", params, parts
+        return "application/vnd.wap.multipart.related", related_params(content.params, parts), parts
+    return "application/vnd.wap.multipart.mixed", {}, parts
+
+
+def related_params(params: Mapping[str, Any], parts: list[Part]) -> dict[str, Any]:
+    """``start`` and ``type`` of a multipart/related body in the form handsets compare.
+
+    VASPs write ``start=smil``, ``start="cid:smil"`` or ``start="<smil>"``; a handset
+    finds the presentation by comparing ``start`` with each part's Content-ID byte for
+    byte, and our parts carry ``<smil>``. So ``start`` is written as the Content-ID it
+    names, and dropped when it names no part (the root is then the first part,
+    RFC 2387 §3.2). ``type`` is required (RFC 2387 §3.1): the root's type when missing.
+    """
+    out: dict[str, Any] = {}
+    root = parts[0] if parts else None
+    start = str(params.get("start") or "").strip()
+    if start:
+        bare = start[4:] if start[:4].lower() == "cid:" else start
+        wanted = "<" + bare.strip().strip("<>") + ">"
+        named = next((p for p in parts if p.content_id == wanted), None)
+        if named is not None:
+            out["start"], root = wanted, named
+    kind = params.get("type") or (root.content_type if root is not None else None)
+    if kind:
+        out["type"] = kind
+    return out
 
 
 def submit_to_pdu(req: Any, sender: str) -> MmsPdu:

@@ -22,9 +22,10 @@ from typing import Any
 from aiohttp import web
 
 from mmsc import admin, mm1, mm7
+from mmsc import config as settings
 from mmsc.adapt.service import AdaptationService
 from mmsc.adapt.targets import TargetResolver
-from mmsc.config import ConfigError, Listen
+from mmsc.config import DEFAULT_DATABASE_URL, ConfigError, Listen
 from mmsc.core import Mmsc, Policy
 from mmsc.mm7_config import load_vasps
 from mmsc.mm7_outbound import Mm7Outbound
@@ -78,64 +79,67 @@ async def run(
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, stop.set)
 
+    # Every setting is read before anything starts: a bad value is a ConfigError naming
+    # its key, not a traceback once the database is open.
+    storage_cfg = settings.table(config, "storage")
+    sched_cfg = settings.table(config, "scheduler")
+    adapt_cfg = settings.table(config, "adapt")
     # Payload writes wait on fsync in threads; the default pool (cores + 4 threads) would
     # cap how many can wait at once, and with it the accept rate.
-    io_threads = int(config.get("storage", {}).get("io_threads", 64))
-    loop.set_default_executor(ThreadPoolExecutor(io_threads, thread_name_prefix="mmsc-io"))
-    storage_cfg = config.get("storage", {})
+    io_threads = settings.integer(storage_cfg, "storage", "io_threads", 64, low=1)
+    database_url = settings.text(storage_cfg, "storage", "database_url", DEFAULT_DATABASE_URL)
+    sqlite_synchronous = settings.text(storage_cfg, "storage", "sqlite_synchronous", "FULL")
+    payload_dir = Path(settings.text(storage_cfg, "storage", "payload_dir", "var/payloads"))
+    payload_fsync = settings.boolean(storage_cfg, "storage", "payload_fsync", True)
+    payload_sync = settings.text(storage_cfg, "storage", "payload_sync", "filesystem")
+    inline_max = settings.integer(
+        storage_cfg, "storage", "inline_payload_max", INLINE_PAYLOAD_MAX, low=0
+    )
+    writer_concurrency = settings.integer(storage_cfg, "storage", "writer_concurrency", 2, low=1)
     mm1_listen = Listen.parse(config["mm1"]["listen"], "mm1.listen")
     admin_listen = Listen.parse(config["admin"]["listen"], "admin.listen")
     mm7_listen = Listen.parse(config["mm7"]["listen"], "mm7.listen")
-    sched_cfg = config.get("scheduler", {})
+    policy = Policy.from_config(config)
+    mm1.Mm1Settings.from_config(config)
+    mm7.Mm7Limits.from_config(config)
+    poll_interval = settings.number(sched_cfg, "scheduler", "poll_interval", 1.0, positive=True)
+    batch = settings.integer(sched_cfg, "scheduler", "batch", 100, low=1)
+    lease = settings.number(sched_cfg, "scheduler", "push_lease", LEASE_SECONDS, positive=True)
+    coalesce = settings.number(sched_cfg, "scheduler", "coalesce", 0.005)
+    adapt_workers = settings.integer(adapt_cfg, "adapt", "workers", 0, low=0) or None
+    adapt_timeout = settings.number(adapt_cfg, "adapt", "timeout", 10.0, positive=True)
     backend = make_backend(config)
-    vasps = load_vasps(config)  # configuration errors before anything starts
+    vasps = load_vasps(config)
     targets = TargetResolver(config)
-    adapt_cfg = config.get("adapt", {})
+    loop.set_default_executor(ThreadPoolExecutor(io_threads, thread_name_prefix="mmsc-io"))
     try:
-        engine = db.create_engine(
-            str(storage_cfg.get("database_url", "sqlite+aiosqlite:///var/mmsc.db")),
-            sqlite_synchronous=str(storage_cfg.get("sqlite_synchronous", "FULL")),
-        )
+        engine = db.create_engine(database_url, sqlite_synchronous=sqlite_synchronous)
     except ValueError as exc:
         raise ConfigError(f"storage: {exc}") from None
     await db.upgrade(engine)
     log.info("database ready (%s)", engine.url.render_as_string(hide_password=True))
-    payload_dir = Path(str(storage_cfg.get("payload_dir", "var/payloads")))
     try:
-        payloads = FilesystemPayloadStore(
-            payload_dir,
-            fsync=bool(storage_cfg.get("payload_fsync", True)),
-            sync=str(storage_cfg.get("payload_sync", "filesystem")),
-        )
+        payloads = FilesystemPayloadStore(payload_dir, fsync=payload_fsync, sync=payload_sync)
     except ValueError as exc:
         raise ConfigError(f"storage: {exc}") from None
-    try:
-        store: PayloadStore = payloads
-        inline_max = int(storage_cfg.get("inline_payload_max", INLINE_PAYLOAD_MAX))
-        if inline_max > 0:
-            store = InlinePayloadStore(payloads, inline_max)
-        core = Mmsc(
-            engine,
-            store,
-            Policy.from_config(config),
-            writer_concurrency=int(storage_cfg.get("writer_concurrency", 2)),
-            # "file" keeps syncfs(2) off that disk altogether, the log's sync included.
-            log_sync=storage_cfg.get("payload_sync", "filesystem") == "filesystem",
-        )
-    except ValueError as exc:
-        raise ConfigError(f"storage: {exc}") from None
+    store: PayloadStore = payloads
+    if inline_max > 0:
+        store = InlinePayloadStore(payloads, inline_max)
+    core = Mmsc(
+        engine,
+        store,
+        policy,
+        writer_concurrency=writer_concurrency,
+        # "file" keeps syncfs(2) off that disk altogether, the log's sync included.
+        log_sync=payload_sync == "filesystem",
+    )
     await core.start()
     if isinstance(backend, SmppBackend):
         backend.receipt_sink = ReceiptRecorder(core)
     await backend.start()
     log.info("notification backend: %s", backend.name)
     scheduler = Scheduler(
-        core,
-        backend,
-        poll_interval=float(sched_cfg.get("poll_interval", 1.0)),
-        batch=int(sched_cfg.get("batch", 100)),
-        lease=float(sched_cfg.get("push_lease", LEASE_SECONDS)),
-        coalesce=float(sched_cfg.get("coalesce", 0.005)),
+        core, backend, poll_interval=poll_interval, batch=batch, lease=lease, coalesce=coalesce
     )
     outbound = Mm7Outbound(core, vasps) if any(v.deliver_url for v in vasps.values()) else None
     if outbound is not None:
@@ -144,11 +148,7 @@ async def run(
     await scheduler.start()
 
     targets.attach(core)
-    adapter = AdaptationService(
-        core,
-        workers=int(adapt_cfg.get("workers", 0)) or None,
-        timeout=float(adapt_cfg.get("timeout", 10.0)),
-    )
+    adapter = AdaptationService(core, workers=adapt_workers, timeout=adapt_timeout)
     admin_app = admin.make_app(core=core, backend=backend)
     mm1_app = mm1.make_app(core, config, adapter, targets)
     runners = [

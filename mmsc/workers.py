@@ -49,16 +49,11 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 def worker_count(config: dict[str, Any]) -> int:
     """``[server] workers``: 1 (the default) runs the server in this process."""
-    from mmsc.config import ConfigError
+    from mmsc import config as settings
 
-    raw = config.get("server", {}).get("workers", 1)
-    try:
-        count = int(raw)
-    except (TypeError, ValueError):
-        raise ConfigError(f"server.workers: expected a number, got {raw!r}") from None
-    if not 1 <= count <= 64:
-        raise ConfigError(f"server.workers: expected 1 to 64, got {count}")
-    return count
+    return settings.integer(
+        settings.table(config, "server"), "server", "workers", 1, low=1, high=64
+    )
 
 
 def prepare_metrics_dir() -> str:
@@ -80,12 +75,13 @@ def bind(listen: Listen) -> socket.socket:
 
 
 async def _upgrade(config: dict[str, Any]) -> None:
+    from mmsc import config as settings
     from storage import db
 
-    storage_cfg = config.get("storage", {})
+    storage_cfg = settings.table(config, "storage")
     engine = db.create_engine(
-        str(storage_cfg.get("database_url", "sqlite+aiosqlite:///var/mmsc.db")),
-        sqlite_synchronous=str(storage_cfg.get("sqlite_synchronous", "FULL")),
+        settings.text(storage_cfg, "storage", "database_url", settings.DEFAULT_DATABASE_URL),
+        sqlite_synchronous=settings.text(storage_cfg, "storage", "sqlite_synchronous", "FULL"),
     )
     try:
         await db.upgrade(engine)

@@ -590,6 +590,10 @@ def write_encoded_string(out: bytearray, text: str, charset: int | None = None) 
     """
     if charset is None:
         charset = charset_of(text)
+    if charset == 0:
+        # Any-charset ("*") names no charset a reader can decode with: written as
+        # plain text or UTF-8 like unlabelled text (feature-matrix §4.6).
+        charset = None
     if charset is None and text.isascii():
         write_text(out, text)
         return

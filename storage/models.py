@@ -96,7 +96,7 @@ recipients = Table(
     Column("attempts", Integer, nullable=False, default=0),
     Column("next_attempt_at", Float),  # due for (re-)notification; NULL: none planned
     Column("notified_at", Float),
-    Column("retrieved_at", Float),
+    Column("retrieved_at", Float),  # first fetch, else the confirmation (Mmsc.fetched)
     Column("read_status", String(32)),
     Column("updated_at", Float, nullable=False),
     # The message's expiry, copied here so the expiry sweep can find the open recipients

@@ -261,12 +261,20 @@ def _with_message() -> Any:
     return select(recipients, *_MESSAGE_COLUMNS).join(m, m.c.id == recipients.c.message_id)
 
 
-_BY_TOKEN = _with_message().where(recipients.c.token == bindparam("token"))
+# A fetch also needs the MMS version the recipient's handset last sent us (see
+# mmsc.mm1.retrieve_version): one outer join on the subscriber's key, not a lookup more.
+_BY_TOKEN = (
+    _with_message()
+    .add_columns(subscribers.c.mms_version.label("s_mms_version"))
+    .outerjoin(subscribers, subscribers.c.address == recipients.c.address)
+    .where(recipients.c.token == bindparam("token"))
+)
 _BY_ID = _with_message().where(recipients.c.id == bindparam("rid"))
 
 
 def get_recipient_by_token(conn: Connection, token: str) -> Row[Any] | None:
-    """The recipient row (with its message's columns prefixed ``m_``) for a fetch URL token."""
+    """The recipient row (with its message's columns prefixed ``m_``, and ``s_mms_version``,
+    the version of its handset or None) for a fetch URL token."""
     return conn.execute(_BY_TOKEN, {"token": token}).first()
 
 
@@ -328,6 +336,50 @@ def set_recipient_state(
 
 def update_recipient(conn: Connection, recipient_id: int, **values: Any) -> None:
     _update(conn, "recipients", "id", recipient_id, values)
+
+
+_MARK_FETCHED = FastStatement(
+    update(recipients)
+    .where(
+        recipients.c.id == bindparam("rid"),
+        recipients.c.retrieved_at.is_(None),
+        recipients.c.state.in_([bindparam(f"open_{i}") for i in range(len(OPEN_STATES))]),
+    )
+    .values(retrieved_at=bindparam("now"), next_attempt_at=null(), updated_at=bindparam("now"))
+)
+_DROP_QUEUED_NOTIFICATION = FastStatement(
+    update(outbox)
+    .where(
+        outbox.c.message_id == bindparam("message_id"),  # indexed; the recipient is not
+        outbox.c.recipient_id == bindparam("rid"),
+        outbox.c.kind == bindparam("kind"),
+        outbox.c.state == bindparam("queued"),
+    )
+    .values(state=bindparam("dropped"), last_error=bindparam("reason"))
+)
+
+
+def mark_fetched(conn: Connection, message_id: str, recipient_id: int, now: float) -> bool:
+    """The first successful fetch of an open recipient: ``retrieved_at`` is set, no
+    further notification is planned, and one still queued is dropped. The state stays:
+    only the handset's own confirmation makes it Retrieved. False when the recipient
+    was fetched before (or is closed), so that only the first fetch is recorded."""
+    values: dict[str, Any] = {"rid": recipient_id, "now": now}
+    values.update({f"open_{i}": state for i, state in enumerate(OPEN_STATES)})
+    if not _MARK_FETCHED.rowcount(conn, values):
+        return False
+    _DROP_QUEUED_NOTIFICATION.rowcount(
+        conn,
+        {
+            "message_id": message_id,
+            "rid": recipient_id,
+            "kind": "notification",
+            "queued": QUEUED,
+            "dropped": DROPPED,
+            "reason": "recipient fetched the message",
+        },
+    )
+    return True
 
 
 def _skip_locked(conn: Connection, query: Any, *of: Any) -> Any:

@@ -11,6 +11,7 @@ from PIL import Image, ImageDraw
 from mmsc.adapt import smil
 from mmsc.adapt.images import ImageError, ImageLimits, adapt_image
 from mmsc.adapt.pipeline import MIXED, RELATED, Target, adapt
+from mmsc.adapt.worker import adapt_submission, needs_adaptation
 from protocol import mms
 from protocol.mms import MmsPdu
 from protocol.wsp import Part
@@ -341,3 +342,33 @@ def test_without_ffmpeg_media_is_kept_if_playable_and_dropped_otherwise(
     cids = [p.headers.get("Content-ID") for p in result.parts]
     assert "<amr>" in cids and "<wav>" not in cids and "<mmsc-removed>" in cids
     assert result.dropped == 1
+
+
+@pytest.mark.parametrize(
+    ("charset", "adapted"),
+    [("utf-8", False), ("us-ascii", False), ("*", True), (None, True), ("iso-8859-1", True)],
+)
+def test_text_labels_the_handset_cannot_read_are_relabelled(
+    charset: str | None, adapted: bool
+) -> None:
+    """WSP's Any-charset "*" (feature-matrix §4.6), a missing label or a charset outside
+    the handset's list: the text goes out as UTF-8, labelled; a label it reads stays."""
+    text = "Grüße".encode("latin-1") if charset in ("*", "iso-8859-1") else b"Hello"
+    params = {} if charset is None else {"charset": charset}
+    pdu = MmsPdu(
+        "m-send-req",
+        "T1",
+        "1.2",
+        {"From": "+15550000001/TYPE=PLMN", "To": ["+15550000002/TYPE=PLMN"]},
+        MIXED,
+        {},
+        [Part("text/plain", params, {"Content-Location": "t.txt"}, text)],
+    )
+    raw = mms.encode(pdu)
+    target = Target()
+    assert needs_adaptation(raw, target) is adapted
+    if adapted:
+        out, _ = adapt_submission(raw, target)
+        part = mms.decode(out).parts[0]
+        assert part.params["charset"] == "utf-8"
+        assert bytes(part.data).decode("utf-8") == text.decode("latin-1" if charset else "utf-8")

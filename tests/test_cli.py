@@ -131,6 +131,30 @@ def test_serve_with_no_configuration(tmp_path: Path) -> None:
             proc.wait()
 
 
+@pytest.mark.parametrize(
+    ("variable", "value", "key"),
+    [
+        ("MMSC_MM1__MAX_MESSAGE_SIZE", "1MB", "mm1.max_message_size"),
+        ("MMSC_MM1__TRUST_PDU_SENDER", "perhaps", "mm1.trust_pdu_sender"),
+        ("MMSC_SCHEDULER__BATCH", "many", "scheduler.batch"),
+        ("MMSC_STORAGE__PAYLOAD_FSYNC", "sometimes", "storage.payload_fsync"),
+        ("MMSC_ADAPT__TIMEOUT", "0", "adapt.timeout"),
+    ],
+)
+def test_serve_refuses_a_bad_value_before_starting(
+    tmp_path: Path, variable: str, value: str, key: str
+) -> None:
+    """A bad value stops `mmsc serve` with the key's name, before the database exists."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), **{variable: value})
+    result = subprocess.run(
+        [*MMSC, "serve"], cwd=tmp_path, env=env, capture_output=True, timeout=60, check=False
+    )
+    stderr = result.stderr.decode()
+    assert result.returncode == 2, stderr
+    assert key in stderr and "Traceback" not in stderr
+    assert not (tmp_path / "var").exists()
+
+
 def test_serve_reports_bad_config(tmp_path: Path) -> None:
     cfg = tmp_path / "bad.toml"
     cfg.write_text("[admin]\nlisten = 'nonsense'\n")

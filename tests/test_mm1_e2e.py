@@ -273,6 +273,57 @@ def test_unfetched_message_expires_with_a_report(tmp_path: Path, sink: SmsSink) 
         server.stop()
 
 
+def test_a_fetch_stops_renotification(tmp_path: Path, sink: SmsSink) -> None:
+    """B fetches but its m-notifyresp-ind is lost: B is not notified again, while C, who
+    did not fetch, is (C is the clock: both were due again in the same scheduler pass).
+    The fetch is an event, not a delivery, and B can fetch again."""
+    server = start_server(
+        tmp_path,
+        {
+            "mm1": {"public_url": "http://mmsc.test/mms"},
+            "notify": {"backend": "kannel", "sendsms_url": sink.url},
+            "scheduler": {"notify_backoff": 2, "notify_max_attempts": 2},
+        },
+    )
+    try:
+        _status, body = post_pdu(server.mm1 + "/mms", send_req("R1", [B, C]), A)
+        message_id = mms.decode(body).headers["Message-ID"]
+        notes = {p.to: p for p in (sink.next(), sink.next())}
+        url_b = fetch_url(server.mm1, notes[B].pdu.headers["X-Mms-Content-Location"])
+        first = mms.decode(http("GET", url_b)[1])
+        assert first.headers["X-Mms-Retrieve-Status"] == "Ok"
+
+        again = sink.next()  # C's second notification, 2 s after the first
+        assert (again.to, again.pdu.message_type) == (C, "m-notification-ind")
+        trace = json.loads(http("GET", f"{server.admin}/api/messages/{message_id}")[1])
+        rid = {r["address"]: r["id"] for r in trace["recipients"]}
+        queued = sorted(
+            (e["recipient_id"], e["detail"])
+            for e in trace["events"]
+            if e["event"] == "notification-queued"
+        )
+        # B's second attempt would have been queued in the pass that queued C's.
+        assert queued == sorted(
+            [(rid[B], "attempt 1"), (rid[C], "attempt 1"), (rid[C], "attempt 2")]
+        )
+        fetched = [e for e in trace["events"] if e["event"] == "fetched"]
+        assert [(e["recipient_id"], e["state"]) for e in fetched] == [(rid[B], None)]
+        # Not a delivery: no Retrieved and no report until the handset says so.
+        states = {r["address"]: r["state"] for r in trace["recipients"]}
+        assert states == {B: "notified", C: "notified"}
+        kinds = {e["event"] for e in trace["events"]}
+        assert not kinds & {"retrieved", "delivery-report-queued"}, kinds
+        assert sink.pushes.empty()
+
+        later = mms.decode(http("GET", url_b)[1])
+        assert later.headers["X-Mms-Retrieve-Status"] == "Ok"
+        assert [bytes(p.data) for p in later.parts] == [bytes(p.data) for p in first.parts]
+        trace = json.loads(http("GET", f"{server.admin}/api/messages/{message_id}")[1])
+        assert [e["event"] for e in trace["events"]].count("fetched") == 1  # the first only
+    finally:
+        server.stop()
+
+
 def test_bad_requests_get_protocol_answers(tmp_path: Path) -> None:
     server = start_server(tmp_path, {"mm1": {"max_message_size": 4000}})
     url = server.mm1 + "/mms"
@@ -293,6 +344,13 @@ def test_bad_requests_get_protocol_answers(tmp_path: Path) -> None:
         conf = mms.decode(body)
         assert (status, conf.transaction_id) == (200, "N3")
         assert conf.headers["X-Mms-Response-Status"] == "Error-permanent-message-format-corrupt"
+        # The same from a 1.0 handset: the 1.0 word for it (0x83), not the 1.1 one.
+        old = bytearray(send_req("N5", [B])[:60])
+        assert old[2:6] == b"\x98N5\x00" and old[6] == 0x8D
+        old[7] = 0x90  # X-Mms-MMS-Version 1.0
+        conf = mms.decode(post_pdu(url, bytes(old), A)[1])
+        assert (conf.transaction_id, conf.mms_version) == ("N5", "1.0")
+        assert conf.headers["X-Mms-Response-Status"] == "Error-message-format-corrupt"
         # Garbage: no transaction id to answer to.
         status, _body = post_pdu(url, b"\x00\x01garbage", A)
         assert status == 400

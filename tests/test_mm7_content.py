@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from mmsc.mm7_convert import related_params
 from protocol import mm7
 from protocol.errors import EncodeError
 from protocol.mm7 import Content, Mm7DecodeError
@@ -377,3 +378,32 @@ def test_parameter_split_matches_a_character_walk(value: str) -> None:
 )
 def test_parameter_split_examples(value: str) -> None:
     assert _split_params(value) == _split_by_characters(value)
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        (
+            {"start": "<smil>", "type": "application/smil"},
+            {"start": "<smil>", "type": "application/smil"},
+        ),
+        (
+            {"start": "smil", "type": "application/smil"},
+            {"start": "<smil>", "type": "application/smil"},
+        ),
+        ({"start": "cid:smil"}, {"start": "<smil>", "type": "application/smil"}),
+        ({"start": "<CID:smil>"}, {"type": "text/plain"}),  # names no part: the first is root
+        ({"start": "<txt>"}, {"start": "<txt>", "type": "text/plain"}),
+        ({}, {"type": "text/plain"}),
+    ],
+)
+def test_related_params_match_the_content_ids(
+    params: dict[str, str], expected: dict[str, str]
+) -> None:
+    """start is written as the Content-ID it names, byte for byte, as handsets compare
+    them; type, required by RFC 2387 §3.1, is the root's type when the VASP left it out."""
+    parts = [
+        Part("text/plain", {}, {"Content-ID": "<txt>"}, b"hi"),
+        Part("application/smil", {}, {"Content-ID": "<smil>"}, b"<smil/>"),
+    ]
+    assert related_params(params, parts) == expected

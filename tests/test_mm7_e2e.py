@@ -11,6 +11,7 @@ import asyncio
 import base64
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -30,7 +31,7 @@ from protocol.wsp import Part
 from tests import media
 from tests.conftest import ROOT
 from tests.harness import ServerProcess, SmsSink, http, start_server
-from tests.test_mm1_e2e import fetch_url, post_pdu
+from tests.test_mm1_e2e import fetch_url, post_pdu, send_req
 from tests.vasp_sink import VaspSink
 
 A, B, C = "+15550000001", "+15550000002", "+15550000003"
@@ -282,6 +283,40 @@ def test_cancel_and_replace_before_retrieval_and_not_after(
         assert call(server, foreign, user="other", password="x").status_code == 2005
         unknown = mm7.CancelReq(**common, vasp_id="acme-id", message_id="nope")
         assert call(server, unknown).status_code == 2005
+    finally:
+        server.stop()
+
+
+def test_each_handset_gets_the_message_in_a_version_it_speaks(
+    tmp_path: Path, sink: SmsSink, vasp: VaspSink
+) -> None:
+    """A ContentClass makes the stored message 1.3; B last sent a 1.2 PDU, C a 1.3 one,
+    and the third never sent anything: B and the third get a 1.2 m-retrieve-conf without
+    the 1.3-only X-Mms-Content-Class, C the 1.3 one with it (OMA-MMS-ENC §7,
+    feature-matrix §4.10)."""
+    server = mm7_server(tmp_path, sink, vasp)
+    silent = "+15550000004"
+    try:
+        for handset, version in ((B, "1.2"), (C, "1.3")):
+            own = mms.encode(mms.decode(send_req(f"v-{handset}", [A])), version=version)
+            conf = mms.decode(post_pdu(server.mm1 + "/mms", own, handset)[1])
+            assert conf.headers["X-Mms-Response-Status"] == "Ok"
+            assert sink.next().to == A
+        rsp = call(server, submit("REL-6-MM7-1-4", [B, C, silent], content_class="image-rich"))
+        assert rsp.status_code == 1000, rsp
+        pushes = {p.to: p for p in (sink.next(), sink.next(), sink.next())}
+        got = {
+            handset: fetch(server, push.pdu.headers["X-Mms-Content-Location"])
+            for handset, push in pushes.items()
+        }
+        assert {h: c.headers["X-Mms-Retrieve-Status"] for h, c in got.items()} == dict.fromkeys(
+            (B, C, silent), "Ok"
+        )
+        assert {h: c.mms_version for h, c in got.items()} == {B: "1.2", C: "1.3", silent: "1.2"}
+        assert got[C].headers["X-Mms-Content-Class"] == "image-rich"
+        assert "X-Mms-Content-Class" not in got[B].headers
+        assert "X-Mms-Content-Class" not in got[silent].headers
+        assert [bytes(p.data) for p in got[B].parts] == [bytes(p.data) for p in got[C].parts]
     finally:
         server.stop()
 
@@ -553,5 +588,57 @@ def test_per_vasp_dialect_switches(tmp_path: Path, sink: SmsSink, vasp: VaspSink
         rsp_body, rsp_type = mm7.encode(submit("REL-6-MM7-1-0", [B]), prefix="m")
         status, answer, _ = raw_post(server, rsp_body, rsp_type)
         assert status == 200 and b"<m:SubmitRsp " in answer and b"<MM7Version>" in answer
+    finally:
+        server.stop()
+
+
+def test_storage_trouble_is_a_server_fault_and_stores_nothing(
+    tmp_path: Path, sink: SmsSink, vasp: VaspSink
+) -> None:
+    """The payload store's directory replaced by a file (a disk gone bad): the VASP gets
+    a SOAP Fault with status 3000 it may retry, the handset Error-transient-failure,
+    nothing is counted as received; once the directory is back, both are accepted."""
+    server = mm7_server(tmp_path, sink, vasp)
+    payloads = tmp_path / "payloads"
+    try:
+        assert call(server, submit("REL-6-MM7-1-4", [B])).status_code == 1000
+        assert sink.next().to == B
+        shutil.rmtree(payloads)
+        payloads.write_bytes(b"not a directory")
+        rsp = call(server, submit("REL-6-MM7-1-4", [C], transaction_id="tx-broken"))
+        assert isinstance(rsp, mm7.Fault), rsp
+        assert rsp.faultcode.endswith("Server") and rsp.detail is not None
+        assert rsp.detail.status_code == 3000 and rsp.transaction_id == "tx-broken"
+        status, body = post_pdu(server.mm1 + "/mms", send_req("T-broken", [C]), A)
+        assert status == 200
+        assert mms.decode(body).headers["X-Mms-Response-Status"] == "Error-transient-failure"
+        assert messages_received(server) == 1.0
+        payloads.unlink()
+        payloads.mkdir()
+        assert call(server, submit("REL-6-MM7-1-4", [C])).status_code == 1000
+        assert sink.next().to == C
+        assert messages_received(server) == 2.0
+    finally:
+        server.stop()
+
+
+def test_vasp_start_parameter_is_written_as_the_root_content_id(
+    tmp_path: Path, sink: SmsSink, vasp: VaspSink
+) -> None:
+    """A VASP's ``start=smil`` (no angle brackets) reaches the handset as the root part's
+    Content-ID byte for byte, the form handsets compare (feature-matrix §4.5)."""
+    server = mm7_server(tmp_path, sink, vasp)
+    try:
+        loose = content()
+        loose = mm7.content_from_parts(
+            "multipart/related", {"start": "smil"}, mm7.content_parts(loose)
+        )
+        rsp = call(server, submit("REL-6-MM7-1-4", [B], content=loose))
+        assert rsp.status_code == 1000, rsp
+        conf = fetch(server, sink.next().pdu.headers["X-Mms-Content-Location"])
+        assert conf.content_type_params["start"] == "<smil>"
+        assert conf.content_type_params["type"] == "application/smil"
+        root = [p for p in conf.parts if p.content_id == "<smil>"]
+        assert [p.content_type for p in root] == ["application/smil"]
     finally:
         server.stop()

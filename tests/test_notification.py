@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from mmsc.config import ConfigError
 from mmsc.core import Mmsc, Policy
 from protocol import mms, wap_push
 from storage import db
@@ -57,5 +58,7 @@ def test_subject_policy_and_one_sms(tmp_path: Path, mode: str, subject: str, has
 
 
 def test_include_subject_config_values() -> None:
-    for value, mode in ((True, "always"), (False, "never"), ("auto", "auto"), ("x", "auto")):
+    for value, mode in ((True, "always"), (False, "never"), ("auto", "auto"), ("NEVER", "never")):
         assert Policy.from_config({"notify": {"include_subject": value}}).notify_subject == mode
+    with pytest.raises(ConfigError, match=r"notify\.include_subject"):
+        Policy.from_config({"notify": {"include_subject": "sometimes"}})

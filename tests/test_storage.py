@@ -860,6 +860,75 @@ def test_transient_push_failure_is_retried_later(db_url: str) -> None:
     run(body)
 
 
+def test_a_fetch_stops_renotification_but_is_not_a_delivery(db_url: str) -> None:
+    """B fetches after its first notification (its m-notifyresp-ind lost): its second one,
+    already queued, is dropped and no further one is planned, while C, who did not fetch,
+    is notified again; one event records the fetch. Retrieved, and the report, wait for
+    the handset's own m-notifyresp-ind, and retrieved_at keeps the time of the fetch."""
+
+    async def body() -> None:
+        async with open_db(db_url) as engine, running_core(engine) as core:
+            backend = RecordingBackend()
+            sched = Scheduler(core, backend)
+            accepted = await accept(core, [B, C], report=True)
+            (rid_b, _), _c = accepted.recipients
+            t0 = (await message_row(engine, accepted.message_id)).created_at
+            assert await sched.run_once(now=t0) is True  # first notifications, sent
+            t1 = t0 + POLICY.renotify_delay(1)
+            assert await core.notify_due(t1) == 2  # second ones, queued but not sent yet
+
+            token_b = (await recipient_row(engine, rid_b)).token
+            stale = await core.recipient(token_b)
+            assert await core.fetched(stale, "1.2") is True
+            assert await core.fetched(stale, "1.2") is False  # the database says: done
+            assert await core.fetched(await core.recipient(token_b), "1.2") is False
+            row_b = await recipient_row(engine, rid_b)
+            assert (row_b.state, row_b.next_attempt_at) == (repo.NOTIFIED, None)
+            assert row_b.retrieved_at is not None
+            pushes = await pushes_for(engine, rid_b)
+            assert [(p.state, p.last_error) for p in pushes] == [
+                (repo.SENT, None),
+                (repo.DROPPED, "recipient fetched the message"),
+            ]
+
+            await sched.run_once(now=t1)
+            await sched.run_once(now=t0 + 100 * POLICY.notify_backoff)
+            assert Counter(p.destination for p in backend.sent) == {B: 1, C: 3}
+            evs = await fetch(
+                engine,
+                select(events).where(events.c.event == "fetched").order_by(events.c.id),
+            )
+            assert [(e.recipient_id, e.state, e.detail) for e in evs] == [(rid_b, None, "MMS 1.2")]
+            assert await count(engine, outbox, outbox.c.kind == "delivery-ind") == 0
+
+            await core.notify_response(await core.recipient(token_b), "Retrieved", True)
+            confirmed = await recipient_row(engine, rid_b)
+            assert confirmed.state == repo.RETRIEVED
+            assert confirmed.retrieved_at == row_b.retrieved_at
+            (report,) = await fetch(engine, select(outbox).where(outbox.c.kind == "delivery-ind"))
+            assert mms.decode(report.pdu).headers["X-Mms-Status"] == "Retrieved"
+
+    run(body)
+
+
+def test_a_recipient_found_by_its_token_carries_its_handsets_version(db_url: str) -> None:
+    """The fetch's lookup also says which MMS version the recipient's handset last used
+    (for the version of its m-retrieve-conf), None for a handset never heard from."""
+
+    async def body() -> None:
+        async with open_db(db_url) as engine, running_core(engine) as core:
+            accepted = await accept(core, [B, C])
+            await core.remember_device(B, "Phone/1", None, "1.3")
+            tokens = [(await recipient_row(engine, rid)).token for rid, _ in accepted.recipients]
+            rows = [await core.recipient(token) for token in tokens]
+            assert [(r.address, r.s_mms_version, r.m_mms_version) for r in rows] == [
+                (B, "1.3", "1.2"),
+                (C, None, "1.2"),
+            ]
+
+    run(body)
+
+
 def test_push_failure_permanent_or_out_of_attempts_fails(db_url: str) -> None:
     """A push that can never succeed is marked failed and never sent again; a permanent
     refusal also closes the recipient as unreachable (it is not re-notified)."""

@@ -107,6 +107,11 @@ def test_encoded_string_forms() -> None:
     assert wsp.read_encoded_string(b"\x04\x80abc\x00", 0, 6)[0] == "abc"
     assert wsp.read_encoded_string(b"\x0aUTF-8\x00\xc3\xbc\x00", 0, 11)[0] == "ü"
     assert wsp.read_encoded_string(b"\x00", 0, 1) == ("", 1)
+    # What came in as Any-charset goes out plain (ASCII) or as UTF-8, never as "*".
+    ascii_any = wsp.read_encoded_string(b"\x04\x80abc\x00", 0, 6)[0]
+    assert _w(wsp.write_encoded_string, ascii_any) == b"abc\x00"
+    utf8_any = wsp.read_encoded_string(b"\x05\x80\xc3\xbc\x00", 0, 6)[0]
+    assert utf8_any == "ü" and _w(wsp.write_encoded_string, utf8_any) == b"\x05\xea\x7f\xc3\xbc\x00"
 
 
 def test_content_type_forms() -> None:

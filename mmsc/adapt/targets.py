@@ -19,8 +19,8 @@ from typing import Any, TypeAlias
 import aiohttp
 from sqlalchemy.engine import Connection
 
+from mmsc import config as settings
 from mmsc.adapt.pipeline import Target
-from mmsc.config import ConfigError
 from mmsc.core import Mmsc
 from mmsc.devices import DeviceClass, default_caps, load_classes, resolve
 from protocol.uaprof import Capabilities, UaprofError, parse_profile, profile_url
@@ -178,21 +178,19 @@ class ProfileCache:
 
 class TargetResolver:
     def __init__(self, config: Mapping[str, Any]) -> None:
-        section = config.get("adapt", {})
-        if not isinstance(section, Mapping):
-            raise ConfigError("[adapt] is not a table")
-        self.enabled = bool(section.get("enabled", True))
-        self.use_uaprof = bool(section.get("uaprof", True))
-        self.generate_smil = bool(section.get("generate_smil", False))
+        section = settings.table(config, "adapt")
+        self.enabled = settings.boolean(section, "adapt", "enabled", True)
+        self.use_uaprof = settings.boolean(section, "adapt", "uaprof", True)
+        self.generate_smil = settings.boolean(section, "adapt", "generate_smil", False)
         # How long a retrieval may wait for a profile fetch already under way (bounded:
         # a dead profile server costs at most this, then the device class is used).
-        self.uaprof_wait = float(section.get("uaprof_wait", 1.0))
+        self.uaprof_wait = settings.number(section, "adapt", "uaprof_wait", 1.0)
         self.classes: list[DeviceClass] = load_classes(config)
         self._devices: dict[str, tuple[str | None, str | None]] = {}
         self.profiles = ProfileCache(
-            timeout=float(section.get("uaprof_timeout", 3.0)),
-            ttl=float(section.get("uaprof_ttl", 7 * 86400)),
-            negative_ttl=float(section.get("uaprof_negative_ttl", 3600)),
+            timeout=settings.number(section, "adapt", "uaprof_timeout", 3.0, positive=True),
+            ttl=settings.number(section, "adapt", "uaprof_ttl", 7 * 86400),
+            negative_ttl=settings.number(section, "adapt", "uaprof_negative_ttl", 3600),
         )
 
     def attach(self, core: Mmsc) -> None:

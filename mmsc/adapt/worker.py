@@ -40,7 +40,7 @@ def needs_adaptation(raw: bytes, target: Target) -> bool:
             continue
         if not accepts(target.accept, ctype):
             return True
-        if ctype.startswith("text/") and not isinstance(part.params.get("charset"), str):
+        if ctype.startswith("text/") and not _labelled_for(part.params.get("charset"), target):
             return True
         if ctype.startswith("image/"):
             try:
@@ -58,6 +58,15 @@ def needs_adaptation(raw: bytes, target: Target) -> bool:
             if rotated or sorted((width, height))[0] > box[0] or max(width, height) > box[1]:
                 return True
     return target.generate_smil and pdu.content_type != RELATED
+
+
+def _labelled_for(charset: object, target: Target) -> bool:
+    """Whether text with this charset label can go out as it is: a real charset the
+    handset reads. "*" (WSP's Any-charset, feature-matrix §4.6) and a missing label
+    are relabelled by the pipeline, which tries UTF-8, then Latin-1."""
+    if not isinstance(charset, str) or charset in ("", "*"):
+        return False
+    return not target.charsets or charset.lower() in target.charsets
 
 
 def adapt_submission(raw: bytes, target: Target) -> tuple[bytes, dict[str, Any]]:

@@ -12,13 +12,17 @@ back-off until expiry).
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from mmsc import config as settings
 from mmsc.config import ConfigError
 from protocol.wap_push import SmsSegment
+
+log = logging.getLogger("mmsc.notify")
 
 DEFAULT_TIMEOUT_SECONDS = 10.0
 DEFAULT_MAX_CONCURRENCY = 16
@@ -112,31 +116,6 @@ def valid_destination(destination: str) -> bool:
 # ----------------------------------------------------------------------------- configuration
 
 
-def _optional_text(section: Mapping[str, Any], key: str) -> str | None:
-    """A string setting; integers are accepted because ``MMSC_NOTIFY__SENDSMS_PASSWORD=1234``
-    reaches us as the TOML integer 1234 (mmsc.config parses environment values as TOML)."""
-    value = section.get(key)
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        raise ConfigError(f"notify.{key}: expected a string, got {value!r}")
-    return str(value)
-
-
-def _positive_number(section: Mapping[str, Any], key: str, default: float) -> float:
-    value = section.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ConfigError(f"notify.{key}: expected a positive number, got {value!r}")
-    return float(value)
-
-
-def _positive_int(section: Mapping[str, Any], key: str, default: int) -> int:
-    value = section.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"notify.{key}: expected a positive integer, got {value!r}")
-    return value
-
-
 def make_backend(config: Mapping[str, Any]) -> NotificationBackend:
     """The backend the ``[notify]`` section of a loaded configuration asks for.
 
@@ -144,31 +123,38 @@ def make_backend(config: Mapping[str, Any]) -> NotificationBackend:
     with no SMS gateway. Every problem with the section is reported as a
     ConfigError naming the key, at startup rather than at the first push.
     """
-    section = config.get("notify", {})
-    if not isinstance(section, Mapping):
-        raise ConfigError("[notify] is not a table")
+    section = settings.table(config, "notify")
     raw_name = section.get("backend", "none")
     name = raw_name.strip().lower() if isinstance(raw_name, str) else raw_name
     if name == "none":
         from mmsc.notify.none import NoneBackend
 
+        if "smpp" in config:
+            # The backend is chosen, never guessed from what else is configured: say so
+            # loudly when SMPP binds are set up but notifications are still dropped.
+            log.warning(
+                'notify.backend is "none": notifications are dropped although [smpp] is '
+                'configured; set notify.backend = "smpp" to send them'
+            )
         return NoneBackend()
     if name == "kannel":
         from mmsc.notify.kannel import KannelBackend
 
-        url = _optional_text(section, "sendsms_url") or DEFAULT_SENDSMS_URL
+        url = settings.optional_text(section, "notify", "sendsms_url") or DEFAULT_SENDSMS_URL
         try:
             return KannelBackend(
                 url,
-                username=_optional_text(section, "sendsms_username"),
-                password=_optional_text(section, "sendsms_password"),
-                source=_optional_text(section, "sendsms_from"),
-                smsc=_optional_text(section, "sendsms_smsc"),
-                timeout_seconds=_positive_number(
-                    section, "timeout_seconds", DEFAULT_TIMEOUT_SECONDS
+                username=settings.optional_text(section, "notify", "sendsms_username"),
+                password=settings.optional_text(section, "notify", "sendsms_password"),
+                source=settings.optional_text(section, "notify", "sendsms_from"),
+                smsc=settings.optional_text(section, "notify", "sendsms_smsc"),
+                timeout_seconds=settings.number(
+                    section, "notify", "timeout_seconds", DEFAULT_TIMEOUT_SECONDS, positive=True
                 ),
-                max_concurrency=_positive_int(section, "max_concurrency", DEFAULT_MAX_CONCURRENCY),
-                ca_file=_optional_text(section, "sendsms_ca_file"),
+                max_concurrency=settings.integer(
+                    section, "notify", "max_concurrency", DEFAULT_MAX_CONCURRENCY, low=1
+                ),
+                ca_file=settings.optional_text(section, "notify", "sendsms_ca_file"),
             )
         except ValueError as exc:
             if isinstance(exc, ConfigError):

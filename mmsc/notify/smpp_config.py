@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from mmsc import config as settings
 from mmsc.config import ConfigError
 from mmsc.smpp_client import BindConfig
 from protocol import smpp
@@ -30,31 +31,12 @@ class SmppSettings:
     submit_timeout: float = DEFAULT_SUBMIT_TIMEOUT
 
 
-def _text(where: str, section: Mapping[str, Any], key: str, default: str) -> str:
-    value = section.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        raise ConfigError(f"{where}.{key}: expected a string, got {value!r}")
-    return str(value)
-
-
-def _int(
-    where: str, section: Mapping[str, Any], key: str, default: int, low: int, high: int
-) -> int:
-    value = section.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ConfigError(f"{where}.{key}: expected an integer {low}..{high}, got {value!r}")
-    return value
-
-
-def _number(
-    where: str, section: Mapping[str, Any], key: str, default: float, *, zero_ok: bool = False
-) -> float:
-    value = section.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(f"{where}.{key}: expected a number, got {value!r}")
-    if value < 0 or (value == 0 and not zero_ok):
-        raise ConfigError(f"{where}.{key}: expected a positive number, got {value!r}")
-    return float(value)
+def _eight_bit(data_coding: int) -> bool:
+    """Whether ``data_coding`` carries octets as they are: a WAP push is binary WSP, and a
+    7-bit or UCS-2 coding would have the SMSC or the handset rewrite it (SMPP 3.4
+    §5.2.19: 0x02 and 0x04; 3GPP TS 23.038 §4: general group 00x0 with alphabet 01,
+    and the message-class group 0xF4-0xF7)."""
+    return data_coding == 0x02 or data_coding & 0xEC == 0x04 or data_coding & 0xFC == 0xF4
 
 
 def default_source_numbering(source_addr: str) -> tuple[int, int]:
@@ -73,25 +55,33 @@ def default_source_numbering(source_addr: str) -> tuple[int, int]:
 
 def _bind(index: int, table: Mapping[str, Any]) -> BindConfig:
     where = f"smpp.bind[{index}]"
-    host = _text(where, table, "host", "127.0.0.1")
-    port = _int(where, table, "port", 2775, 1, 65535)
-    name = _text(where, table, "name", f"{host}:{port}")
-    mode = _text(where, table, "mode", "transceiver").lower()
+    host = settings.text(table, where, "host", "127.0.0.1")
+    port = settings.integer(table, where, "port", 2775, low=1, high=65535)
+    name = settings.text(table, where, "name", f"{host}:{port}")
+    mode = settings.text(table, where, "mode", "transceiver").lower()
     if mode not in MODES:
         raise ConfigError(f"{where}.mode: {mode!r}; expected one of {', '.join(MODES)}")
-    encoding = _text(where, table, "encoding", "udh").lower()
+    encoding = settings.text(table, where, "encoding", "udh").lower()
     if encoding not in ENCODINGS:
         raise ConfigError(f"{where}.encoding: {encoding!r}; expected one of {', '.join(ENCODINGS)}")
-    system_id = _text(where, table, "system_id", "mmsc")
-    password = _text(where, table, "password", "")
+    system_id = settings.text(table, where, "system_id", "mmsc")
+    password = settings.text(table, where, "password", "")
     if len(system_id) > 15 or len(password) > 8:
         raise ConfigError(f"{where}: system_id is at most 15 and password at most 8 characters")
-    source_addr = _text(where, table, "source_addr", "MMS")
+    source_addr = settings.text(table, where, "source_addr", "MMS")
     if len(source_addr) > 20:
         raise ConfigError(f"{where}.source_addr: at most 20 characters")
     ton, npi = default_source_numbering(source_addr)
-    reconnect_min = _number(where, table, "reconnect_min", 1.0)
-    reconnect_max = _number(where, table, "reconnect_max", 60.0)
+    data_coding = settings.integer(
+        table, where, "data_coding", smpp.DATA_CODING_OCTETS, low=0, high=255
+    )
+    if not _eight_bit(data_coding):
+        raise ConfigError(
+            f"{where}.data_coding: 0x{data_coding:02X} is not an 8-bit coding; a WAP push "
+            "needs one (0x04, the default, or 0xF5)"
+        )
+    reconnect_min = settings.number(table, where, "reconnect_min", 1.0, positive=True)
+    reconnect_max = settings.number(table, where, "reconnect_max", 60.0, positive=True)
     if reconnect_max < reconnect_min:
         raise ConfigError(f"{where}.reconnect_max is below reconnect_min")
     try:
@@ -99,10 +89,10 @@ def _bind(index: int, table: Mapping[str, Any]) -> BindConfig:
             system_id=system_id,
             password=password,
             mode=mode,
-            system_type=_text(where, table, "system_type", ""),
-            addr_ton=_int(where, table, "addr_ton", 0, 0, 255),
-            addr_npi=_int(where, table, "addr_npi", 0, 0, 255),
-            address_range=_text(where, table, "address_range", ""),
+            system_type=settings.text(table, where, "system_type", ""),
+            addr_ton=settings.integer(table, where, "addr_ton", 0, low=0, high=255),
+            addr_npi=settings.integer(table, where, "addr_npi", 0, low=0, high=255),
+            address_range=settings.text(table, where, "address_range", ""),
         )
     except ValueError as exc:
         raise ConfigError(f"{where}: {exc}") from None
@@ -112,22 +102,28 @@ def _bind(index: int, table: Mapping[str, Any]) -> BindConfig:
         port=port,
         params=params,
         source_addr=source_addr,
-        source_ton=_int(where, table, "source_ton", ton, 0, 255),
-        source_npi=_int(where, table, "source_npi", npi, 0, 255),
-        dest_ton=_int(where, table, "dest_ton", smpp.TON_INTERNATIONAL, 0, 255),
-        dest_npi=_int(where, table, "dest_npi", smpp.NPI_ISDN, 0, 255),
-        window=_int(where, table, "window", 10, 1, 1000),
-        rate=_number(where, table, "rate", 0.0, zero_ok=True),
-        response_timeout=_number(where, table, "response_timeout", 10.0),
-        enquire_link_interval=_number(where, table, "enquire_link_interval", 30.0),
+        source_ton=settings.integer(table, where, "source_ton", ton, low=0, high=255),
+        source_npi=settings.integer(table, where, "source_npi", npi, low=0, high=255),
+        dest_ton=settings.integer(
+            table, where, "dest_ton", smpp.TON_INTERNATIONAL, low=0, high=255
+        ),
+        dest_npi=settings.integer(table, where, "dest_npi", smpp.NPI_ISDN, low=0, high=255),
+        window=settings.integer(table, where, "window", 10, low=1, high=1000),
+        rate=settings.number(table, where, "rate", 0.0),
+        response_timeout=settings.number(table, where, "response_timeout", 10.0, positive=True),
+        enquire_link_interval=settings.number(
+            table, where, "enquire_link_interval", 30.0, positive=True
+        ),
         reconnect_min=reconnect_min,
         reconnect_max=reconnect_max,
-        throttle_pause=_number(where, table, "throttle_pause", 1.0),
-        throttle_pause_max=_number(where, table, "throttle_pause_max", 30.0),
-        registered_delivery=_int(where, table, "registered_delivery", 0, 0, 255),
-        data_coding=_int(where, table, "data_coding", smpp.DATA_CODING_OCTETS, 0, 255),
+        throttle_pause=settings.number(table, where, "throttle_pause", 1.0, positive=True),
+        throttle_pause_max=settings.number(table, where, "throttle_pause_max", 30.0, positive=True),
+        registered_delivery=settings.integer(
+            table, where, "registered_delivery", 0, low=0, high=255
+        ),
+        data_coding=data_coding,
         encoding=encoding,
-        service_type=_text(where, table, "service_type", ""),
+        service_type=settings.text(table, where, "service_type", ""),
     )
 
 
@@ -138,7 +134,9 @@ def load_settings(config: Mapping[str, Any]) -> SmppSettings:
         raise ConfigError("[smpp] is not a table")
     tables = section.get("bind")
     defaults = {key: value for key, value in section.items() if key != "bind"}
-    submit_timeout = _number("smpp", defaults, "submit_timeout", DEFAULT_SUBMIT_TIMEOUT)
+    submit_timeout = settings.number(
+        defaults, "smpp", "submit_timeout", DEFAULT_SUBMIT_TIMEOUT, positive=True
+    )
     defaults.pop("submit_timeout", None)
     if tables is None:
         tables = [{}]
