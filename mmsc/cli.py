@@ -143,6 +143,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         workers.prepare_metrics_dir()  # before prometheus_client is imported
     from mmsc import server
 
+    source = config_mod.config_file(args.config)
+    logging.getLogger("mmsc").info(
+        "configuration: %s", source.resolve() if source else "built-in defaults"
+    )
     try:
         if count > 1:
             return workers.serve(cfg, count)

@@ -85,13 +85,26 @@ def apply_env(config: dict[str, Any], environ: Mapping[str, str]) -> None:
         target[key.lower()] = _env_value(raw)
 
 
+def config_file(path: str | os.PathLike[str] | None = None) -> Path | None:
+    """The file to read: ``path`` when given, else ``conf/mmsc.toml`` in the working
+    directory (where the README runs ``mmsc serve``, and where an installed server's
+    operator puts it), else the one beside the package (a source checkout); None
+    when there is none and the built-in defaults apply."""
+    if path is not None:
+        return Path(path)
+    for candidate in (Path("conf") / "mmsc.toml", DEFAULT_CONFIG):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
 def load(
     path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None
 ) -> dict[str, Any]:
-    """Defaults, then the file (``conf/mmsc.toml`` when none is given), then the environment."""
+    """Defaults, then the file (``config_file``), then the environment."""
     config: dict[str, Any] = {section: dict(values) for section, values in DEFAULTS.items()}
-    file = Path(path) if path is not None else DEFAULT_CONFIG
-    if path is not None or file.exists():
+    file = config_file(path)
+    if file is not None:
         try:
             with open(file, "rb") as fh:
                 data = tomllib.load(fh)

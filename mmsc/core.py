@@ -376,6 +376,10 @@ class Mmsc:
             raise SendRefused(
                 "Error-permanent-sending-address-unresolved", "no recipient can be reached"
             )
+        if not pdu.content_type:
+            # Mandatory in m-send-req (OMA-MMS-ENC 1.2 §6.1.1), and the m-retrieve-conf
+            # made from it would lack it too: handsets drop that one (feature-matrix §4.3).
+            raise SendRefused("Error-permanent-message-format-corrupt", "no Content-Type")
         if (field_name := _overlong(pdu, sender)) is not None:
             raise SendRefused("Error-permanent-message-format-corrupt", f"{field_name} too long")
         message_id = new_id(now)

@@ -14,6 +14,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -410,9 +411,20 @@ def make_app(
     # aiohttp with 413 before we could read a transaction id.
     app = web.Application(client_max_size=2 * handlers.max_size + 65536)
     app[CORE_KEY] = core
-    app.router.add_post("/mms", handlers.post)
-    app.router.add_post("/mms/", handlers.post)
-    app.router.add_get("/mms/{tail:.*}", handlers.get)
-    # Some carrier configs POST m-notifyresp-ind / m-acknowledge-ind to the fetch URL.
-    app.router.add_post("/mms/{tail:.*}", handlers.post)
+    for base in route_bases(core.policy.public_url):
+        app.router.add_post(base or "/", handlers.post)
+        if base:
+            app.router.add_post(base + "/", handlers.post)
+        app.router.add_get(base + "/{tail:.*}", handlers.get)
+        # Some carrier configs POST m-notifyresp-ind / m-acknowledge-ind to the fetch URL.
+        app.router.add_post(base + "/{tail:.*}", handlers.post)
     return app
+
+
+def route_bases(public_url: str) -> list[str]:
+    """The paths MM1 answers under: ``/mms`` (DESIGN.md §3), and the path of
+    ``[mm1] public_url`` when it is another one, because the Content-Location of every
+    notification is ``public_url/<token>`` and a handset fetches exactly that (a
+    reverse proxy that maps its own path to ``/mms`` keeps working too)."""
+    path = urlsplit(public_url).path.rstrip("/")
+    return ["/mms"] if path == "/mms" else ["/mms", path]

@@ -4,6 +4,7 @@ read by its type, so a wrong value is a ConfigError naming the key (DESIGN.md §
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -161,3 +162,17 @@ def test_vasp_secrets_from_the_environment() -> None:
     }
     account = load_vasps(config, environ=environ)["acme-corp"]
     assert (account.password, account.deliver_password) == ("in", "out")
+
+
+def test_the_working_directory_config_comes_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert settings.config_file() == settings.DEFAULT_CONFIG  # the checkout's own
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "mmsc.toml").write_text('[admin]\nlisten = "127.0.0.1:9999"\n')
+    assert settings.config_file() == Path("conf/mmsc.toml")
+    assert load(None, environ={})["admin"]["listen"] == "127.0.0.1:9999"
+    assert settings.config_file("other.toml") == Path("other.toml")
+    with pytest.raises(ConfigError, match="does not exist"):
+        load("other.toml", environ={})

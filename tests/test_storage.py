@@ -592,6 +592,11 @@ def test_accept_refused_or_failed_stores_nothing(db_url: str, tmp_path: Path) ->
                 with pytest.raises(SendRefused) as refused:
                     await core.accept(pdu, raw, SENDER)
                 assert refused.value.status == "Error-permanent-message-format-corrupt"
+                pdu, raw = send_req([B])
+                untyped = dataclasses.replace(pdu, content_type=None, content_type_params={})
+                with pytest.raises(SendRefused, match="no Content-Type") as refused:
+                    await core.accept(untyped, raw, SENDER)
+                assert refused.value.status == "Error-permanent-message-format-corrupt"
                 assert await tables(engine) == [0, 0, 0, 0]
                 assert payload_files() == []
                 await accept(core, [B])
