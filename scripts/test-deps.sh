@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Install what the test suite needs from outside PyPI: Wireshark's tshark (the
-# independent decoder the cross-check tests compare against). Non-interactive.
+# Install what the test suite needs from outside PyPI: Wireshark's tshark and
+# Prometheus's promtool (independent checkers the tests compare against), ffmpeg,
+# PostgreSQL and Jasmin. Non-interactive.
 set -euo pipefail
 
 SUDO=""
@@ -23,6 +24,16 @@ if ! command -v ffmpeg >/dev/null 2>&1; then
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends ffmpeg >/dev/null
 fi
+
+# promtool, Prometheus's own checker of the alert rules and dashboard queries in conf/
+# (Debian's prometheus package; its server is not started).
+if ! command -v promtool >/dev/null 2>&1; then
+  echo "test-deps: installing promtool from Debian's packages"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
+promtool --version 2>/dev/null | head -n 1
 
 # PostgreSQL for the multi-node tests: use the one on 127.0.0.1:5432 when it answers,
 # start the installed cluster when it does not, install it when there is none.
