@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import random
+from dataclasses import replace
 
 import pytest
 from PIL import Image, ImageDraw
@@ -372,3 +373,34 @@ def test_text_labels_the_handset_cannot_read_are_relabelled(
         part = mms.decode(out).parts[0]
         assert part.params["charset"] == "utf-8"
         assert bytes(part.data).decode("utf-8") == text.decode("latin-1" if charset else "utf-8")
+
+
+@pytest.mark.parametrize(
+    ("start", "smil_cid"), [("smil", "<smil>"), ("<smil>", "smil"), ("<other>", "<smil>")]
+)
+def test_start_and_the_root_content_id_are_made_to_match(start: str, smil_cid: str) -> None:
+    """A handset finds the presentation by comparing start with the Content-IDs as
+    strings (feature-matrix §4.5): a mismatch is adapted into "<smil>" on both sides."""
+    smil_doc = b'<smil><body><par><text src="cid:txt"/></par></body></smil>'
+    pdu = MmsPdu(
+        "m-send-req",
+        "T1",
+        "1.2",
+        {"From": "+15550000001/TYPE=PLMN", "To": ["+15550000002/TYPE=PLMN"]},
+        RELATED,
+        {"start": start, "type": "application/smil"},
+        [
+            Part("application/smil", {}, {"Content-ID": smil_cid}, smil_doc),
+            Part("text/plain", {"charset": "utf-8"}, {"Content-ID": "<txt>"}, b"Hi"),
+        ],
+    )
+    raw = mms.encode(pdu)
+    assert needs_adaptation(raw, Target())
+    out = mms.decode(adapt_submission(raw, Target())[0])
+    assert out.content_type_params["start"] == "<smil>"
+    assert out.parts[0].content_type == "application/smil"
+    assert out.parts[0].content_id == "<smil>"
+    fitting = mms.encode(
+        replace(pdu, content_type_params={"start": "<smil>", "type": "application/smil"})
+    )
+    assert needs_adaptation(fitting, Target()) is (smil_cid != "<smil>")

@@ -336,7 +336,12 @@ def _presentation(
         out_params = dict(params) if content_type == RELATED else {}
         start = _cid(smil_part)
         if start:
+            # start and the root's Content-ID byte for byte, both bracketed: handsets
+            # compare them as strings (feature-matrix §4.5).
             out_params["start"] = f"<{start}>"
+            if smil_part.headers.get("Content-ID") != f"<{start}>":
+                headers = {**smil_part.headers, "Content-ID": f"<{start}>"}
+                smil_part = replace(smil_part, headers=headers)
         out_params["type"] = SMIL
         return RELATED, out_params, [smil_part, *parts]
     if target.generate_smil and parts:

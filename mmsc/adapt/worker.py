@@ -32,6 +32,8 @@ def needs_adaptation(raw: bytes, target: Target) -> bool:
         pdu = mms.decode(raw)
     except DecodeError:
         return False  # served as stored; nothing we could adapt anyway
+    if pdu.content_type == RELATED and not _start_names_a_part(pdu):
+        return True
     for part in pdu.parts or []:
         ctype = part.content_type
         if ctype == SMIL:
@@ -58,6 +60,13 @@ def needs_adaptation(raw: bytes, target: Target) -> bool:
             if rotated or sorted((width, height))[0] > box[0] or max(width, height) > box[1]:
                 return True
     return target.generate_smil and pdu.content_type != RELATED
+
+
+def _start_names_a_part(pdu: MmsPdu) -> bool:
+    """Whether ``start`` (if any) equals a part's Content-ID byte for byte, as handsets
+    compare them (feature-matrix §4.5); ``start=smil`` against ``<smil>`` does not."""
+    start = pdu.content_type_params.get("start")
+    return not start or any(part.content_id == start for part in pdu.parts or [])
 
 
 def _labelled_for(charset: object, target: Target) -> bool:
