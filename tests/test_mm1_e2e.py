@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import urllib.parse
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,7 +16,7 @@ from protocol import mms
 from protocol.mms import MmsPdu
 from protocol.wsp import Part
 from tests import media, tshark
-from tests.harness import SmsSink, http, start_server
+from tests.harness import Push, SmsSink, http, start_server
 
 A, B, C = "+15550000001", "+15550000002", "+15550000003"
 MMS_TYPE = {"Content-Type": "application/vnd.wap.mms-message"}
@@ -70,6 +72,61 @@ def fetch_url(server_mm1: str, location: str, suffix: str = "") -> str:
     return server_mm1 + path + suffix
 
 
+# Mandatory fields of what the server sends, as AOSP's PduParser.checkMandatoryHeader
+# and OMA-MMS-ENC 1.2/1.3 §6 tables ask for them (feature-matrix §4.2-§4.3): a handset
+# drops a PDU that lacks one. Type, transaction id, version and Content-Type are
+# attributes of MmsPdu (None when absent), everything else is in ``headers``.
+
+
+def _mandatory(pdu: MmsPdu, mtype: str, *names: str) -> MmsPdu:
+    assert pdu.message_type == mtype, (pdu.message_type, mtype)
+    assert pdu.mms_version in ("1.0", "1.1", "1.2", "1.3"), (mtype, pdu.mms_version)
+    missing = [n for n in names if pdu.headers.get(n) in (None, "", [])]
+    assert not missing, (mtype, missing, pdu.headers)
+    if "Date" in names:  # a Long-integer of seconds, and a current one
+        date = pdu.headers["Date"]
+        assert isinstance(date, int) and abs(date - time.time()) < 600, (mtype, date)
+    return pdu
+
+
+def retrieve_conf(body: bytes, *, ok: bool = True) -> MmsPdu:
+    """Decode a served m-retrieve-conf and check its mandatory fields: a successful one
+    answers a fetch the handset acknowledges (Transaction-ID), with Message-ID and From."""
+    names = ("Message-ID", "From") if ok else ("X-Mms-Retrieve-Status",)
+    conf = _mandatory(mms.decode(body), "m-retrieve-conf", "Date", *names)
+    assert conf.content_type, conf
+    if ok:
+        assert conf.transaction_id, conf
+        assert conf.headers.get("X-Mms-Retrieve-Status") == "Ok", conf.headers
+    else:
+        assert conf.headers["X-Mms-Retrieve-Status"] != "Ok", conf.headers
+    return conf
+
+
+def delivery_ind(push: Push) -> MmsPdu:
+    return _mandatory(push.pdu, "m-delivery-ind", "Message-ID", "To", "Date", "X-Mms-Status")
+
+
+def read_orig_ind(push: Push) -> MmsPdu:
+    names = ("Message-ID", "To", "From", "Date", "X-Mms-Read-Status")
+    return _mandatory(push.pdu, "m-read-orig-ind", *names)
+
+
+def notification_ind(push: Push) -> MmsPdu:
+    """A pushed m-notification-ind: AOSP's mandatory set, and Content-Location the last
+    field both in the decoded (wire-ordered) headers and in the bytes of the push."""
+    names = ("X-Mms-Message-Class", "X-Mms-Message-Size", "X-Mms-Expiry")
+    note = _mandatory(push.pdu, "m-notification-ind", *names, "X-Mms-Content-Location")
+    assert note.transaction_id, note
+    size, expiry = note.headers["X-Mms-Message-Size"], note.headers["X-Mms-Expiry"]
+    assert isinstance(size, int) and size > 0, size
+    assert isinstance(expiry, dict) and next(iter(expiry.values())) > 0, expiry
+    location = note.headers["X-Mms-Content-Location"]
+    assert list(note.headers)[-1] == "X-Mms-Content-Location", list(note.headers)
+    assert push.raw.endswith(b"\x83" + location.encode() + b"\x00"), push.raw[-80:]
+    return note
+
+
 @pytest.fixture
 def sink():
     with SmsSink() as s:
@@ -102,12 +159,10 @@ def test_send_notify_fetch_and_reports(
         notes = {p.to: p for p in (sink.next(), sink.next())}
         assert set(notes) == {B, C}
         for push in notes.values():
-            n = push.pdu
-            assert n.message_type == "m-notification-ind"
+            n = notification_ind(push)
             assert n.headers["From"] == f"{A}/TYPE=PLMN"
             assert n.headers["X-Mms-Message-Size"] == len(request)
             assert n.headers["X-Mms-Content-Location"].startswith("http://mmsc.test/mms/")
-            assert list(n.headers)[-1] == "X-Mms-Content-Location"
         # Wireshark reads the same push the same way.
         decoded = tshark.decode("wsppush", notes[B].raw)
         assert decoded.ok, decoded.result
@@ -120,9 +175,7 @@ def test_send_notify_fetch_and_reports(
         phone = {"User-Agent": "TestPhone/1.0", "x-wap-profile": '"http://uap.test/p.rdf"'}
         status, body, headers = http("GET", fetch_url(server.mm1, location_b), headers=phone)
         assert status == 200 and headers["Content-Type"] == "application/vnd.wap.mms-message"
-        retrieved = mms.decode(body)
-        assert retrieved.message_type == "m-retrieve-conf"
-        assert retrieved.headers["X-Mms-Retrieve-Status"] == "Ok"
+        retrieved = retrieve_conf(body)
         assert retrieved.headers["Message-ID"] == message_id
         assert retrieved.headers["From"] == f"{A}/TYPE=PLMN"
         assert retrieved.headers["To"] == [f"{B}/TYPE=PLMN", f"{C}/TYPE=PLMN"]
@@ -134,8 +187,7 @@ def test_send_notify_fetch_and_reports(
         ack = MmsPdu("m-acknowledge-ind", retrieved.transaction_id, "1.2", {})
         assert post_pdu(server.mm1 + "/mms", ack, B)[0] == 204
         report = sink.next()
-        assert report.to == A and report.pdu.message_type == "m-delivery-ind"
-        assert report.pdu.headers["X-Mms-Status"] == "Retrieved"
+        assert report.to == A and delivery_ind(report).headers["X-Mms-Status"] == "Retrieved"
         assert report.pdu.headers["Message-ID"] == message_id
         assert report.pdu.headers["To"] == [f"{B}/TYPE=PLMN"]
 
@@ -153,8 +205,9 @@ def test_send_notify_fetch_and_reports(
         )
         assert post_pdu(server.mm1 + "/mms", read, B)[0] == 204
         orig = sink.next()
-        assert orig.to == A and orig.pdu.message_type == "m-read-orig-ind"
-        assert orig.pdu.headers["From"] == f"{B}/TYPE=PLMN"
+        assert orig.to == A and read_orig_ind(orig).headers["From"] == f"{B}/TYPE=PLMN"
+        assert orig.pdu.headers["Message-ID"] == message_id
+        assert orig.pdu.headers["To"] == [f"{A}/TYPE=PLMN"]
         assert orig.pdu.headers["X-Mms-Read-Status"] == "Read"
 
         # C defers (posting to the fetch URL, as some carrier configs do), then fetches
@@ -164,14 +217,13 @@ def test_send_notify_fetch_and_reports(
         defer = MmsPdu("m-notifyresp-ind", tid_c, "1.2", {"X-Mms-Status": "Deferred"})
         assert post_pdu(fetch_url(server.mm1, location_c), defer, C)[0] == 204
         deferred = sink.next()
-        assert deferred.to == A and deferred.pdu.headers["X-Mms-Status"] == "Deferred"
+        assert deferred.to == A and delivery_ind(deferred).headers["X-Mms-Status"] == "Deferred"
         status, body, _ = http("GET", fetch_url(server.mm1, location_c, tid_c))
-        late = mms.decode(body)
-        assert late.headers["X-Mms-Retrieve-Status"] == "Ok"
+        late = retrieve_conf(body)
         ack = MmsPdu("m-acknowledge-ind", late.transaction_id, "1.2", {})
         assert post_pdu(server.mm1 + "/mms", ack, C)[0] == 204
         final = sink.next()
-        assert final.to == A and final.pdu.headers["X-Mms-Status"] == "Retrieved"
+        assert final.to == A and delivery_ind(final).headers["X-Mms-Status"] == "Retrieved"
         assert final.pdu.headers["To"] == [f"{C}/TYPE=PLMN"]
 
         # The operator's view: every recipient retrieved, every step an event.
@@ -260,12 +312,12 @@ def test_unfetched_message_expires_with_a_report(tmp_path: Path, sink: SmsSink) 
         message_id = mms.decode(body).headers["Message-ID"]
         note = sink.next()
         assert note.to == B
+        location = notification_ind(note).headers["X-Mms-Content-Location"]
         expired = sink.next()
-        assert expired.to == A and expired.pdu.message_type == "m-delivery-ind"
-        assert expired.pdu.headers["X-Mms-Status"] == "Expired"
-        location = note.pdu.headers["X-Mms-Content-Location"]
+        assert expired.to == A and delivery_ind(expired).headers["X-Mms-Status"] == "Expired"
+        assert expired.pdu.headers["Message-ID"] == message_id
         _s, body, _h = http("GET", fetch_url(server.mm1, location))
-        gone = mms.decode(body)
+        gone = retrieve_conf(body, ok=False)
         assert gone.headers["X-Mms-Retrieve-Status"] == "Error-permanent-message-not-found"
         trace = json.loads(http("GET", f"{server.admin}/api/messages/{message_id}")[1])
         assert [r["state"] for r in trace["recipients"]] == ["expired"]
@@ -289,12 +341,16 @@ def test_a_fetch_stops_renotification(tmp_path: Path, sink: SmsSink) -> None:
         _status, body = post_pdu(server.mm1 + "/mms", send_req("R1", [B, C]), A)
         message_id = mms.decode(body).headers["Message-ID"]
         notes = {p.to: p for p in (sink.next(), sink.next())}
-        url_b = fetch_url(server.mm1, notes[B].pdu.headers["X-Mms-Content-Location"])
-        first = mms.decode(http("GET", url_b)[1])
-        assert first.headers["X-Mms-Retrieve-Status"] == "Ok"
+        url_b = fetch_url(server.mm1, notification_ind(notes[B]).headers["X-Mms-Content-Location"])
+        notification_ind(notes[C])  # C's first, checked like B's
+        first = retrieve_conf(http("GET", url_b)[1])
 
         again = sink.next()  # C's second notification, 2 s after the first
-        assert (again.to, again.pdu.message_type) == (C, "m-notification-ind")
+        assert (
+            again.to == C
+            and notification_ind(again).headers["X-Mms-Content-Location"]
+            == (notes[C].pdu.headers["X-Mms-Content-Location"])
+        )
         trace = json.loads(http("GET", f"{server.admin}/api/messages/{message_id}")[1])
         rid = {r["address"]: r["id"] for r in trace["recipients"]}
         queued = sorted(
@@ -315,8 +371,7 @@ def test_a_fetch_stops_renotification(tmp_path: Path, sink: SmsSink) -> None:
         assert not kinds & {"retrieved", "delivery-report-queued"}, kinds
         assert sink.pushes.empty()
 
-        later = mms.decode(http("GET", url_b)[1])
-        assert later.headers["X-Mms-Retrieve-Status"] == "Ok"
+        later = retrieve_conf(http("GET", url_b)[1])
         assert [bytes(p.data) for p in later.parts] == [bytes(p.data) for p in first.parts]
         trace = json.loads(http("GET", f"{server.admin}/api/messages/{message_id}")[1])
         assert [e["event"] for e in trace["events"]].count("fetched") == 1  # the first only
@@ -360,11 +415,12 @@ def test_bad_requests_get_protocol_answers(tmp_path: Path) -> None:
         assert conf.message_type == "m-mbox-view-conf"
         assert conf.headers["X-Mms-Response-Status"] == "Error-permanent-service-denied"
         # Unknown fetch URL: m-retrieve-conf with not-found, HTTP 200.
-        status, body, _ = http("GET", server.mm1 + "/mms/" + "a" * 24)
-        assert status == 200
-        assert mms.decode(body).headers["X-Mms-Retrieve-Status"] == (
-            "Error-permanent-message-not-found"
-        )
+        for tail in ("a" * 24, "nope"):  # a token we never issued; no token at all
+            status, body, _ = http("GET", server.mm1 + "/mms/" + tail)
+            assert status == 200
+            assert retrieve_conf(body, ok=False).headers["X-Mms-Retrieve-Status"] == (
+                "Error-permanent-message-not-found"
+            )
         assert http("PUT", url, b"x")[0] == 405
         # None of that stored anything.
         status, body, _ = http("GET", server.admin + "/metrics")
@@ -389,8 +445,7 @@ def test_forward_without_fetching(tmp_path: Path, sink: SmsSink) -> None:
     try:
         request = send_req("F1", [B])
         first_id = mms.decode(post_pdu(server.mm1 + "/mms", request, A)[1]).headers["Message-ID"]
-        note = sink.next()
-        location = note.pdu.headers["X-Mms-Content-Location"]
+        location = notification_ind(sink.next()).headers["X-Mms-Content-Location"]
         fwd = MmsPdu(
             "m-forward-req",
             "F2",
@@ -405,13 +460,13 @@ def test_forward_without_fetching(tmp_path: Path, sink: SmsSink) -> None:
         assert conf.message_type == "m-forward-conf" and conf.transaction_id == "F2"
         assert conf.headers["X-Mms-Response-Status"] == "Ok"
         pushes = {(p.to, p.pdu.message_type): p for p in (sink.next(), sink.next())}
-        report = pushes[(A, "m-delivery-ind")].pdu
+        report = delivery_ind(pushes[(A, "m-delivery-ind")])
         assert report.headers["X-Mms-Status"] == "Forwarded"
         assert report.headers["Message-ID"] == first_id
-        note_c = pushes[(C, "m-notification-ind")].pdu
+        note_c = notification_ind(pushes[(C, "m-notification-ind")])
         assert note_c.headers["From"] == f"{B}/TYPE=PLMN"
         _s, body, _h = http("GET", fetch_url(server.mm1, note_c.headers["X-Mms-Content-Location"]))
-        got = mms.decode(body)
+        got = retrieve_conf(body)
         assert got.headers["From"] == f"{B}/TYPE=PLMN"
         assert got.headers["X-Mms-Previously-Sent-By"][0]["address"] == f"{A}/TYPE=PLMN"
         assert got.headers["Subject"] == "Grüße"
@@ -465,3 +520,92 @@ def test_mutated_pdus_never_crash_or_half_store(tmp_path: Path) -> None:
         assert not [p for p in stored if p.name.endswith(".tmp")]
     finally:
         assert server.stop() == 0
+
+
+def test_acknowledge_posted_to_the_fetch_url(tmp_path: Path, sink: SmsSink) -> None:
+    """Carrier configs with enabledNotifyWapMMSC POST the m-acknowledge-ind to the
+    Content-Location rather than to the MMSC URL (feature-matrix §4.8): it is accepted
+    and makes the recipient Retrieved, and the sender gets its report only if it asked."""
+    server = start_server(
+        tmp_path,
+        {
+            "mm1": {"public_url": "http://mmsc.test/mms"},
+            "notify": {"backend": "kannel", "sendsms_url": sink.url},
+        },
+    )
+    try:
+        ids = {}
+        for subject, report in (("wants", True), ("quiet", False)):
+            request = send_req(subject, [B], report=report, subject=subject)
+            conf = mms.decode(post_pdu(server.mm1 + "/mms", request, A)[1])
+            ids[subject] = conf.headers["Message-ID"]
+
+        def trace(message_id: str) -> dict[str, Any]:
+            return json.loads(http("GET", f"{server.admin}/api/messages/{message_id}")[1])
+
+        notes = [notification_ind(sink.next()) for _ in ids]
+        assert sorted(n.headers["Subject"] for n in notes) == ["quiet", "wants"]
+        for note in notes:
+            message_id = ids[note.headers["Subject"]]
+            url = fetch_url(server.mm1, note.headers["X-Mms-Content-Location"])
+            got = retrieve_conf(http("GET", url)[1])
+            assert got.headers["Message-ID"] == message_id
+            recipients = trace(message_id)["recipients"]
+            assert [r["state"] for r in recipients] == ["notified"]  # a fetch is no delivery
+            ack = MmsPdu("m-acknowledge-ind", got.transaction_id, "1.2", {})
+            assert post_pdu(url, ack, B)[0] == 204
+            recipients = trace(message_id)["recipients"]  # the 204 follows the commit
+            assert [r["state"] for r in recipients] == ["retrieved"]
+        report = sink.next()
+        assert report.to == A and delivery_ind(report).headers["X-Mms-Status"] == "Retrieved"
+        assert report.pdu.headers["Message-ID"] == ids["wants"]
+        assert report.pdu.headers["To"] == [f"{B}/TYPE=PLMN"]
+        for subject, reports in (("wants", 1), ("quiet", 0)):
+            kinds = [(e["event"], e["detail"]) for e in trace(ids[subject])["events"]]
+            assert ("retrieved", "acknowledge") in kinds, kinds
+            assert [k for k, _ in kinds].count("delivery-report-queued") == reports, kinds
+        assert sink.pushes.empty()
+    finally:
+        server.stop()
+
+
+def test_fetch_url_tolerates_extras_and_stays_valid(tmp_path: Path, sink: SmsSink) -> None:
+    """The fetch URL with a query or more path appended (carrier configs, feature-matrix
+    §4.8) still serves the message, and it keeps serving it after the handset has
+    acknowledged it (a handset that fetches again must not get 404 or not-found)."""
+    server = start_server(
+        tmp_path,
+        {
+            "mm1": {"public_url": "http://mmsc.test/mms"},
+            "notify": {"backend": "kannel", "sendsms_url": sink.url},
+        },
+    )
+    try:
+        request = send_req("U1", [B])
+        message_id = mms.decode(post_pdu(server.mm1 + "/mms", request, A)[1]).headers["Message-ID"]
+        note = notification_ind(sink.next())
+        location = note.headers["X-Mms-Content-Location"]
+        sent = [bytes(p.data) for p in mms.decode(request).parts or []]
+        assert len(sent) == 3
+
+        def fetch(suffix: str) -> MmsPdu:
+            status, body, headers = http("GET", fetch_url(server.mm1, location, suffix))
+            assert status == 200, (suffix, status)
+            assert headers["Content-Type"] == "application/vnd.wap.mms-message", suffix
+            conf = retrieve_conf(body)
+            assert conf.headers["Message-ID"] == message_id, suffix
+            assert [bytes(p.data) for p in conf.parts or []] == sent, suffix
+            return conf
+
+        suffixes = ("", "?something", "/extra", f"?tid={note.transaction_id}")
+        first, *_ = [fetch(suffix) for suffix in suffixes]
+        ack = MmsPdu("m-acknowledge-ind", first.transaction_id, "1.2", {})
+        assert post_pdu(server.mm1 + "/mms", ack, B)[0] == 204
+        report = sink.next()
+        assert report.to == A and delivery_ind(report).headers["X-Mms-Status"] == "Retrieved"
+        trace = json.loads(http("GET", f"{server.admin}/api/messages/{message_id}")[1])
+        assert [r["state"] for r in trace["recipients"]] == ["retrieved"]
+        for suffix in suffixes:  # after the acknowledgement: the same message, Ok
+            assert fetch(suffix).transaction_id == first.transaction_id
+    finally:
+        server.stop()
