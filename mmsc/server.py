@@ -40,6 +40,14 @@ from storage.payloads import FilesystemPayloadStore, PayloadStore
 log = logging.getLogger("mmsc.server")
 
 
+def announce_listener(name: str, host: str, port: int) -> None:
+    """The start-up line that scripts and tests read the bound port from, written in one
+    write(2): print() writes the text and the newline separately, and the log flusher's
+    thread (mmsc/log_output.py) could land a line in between on a shared pipe."""
+    sys.stdout.write(f"mmsc: {name} listening on http://{host}:{port}\n")
+    sys.stdout.flush()
+
+
 async def _start_site(
     app: web.Application, listen: Listen, name: str, sock: socket.socket | None = None
 ) -> web.AppRunner:
@@ -56,7 +64,7 @@ async def _start_site(
     for sock in getattr(server, "sockets", None) or []:
         host, port = sock.getsockname()[:2]
         log.info("%s listening on %s:%d", name, host, port)
-        print(f"mmsc: {name} listening on http://{host}:{port}", flush=True)
+        announce_listener(name, host, port)
     return runner
 
 

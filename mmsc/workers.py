@@ -100,7 +100,7 @@ def serve(config: dict[str, Any], count: int) -> int:
     for name, sock in sockets.items():
         host, port = sock.getsockname()[:2]
         log.info("%s listening on %s:%d (%d workers)", name, host, port, count)
-        print(f"mmsc: {name} listening on http://{host}:{port}", flush=True)
+        server.announce_listener(name, host, port)
 
     children: dict[int, tuple[int, float]] = {}  # pid -> (worker index, start time)
     stopping = False
