@@ -70,6 +70,7 @@ def target_smpp(data: bytes) -> None:
         receipt = _quiet(smpp_receipt.parse_receipt, pdu)  # what the client does with one
         if receipt is not None:
             receipt.id_candidates()
+            receipt.converted_candidates()
     smpp_receipt.parse_receipt_text(data.decode("latin-1"))
 
 

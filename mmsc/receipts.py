@@ -36,10 +36,14 @@ class ReceiptRecorder:
         self.unmatched = 0
 
     async def __call__(self, bind: str, receipt: Receipt) -> None:
-        for delay in (0.0, *self.retry_delays):
+        delays = (0.0, *self.retry_delays)
+        for attempt, delay in enumerate(delays):
             if delay:
                 await asyncio.sleep(delay)
-            if await self.record(bind, receipt):
+            # The id in the other base only once the id as written has had every chance
+            # to be committed: it is a guess that can name another message.
+            last = attempt == len(delays) - 1
+            if await self.record(bind, receipt, converted=last):
                 return
         self.unmatched += 1
         log.warning(
@@ -49,13 +53,17 @@ class ReceiptRecorder:
             receipt.state,
         )
 
-    async def record(self, bind: str, receipt: Receipt) -> bool:
-        """Write the event; False when no push is known under the receipt's id."""
+    async def record(self, bind: str, receipt: Receipt, *, converted: bool = False) -> bool:
+        """Write the event; False when no push is known under the receipt's id (nor,
+        with ``converted``, under the same number in the other base)."""
         now = time.time()
         candidates = receipt.id_candidates()
+        guesses = receipt.converted_candidates() if converted else ()
 
         def unit(conn: Connection) -> tuple[bool, list[repo.Event]]:
             row: Any = repo.find_smsc_id(conn, candidates)
+            if row is None and guesses:
+                row = repo.find_smsc_id(conn, guesses)
             if row is None:
                 return False, []
             if row.message_id is None:

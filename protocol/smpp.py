@@ -395,6 +395,14 @@ _TLV_ALLOWED: Final = frozenset(
 )
 
 
+def _may_carry_tlvs(command_id: int) -> bool:
+    """Requests as §4 lists them; any response, because SMPP 5.0 §4.2.5 gives
+    submit_sm_resp and deliver_sm_resp TLVs (additional_status_info_text,
+    network_error_code…) and SMSCs send them on 3.4 binds too: refusing those would
+    lose the message_id before them."""
+    return command_id in _TLV_ALLOWED or bool(command_id & RESPONSE_BIT)
+
+
 @dataclass(slots=True)
 class Pdu:
     """One SMPP PDU: the header, the mandatory parameters by name, the TLVs by name.
@@ -501,7 +509,7 @@ def encode(pdu: Pdu) -> bytes:
                 out.append(len(data))
                 out += data
         if pdu.tlvs:
-            if pdu.command_id not in _TLV_ALLOWED:
+            if not _may_carry_tlvs(pdu.command_id):
                 raise EncodeError(f"{pdu.name} carries no optional parameters")
             for key, value in pdu.tlvs.items():
                 _tlv(out, key, value)
@@ -522,20 +530,19 @@ def _read_cstring(data: bytes, pos: int, end: int, name: str, size: int) -> tupl
     return data[pos:nul].decode("latin-1"), nul + 1
 
 
-def _decode_tlv_value(name: str | None, value: bytes, pos: int) -> Any:
+def _decode_tlv_value(name: str | None, value: bytes) -> Any:
     if name is None:
         return value
     width = TLV_INTEGERS.get(name)
     if width is not None:
-        # Some SMSCs write a 1-octet value as 2 or 4 octets; accept any width up to 4.
-        if len(value) != width and not 1 <= len(value) <= 4:
-            raise DecodeError(pos, f"{name}: length {len(value)}, expected {width}")
-        number = int.from_bytes(value, "big")
-        if number >> (8 * width):
-            # Too big for its field (§5.3.2 fixes the width): kept as the octets
-            # received, so the PDU still encodes again as it came.
+        # Some SMSCs write a 1-octet value as 2 or 4 octets: read any width up to 4.
+        # A value that is empty, longer, or too big for its field (§5.3.2 fixes the
+        # width) is kept as the octets received: the rest of the PDU (a delivery
+        # receipt, say) is still good, and it encodes again as it came.
+        if not 1 <= len(value) <= 4:
             return value
-        return number
+        number = int.from_bytes(value, "big")
+        return value if number >> (8 * width) else number
     if name in TLV_CSTRINGS:
         return value.rstrip(b"\x00").decode("latin-1")
     return value
@@ -552,9 +559,7 @@ def decode_tlvs(data: bytes, pos: int, end: int) -> dict[str | int, Any]:
         if start + length > end:
             raise DecodeError(pos, f"TLV 0x{tag:04X} of {length} octets runs past the PDU")
         name = TLV_NAMES.get(tag)
-        tlvs[tag if name is None else name] = _decode_tlv_value(
-            name, data[start : start + length], pos
-        )
+        tlvs[tag if name is None else name] = _decode_tlv_value(name, data[start : start + length])
         pos = start + length
     return tlvs
 
@@ -594,7 +599,7 @@ def decode(data: bytes) -> Pdu:
             params[name] = bytes(data[pos : pos + sm_length])
             pos += sm_length
     if pos < end:
-        if command_id not in _TLV_ALLOWED:
+        if not _may_carry_tlvs(command_id):
             raise DecodeError(pos, f"{end - pos} unexpected octet(s) after the {pdu.name} body")
         pdu.tlvs = decode_tlvs(data, pos, end)
     return pdu

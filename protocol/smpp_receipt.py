@@ -69,22 +69,26 @@ class Receipt:
         return self.state == "DELIVRD"
 
     def id_candidates(self) -> tuple[str, ...]:
-        """The forms under which the submit_sm_resp may have reported this id.
-
-        Some SMSCs answer submit_sm with a hexadecimal id and put the same
-        number in decimal into the receipt text (and the other way round);
-        looking a receipt up under every form finds the notification anyway.
-        """
+        """The forms under which the submit_sm_resp surely reported this id: the id
+        itself and without leading zeros (case is the store's business: it indexes
+        ids lower-cased, storage.repository.smsc_key)."""
         ident = self.message_id
         forms = [ident]
-        if ident.isascii() and ident.isdigit() and len(ident) <= 20:  # int() refuses "²"
-            number = int(ident)
-            forms += [f"{number:x}", f"{number:X}"]
-        elif re.fullmatch(r"[0-9A-Fa-f]{1,16}", ident):
-            forms.append(str(int(ident, 16)))
         if ident.lstrip("0") and ident.lstrip("0") != ident:
             forms.append(ident.lstrip("0"))
         return tuple(dict.fromkeys(forms))
+
+    def converted_candidates(self) -> tuple[str, ...]:
+        """The same number in the other base: some SMSCs answer submit_sm with a
+        hexadecimal id and put it in decimal into the receipt text (and the other way
+        round). A guess, so only for when no id matches as written: decimal "4660"
+        is also hexadecimal "1234", which may be another message's decimal id."""
+        ident = self.message_id
+        if ident.isascii() and ident.isdigit() and len(ident) <= 20:  # int() refuses "²"
+            return (f"{int(ident):x}",)
+        if re.fullmatch(r"[0-9A-Fa-f]{1,16}", ident):
+            return (str(int(ident, 16)),)
+        return ()
 
 
 def _date(value: str) -> datetime | None:

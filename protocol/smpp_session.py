@@ -377,6 +377,13 @@ class SmppSession:
             if command_id & smpp.RESPONSE_BIT:
                 # An answer we cannot read is still an answer: its status and sequence count.
                 pdu = Pdu(command_id, sequence, status)
+            elif command_id in (smpp.DELIVER_SM, smpp.DATA_SM):
+                # A message we cannot read is answered as refused for good (§5.1.3
+                # ESME_RX_P_APPN), not with generic_nack: many SMSCs redeliver a nacked
+                # deliver_sm forever and hold back the ones queued behind it.
+                self.respond(Pdu(command_id, sequence), smpp.ESME_RX_P_APPN)
+                events.append(Ignored(None, f"undecodable {command_id:#x}: {exc.reason}"))
+                return
             else:
                 self._out += smpp.encode(Pdu(smpp.GENERIC_NACK, sequence, smpp.ESME_RINVMSGLEN))
                 events.append(Ignored(None, f"undecodable {command_id:#x}: {exc.reason}"))
@@ -431,6 +438,9 @@ class SmppSession:
                 events.append(Ignored(pdu, f"{pdu.name} while {self.state.value}"))
             else:
                 events.append(MessageReceived(pdu))
+        elif command_id == smpp.ALERT_NOTIFICATION:
+            # §4.12: alert_notification has no response.
+            events.append(Ignored(pdu, "alert_notification (a handset became available)"))
         elif command_id == smpp.OUTBIND:
             events.append(
                 OutbindReceived(pdu.params.get("system_id", ""), pdu.params.get("password", ""))

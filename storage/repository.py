@@ -956,7 +956,7 @@ def remember_smsc_id_rows(
     """(SMSC id, outbox id, message id, recipient id, time) of submit_sms, in one statement."""
     values = [
         {
-            "smsc_id": smsc_id[:65],
+            "smsc_id": smsc_key(smsc_id),
             "outbox_id": outbox_id,
             "message_id": message_id,
             "recipient_id": recipient_id,
@@ -969,11 +969,19 @@ def remember_smsc_id_rows(
         conn.execute(insert(smsc_messages), values)
 
 
+def smsc_key(smsc_id: str) -> str:
+    """How an SMSC's message id is indexed: lower-case, without leading zeros. SMSCs
+    write one id as "0A1B2C3D" in the submit_sm_resp and "a1b2c3d" in the receipt."""
+    return smsc_id.strip().lower().lstrip("0")[:65] or "0"
+
+
 def find_smsc_id(conn: Connection, candidates: Sequence[str]) -> Row[Any] | None:
-    """The newest push submit known under any of ``candidates`` (forms of one SMSC id)."""
+    """The newest push submit known under any of ``candidates`` (forms of one SMSC id);
+    as written too, for rows stored before ids were indexed by ``smsc_key``."""
+    keys = list(dict.fromkeys([*(smsc_key(c) for c in candidates), *candidates]))
     q = (
         select(smsc_messages)
-        .where(smsc_messages.c.smsc_id.in_(list(candidates)))
+        .where(smsc_messages.c.smsc_id.in_(keys))
         .order_by(smsc_messages.c.id.desc())
         .limit(1)
     )

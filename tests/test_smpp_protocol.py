@@ -361,10 +361,13 @@ def test_non_receipts_and_receipts_without_id() -> None:
 
 
 def test_receipt_id_forms_cover_hex_and_decimal() -> None:
-    assert Receipt("255", "DELIVRD").id_candidates() == ("255", "ff", "FF")
-    assert Receipt("00ff", "DELIVRD").id_candidates() == ("00ff", "255", "ff")
+    assert Receipt("255", "DELIVRD").id_candidates() == ("255",)
+    assert Receipt("255", "DELIVRD").converted_candidates() == ("ff",)
+    assert Receipt("00ff", "DELIVRD").id_candidates() == ("00ff", "ff")
+    assert Receipt("00ff", "DELIVRD").converted_candidates() == ("255",)
     assert Receipt("4ce2802f-77", "DELIVRD").id_candidates() == ("4ce2802f-77",)
-    assert Receipt("²", "DELIVRD").id_candidates() == ("²",)  # isdigit(), but no number
+    assert Receipt("4ce2802f-77", "DELIVRD").converted_candidates() == ()
+    assert Receipt("²", "DELIVRD").converted_candidates() == ()  # isdigit(), but no number
 
 
 # ----------------------------------------------------------------------------- session
@@ -501,6 +504,42 @@ def test_peer_requests_are_answered() -> None:
     assert (nack.command_id, nack.status) == (smpp.GENERIC_NACK, smpp.ESME_RINVCMDID)
 
 
+def test_unreadable_deliver_sm_is_refused_for_good_and_alerts_get_no_answer() -> None:
+    """A deliver_sm we cannot decode (a 22-character source_addr) gets deliver_sm_resp
+    ESME_RX_P_APPN, so the SMSC stops redelivering it, not generic_nack; an
+    alert_notification gets no answer at all (§4.12)."""
+    session = bound_session()
+    body = smpp.encode(deliver(b"id:1 stat:DELIVRD"))[16:]
+    body = body[:3] + b"x" * 22 + body[body.index(b"\x00", 3) :]  # source_addr too long
+    raw = smpp.HEADER.pack(16 + len(body), smpp.DELIVER_SM, 0, 77) + body
+    (ignored,) = session.data_received(raw, 1.0)
+    assert isinstance(ignored, Ignored) and "undecodable" in ignored.reason
+    (resp,) = sent(session)
+    assert (resp.command_id, resp.sequence, resp.status) == (
+        smpp.DELIVER_SM_RESP,
+        77,
+        smpp.ESME_RX_P_APPN,
+    )
+    alert = Pdu(
+        smpp.ALERT_NOTIFICATION,
+        78,
+        params={"source_addr": "1", "esme_addr": "mmsc"},
+    )
+    (ignored,) = answer(session, alert, 1.0)
+    assert isinstance(ignored, Ignored)
+    assert session.data_to_send() == b""
+
+
+def test_submit_sm_resp_with_tlvs_keeps_its_message_id() -> None:
+    """SMPP 5.0 §4.2.5 TLVs after a submit_sm_resp (sent on 3.4 binds too)."""
+    body = b"ABCDEF01\x00" + b"\x00\x1d\x00\x05busy\x00"  # additional_status_info_text
+    raw = smpp.HEADER.pack(16 + len(body), smpp.SUBMIT_SM_RESP, 0, 3) + body
+    pdu = smpp.decode(raw)
+    assert pdu.params["message_id"] == "ABCDEF01"
+    assert pdu.tlvs == {"additional_status_info_text": "busy"}
+    assert smpp.decode(smpp.encode(pdu)).params["message_id"] == "ABCDEF01"
+
+
 def test_transmitter_refuses_deliver_sm() -> None:
     session = SmppSession(BindParams("a", "b", mode="transmitter"))
     session.connection_made(0.0)
@@ -545,7 +584,7 @@ def test_framing_loss_and_connection_loss() -> None:
 
 def test_undecodable_request_gets_generic_nack_and_session_goes_on() -> None:
     session = bound_session()
-    raw = smpp.HEADER.pack(20, smpp.DELIVER_SM, 0, 33) + b"abcd"  # no NUL in service_type
+    raw = smpp.HEADER.pack(20, smpp.OUTBIND, 0, 33) + b"abcd"  # no NUL in system_id
     (ignored,) = session.data_received(raw, 1.0)
     assert isinstance(ignored, Ignored)
     (nack,) = sent(session)

@@ -37,9 +37,11 @@ from sqlalchemy.sql import Select
 from mmsc.addresses import NumberPlan, parse_address
 from mmsc.core import Accepted, Mmsc, Policy, SendRefused
 from mmsc.notify.base import NotificationBackend, PushRequest, SendResult
+from mmsc.receipts import ReceiptRecorder
 from mmsc.scheduler import DEPTHS_MAX_SHARE, LEASE_SECONDS, Scheduler, depths_interval
 from protocol import mms, wap_push
 from protocol.mms import MmsPdu
+from protocol.smpp_receipt import Receipt
 from protocol.wsp import Part
 from storage import db, durable
 from storage import repository as repo
@@ -2086,5 +2088,51 @@ def test_writer_can_leave_the_log_sync_to_each_commit(tmp_path: Path) -> None:
     async def body() -> None:
         async with open_db(f"sqlite+aiosqlite:///{tmp_path / 'mmsc.db'}") as engine:
             assert await _writer_sync_level(engine, log_sync=False) == 2
+
+    run(body)
+
+
+def test_receipts_find_their_push_under_every_spelling_of_the_smsc_id(db_url: str) -> None:
+    """SMSCs write one id as "0A1B2C3D" in submit_sm_resp and "a1b2c3d" or its decimal
+    169552957 in the receipt. Case and leading zeros never matter; the other base is a
+    guess, tried only when nothing matches as written."""
+
+    async def body() -> None:
+        async with open_db(db_url) as engine, running_core(engine) as core:
+            m1, m2 = (await accept(core, [B])).message_id, (await accept(core, [C])).message_id
+
+            def remember(conn: Any) -> tuple[None, list[repo.Event]]:
+                rows = [("0A1B2C3D", 1, m1, None, 1.0), ("0000012345", 2, m2, None, 1.0)]
+                rows += [("1234", 3, m1, None, 1.0), ("4660", 4, m2, None, 1.0)]
+                repo.remember_smsc_id_rows(conn, rows)
+                return None, []
+
+            await core.write(remember)
+            recorder = ReceiptRecorder(core, retry_delays=())
+            for ident, expected in [
+                ("a1b2c3d", m1),
+                ("A1B2C3D", m1),
+                ("169552957", m1),  # decimal of 0xA1B2C3D: the guess, nothing else matched
+                ("12345", m2),
+                ("012345", m2),
+                ("4660", m2),  # as written, although the guess (hexadecimal "1234") names m1
+                ("1234", m1),  # as written
+            ]:
+                events_before = await count(engine, events, events.c.event == "push-receipt")
+                await recorder("bind", Receipt(ident, "DELIVRD"))
+                rows = await fetch(
+                    engine,
+                    select(events.c.message_id)
+                    .where(events.c.event == "push-receipt")
+                    .order_by(events.c.id.desc())
+                    .limit(1),
+                )
+                assert await count(engine, events, events.c.event == "push-receipt") == (
+                    events_before + 1
+                ), ident
+                assert rows[0].message_id == expected, ident
+            assert recorder.unmatched == 0
+            await recorder("bind", Receipt("ffff0000", "DELIVRD"))
+            assert recorder.unmatched == 1
 
     run(body)
