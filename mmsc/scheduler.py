@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
@@ -159,13 +160,23 @@ class Scheduler:
         expired = 0
         if explicit or now - self._last_sweep >= self.sweep_interval:
             self._last_sweep = now
-            expired = await self.core.expire_due(now, self.batch)
-            expired += await self.core.purge_expired(now, self.batch)
-        queued = await self.core.notify_due(now, self.batch)
+            expired = await self._step("expiry sweep", self.core.expire_due(now, self.batch))
+            expired += await self._step("purge", self.core.purge_expired(now, self.batch))
+        queued = await self._step("notification pass", self.core.notify_due(now, self.batch))
         if explicit or now - self._last_depths >= self.depths_interval:
             self._last_depths = now
             await self.update_depths()
         return bool(expired or queued)
+
+    @staticmethod
+    async def _step(name: str, work: Awaitable[int]) -> int:
+        """One step of a pass. A step that fails is logged and the others still run:
+        one message the expiry sweep cannot close must not stop every notification."""
+        try:
+            return await work
+        except Exception:
+            log.exception("scheduler %s failed; the pass goes on", name)
+            return 0
 
     async def update_depths(self) -> None:
         """Set the mmsc_queue_depth gauges, and space the next count by what this one cost.

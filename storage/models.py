@@ -113,7 +113,8 @@ outbox = Table(
     "outbox",
     metadata,
     Column("id", BigId, primary_key=True, autoincrement=True),
-    Column("kind", String(16), nullable=False),  # notification | delivery-ind | read-orig-ind
+    # notification | delivery-ind | read-orig-ind | mm7-deliver | mm7-delivery-report | …
+    Column("kind", String(32), nullable=False),
     Column("destination", String(128), nullable=False),
     Column("message_id", String(40), index=True),
     Column("recipient_id", BigInteger),

@@ -247,7 +247,7 @@ def test_upgrade_creates_schema_and_is_idempotent(db_url: str) -> None:
         try:
             assert await db.current_revision(engine) is None
             await db.upgrade(engine)
-            assert await db.current_revision(engine) == "0007"
+            assert await db.current_revision(engine) == "0008"
             async with engine.connect() as conn:
                 names = await conn.run_sync(lambda c: set(inspect(c).get_table_names()))
                 assert await conn.run_sync(diff) == []  # the migration builds the models
@@ -256,13 +256,13 @@ def test_upgrade_creates_schema_and_is_idempotent(db_url: str) -> None:
                 await conn.execute(insert(subscribers).values(address=B, last_seen=1.0))
             await db.upgrade(engine)
             await db.upgrade(engine)
-            assert await db.current_revision(engine) == "0007"
+            assert await db.current_revision(engine) == "0008"
             assert await count(engine, subscribers) == 1
             async with engine.connect() as conn:
                 versions = (
                     await conn.execute(text("SELECT version_num FROM alembic_version"))
                 ).all()
-            assert [v[0] for v in versions] == ["0007"]  # one row, not one per upgrade
+            assert [v[0] for v in versions] == ["0008"]  # one row, not one per upgrade
         finally:
             await engine.dispose()
 
@@ -2134,5 +2134,43 @@ def test_receipts_find_their_push_under_every_spelling_of_the_smsc_id(db_url: st
             assert recorder.unmatched == 0
             await recorder("bind", Receipt("ffff0000", "DELIVRD"))
             assert recorder.unmatched == 1
+
+    run(body)
+
+
+def test_every_outbox_kind_fits_its_column() -> None:
+    from mmsc.mm7_outbound import MM7_KINDS
+    from mmsc.scheduler import PUSH_KINDS
+
+    assert max(len(kind) for kind in (*PUSH_KINDS, *MM7_KINDS)) <= outbox.c.kind.type.length
+
+
+def test_a_vasp_message_is_confirmed_and_expired_on_every_engine(db_url: str) -> None:
+    """The MM7 delivery report's outbox kind ("mm7-delivery-report") is stored on both
+    engines: PostgreSQL once refused it (String(16)) and the failing row stopped the
+    expiry sweep; a failing sweep no longer stops the notification pass either."""
+
+    async def body() -> None:
+        async with open_db(db_url) as engine, running_core(engine) as core:
+            pdu, raw = send_req([plmn(B), plmn(C)], report=True, expiry=3600)
+            accepted = await core.accept(pdu, raw, SENDER, interface="mm7", vasp="acme")
+            (rid_b, _), _ = accepted.recipients
+            row_b = await core.recipient((await recipient_row(engine, rid_b)).token)
+            assert await core.mark_retrieved(row_b, cause="test") is True
+            deadline = (await message_row(engine, accepted.message_id)).expires_at
+            assert await core.expire_due(deadline) == 1
+            kinds = await fetch(engine, select(outbox.c.kind).order_by(outbox.c.id))
+            assert [k.kind for k in kinds] == ["mm7-delivery-report"] * 2
+
+            later = await accept(core, [D])
+            scheduler = Scheduler(core, RecordingBackend())
+
+            async def broken(now: float, limit: int) -> int:
+                raise RuntimeError("a row the sweep cannot close")
+
+            core.expire_due = broken  # type: ignore[method-assign]
+            await scheduler.run_once(time.time())
+            ((rid_d, _),) = later.recipients
+            assert (await recipient_row(engine, rid_d)).state == repo.NOTIFIED
 
     run(body)
