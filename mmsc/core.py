@@ -33,7 +33,7 @@ from storage.db import sync_twin
 from storage.inline import InlinePayloadStore
 from storage.models import messages, recipients
 from storage.payloads import PayloadStore
-from storage.writer import GroupCommitWriter
+from storage.writer import CommitUncertain, GroupCommitWriter
 
 log = logging.getLogger("mmsc.core")
 
@@ -484,6 +484,8 @@ class Mmsc:
 
         try:
             ids = await self.write(unit, staged.make_durable if staged is not None else None)
+        except CommitUncertain:
+            raise  # the rows may exist: their body stays (answered as a transient failure)
         except Exception:
             if staged is not None:
                 staged.discard()  # not written by a later flush

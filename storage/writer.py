@@ -60,6 +60,16 @@ class WriterClosed(RuntimeError):
     """The writer stopped before this unit could be committed."""
 
 
+class CommitUncertain(RuntimeError):
+    """The batch's COMMIT was sent, but whether it is durable is unknown: the log sync
+    after it failed (SQLite), or the COMMIT itself did not come back (PostgreSQL).
+
+    Its units are not run again, as a failure before the COMMIT would be: they may
+    well be committed, and running them twice would store twice (or, for an accept,
+    delete the body of a message whose rows exist). The caller answers as for a
+    transient failure and keeps what the units may have committed."""
+
+
 class GroupCommitWriter:
     def __init__(
         self,
@@ -286,17 +296,30 @@ class GroupCommitWriter:
             if self._log_rounds is not None:  # the stage goes on with the next batch
                 if self._log_thread is None:
                     self._log_thread = ThreadPoolExecutor(1, thread_name_prefix="mmsc-log-sync")
-                await loop.run_in_executor(self._log_thread, self._log_rounds.sync_after, ticket)
+                try:
+                    await loop.run_in_executor(
+                        self._log_thread, self._log_rounds.sync_after, ticket
+                    )
+                except Exception as exc:
+                    raise CommitUncertain(f"the log sync after COMMIT failed: {exc}") from exc
                 stages["log_sync"] = loop.time() - mark
             return results
         async with self.engine.connect() as raw:
             conn = await raw.execution_options(**{WRITE_OPTION: True})
-            async with conn.begin():
+            trans = await conn.begin()
+            try:
                 done: list[Any] = await conn.run_sync(apply_units, units)
                 if barriers is not None:  # waited for inside the transaction, before COMMIT
                     waited = loop.time()
                     await asyncio.wrap_future(barriers)
                     stages["barrier"] = loop.time() - waited
+            except BaseException:
+                await trans.rollback()
+                raise
+            try:
+                await trans.commit()
+            except Exception as exc:  # the server may have committed before the link broke
+                raise CommitUncertain(f"COMMIT did not complete: {exc}") from exc
         stages["transaction"] = loop.time() - mark - stages.get("barrier", 0.0)
         return done
 
@@ -308,6 +331,12 @@ class GroupCommitWriter:
             results = await self._execute(
                 [unit for unit, _future, _barrier, _at in batch], barriers, stages
             )
+        except CommitUncertain as exc:  # never run again what may be committed
+            log.error("batch of %d: %s", len(batch), exc)
+            for _unit, future, _barrier, _at in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
         except Exception as exc:  # isolate the failing unit below
             if len(batch) == 1:
                 if not batch[0][1].done():

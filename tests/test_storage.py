@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import errno
 import logging
 import os
 import time
@@ -61,7 +62,7 @@ from storage.payloads import (
     PayloadNotFound,
     PayloadStore,
 )
-from storage.writer import GroupCommitWriter, WriterClosed
+from storage.writer import CommitUncertain, GroupCommitWriter, WriterClosed
 from tests.pg import temp_database
 
 A, B, C, D = "+15550000001", "+15550000002", "+15550000003", "+15550000004"
@@ -2172,5 +2173,45 @@ def test_a_vasp_message_is_confirmed_and_expired_on_every_engine(db_url: str) ->
             await scheduler.run_once(time.time())
             ((rid_d, _),) = later.recipients
             assert (await recipient_row(engine, rid_d)).state == repo.NOTIFIED
+
+    run(body)
+
+
+def test_a_failed_log_sync_after_commit_keeps_what_may_be_committed(tmp_path: Path) -> None:
+    """The syncfs after a batch's COMMIT fails (EIO): its requests fail as uncertain,
+    their units are not run again (an accept run twice failed on its own rows and then
+    deleted the body they name), and every message row keeps its body."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'mmsc.db'}"
+    payloads = FilesystemPayloadStore(tmp_path / "payloads", fsync=True)
+
+    async def body() -> None:
+        async with open_db(url) as engine, running_core(engine, payloads=payloads) as core:
+            rounds = core.writer._log_rounds
+            assert rounds is not None  # SQLite FULL: the writer syncs the log itself
+            failures = [OSError(errno.EIO, "Input/output error")]
+
+            class FailingOnce:
+                """The writer's view of the sync rounds (the payload store keeps its own
+                view of the same rounds, untouched): its first log sync fails."""
+
+                def ticket(self) -> int:
+                    return rounds.ticket()
+
+                def sync_after(self, ticket: int) -> None:
+                    if failures:
+                        raise failures.pop()
+                    rounds.sync_after(ticket)
+
+            core.writer._log_rounds = FailingOnce()  # type: ignore[assignment]
+            outcomes = await asyncio.gather(
+                *(accept(core, [B], tid=f"U{i}") for i in range(3)), return_exceptions=True
+            )
+            assert outcomes and all(isinstance(o, CommitUncertain) for o in outcomes), outcomes
+            rows = await fetch(engine, select(messages.c.id, messages.c.payload_key))
+            assert len(rows) == 3  # committed, as SQLite had been told
+            for row in rows:
+                assert await payloads.get(row.payload_key)  # their bodies kept
+            assert await count(engine, events, events.c.event == "accepted") == 3  # once each
+            await accept(core, [C])  # the writer goes on
 
     run(body)
