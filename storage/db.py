@@ -110,6 +110,15 @@ def _sqlite_setup(
             delay = min(delay * 2, 0.002)
 
 
+def _private_file(path: Path) -> None:
+    """Create the database file readable by its owner only, before SQLite does (with the
+    umask's 0644): it holds the fetch tokens, addresses and subjects, and inline bodies.
+    SQLite gives the -wal and -shm files the database file's mode."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not path.exists():
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+
+
 def create_engine(url: str, *, sqlite_synchronous: str = "FULL", echo: bool = False) -> AsyncEngine:
     """An async engine for ``url``; for SQLite, the file's directory is created."""
     parsed = make_url(url)
@@ -120,7 +129,7 @@ def create_engine(url: str, *, sqlite_synchronous: str = "FULL", echo: bool = Fa
             raise ValueError(f"sqlite synchronous must be one of {SQLITE_SYNCHRONOUS}")
         database = parsed.database
         if database and database != ":memory:":
-            Path(database).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+            _private_file(Path(database).expanduser().resolve())
         kwargs["connect_args"] = {"timeout": 30}
         engine = create_async_engine(url, **kwargs)
         _sqlite_setup(engine.sync_engine, sync)

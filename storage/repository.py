@@ -886,10 +886,12 @@ def get_subscriber(conn: Connection, address: str) -> Row[Any] | None:
 
 
 def messages_to_purge(conn: Connection, before: float, limit: int) -> list[Row[Any]]:
-    """Accepted messages whose expiry (plus grace) has passed, locked for this transaction."""
+    """Messages whose expiry (plus grace) has passed and that still have their body,
+    locked for this transaction: accepted ones, and those a VASP cancelled (their body
+    is no longer served, but was kept for the trace until then)."""
     q = (
         select(messages.c.id, messages.c.payload_key)
-        .where(messages.c.state == "accepted", messages.c.expires_at <= before)
+        .where(messages.c.state.in_(("accepted", "cancelled")), messages.c.expires_at <= before)
         .order_by(messages.c.expires_at)
         .limit(limit)
     )

@@ -1386,6 +1386,18 @@ def test_expired_messages_lose_their_payload_but_keep_their_trace(db_url: str) -
             trace = await core.trace(accepted.message_id)
             assert trace is not None
             assert "payload-removed" in [e["event"] for e in trace["events"]]
+            # A message a VASP cancelled loses its body at expiry too.
+            cancelled = await accept(core, [C])
+
+            def cancel(conn: Any) -> tuple[None, list[repo.Event]]:
+                repo.set_message_state(conn, cancelled.message_id, "cancelled")
+                return None, []
+
+            await core.write(cancel)
+            expiry = (await message_row(engine, cancelled.message_id)).expires_at
+            assert await core.purge_expired(expiry + 3601) == 1
+            assert payloads.keys() == []
+            assert (await message_row(engine, cancelled.message_id)).state == "expired"
 
     run(body)
 
@@ -2215,3 +2227,22 @@ def test_a_failed_log_sync_after_commit_keeps_what_may_be_committed(tmp_path: Pa
             await accept(core, [C])  # the writer goes on
 
     run(body)
+
+
+def test_the_sqlite_files_are_private(tmp_path: Path) -> None:
+    """The database holds fetch tokens, addresses, subjects (and inline bodies): its
+    file, its log and its directory are the owner's alone, whatever the umask."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'var' / 'mmsc.db'}"
+
+    async def body() -> None:
+        async with open_db(url) as engine, running_core(engine) as core:
+            await accept(core, [B])
+            for name in ("mmsc.db", "mmsc.db-wal", "mmsc.db-shm"):
+                assert (tmp_path / "var" / name).stat().st_mode & 0o777 == 0o600, name
+            assert (tmp_path / "var").stat().st_mode & 0o777 == 0o700
+
+    old = os.umask(0o022)
+    try:
+        run(body)
+    finally:
+        os.umask(old)
