@@ -638,6 +638,32 @@ class Mmsc:
             await self.payloads.delete(key)
         return len(keys)
 
+    async def reconcile_payloads(self, older_than: float = 3600.0, chunk: int = 500) -> int:
+        """Remove stored bodies that no message names any more; how many.
+
+        Left over by a crash between a body's write and its message's commit (the
+        barriers of several batches run ahead of their COMMITs), between the purge's
+        commit and its deletes, by a replace or adaptation whose record failed. Only
+        bodies ``older_than`` seconds are looked at, so one whose commit is under way
+        is never taken for garbage. A key names its message: ``<message id>`` for the
+        original, ``<message id>-<random>`` after a replace, ``<key>.<variant>`` for an
+        adapted copy; it is live while that message has not expired and still stores
+        exactly that original (storage.payloads, mmsc.mm7_ops, mmsc.adapt.service)."""
+        keys = await self.payloads.stale_keys(older_than)
+        removed = 0
+        for start in range(0, len(keys), chunk):
+            part = keys[start : start + chunk]
+            owners = {key: key.split(".", 1)[0].split("-", 1)[0] for key in part}
+            live = await self.read_in_thread(repo.live_payload_keys, sorted(set(owners.values())))
+            for key in part:
+                if live.get(owners[key]) != key.split(".", 1)[0]:
+                    removed += await self.payloads.delete(key)
+        if removed:
+            log.warning(
+                "removed %d stored bodies no message names (of %d checked)", removed, len(keys)
+            )
+        return removed
+
     def unreachable(
         self, conn: Connection, recipient_id: int, now: float, detail: str
     ) -> list[repo.Event]:

@@ -37,6 +37,8 @@ from storage import repository as repo
 log = logging.getLogger("mmsc.scheduler")
 
 LEASE_SECONDS = 60.0
+RECONCILE_INTERVAL = 3600.0  # seconds between looks for orphaned bodies ([storage])
+RECONCILE_FIRST = 60.0  # the first look, after the start
 PUSH_KINDS = ("notification", "delivery-ind", "read-orig-ind")  # what the SMS backend carries
 
 
@@ -62,9 +64,11 @@ class Scheduler:
         ref16: bool = False,
         lease: float = LEASE_SECONDS,
         coalesce: float = 0.005,
+        reconcile_interval: float = RECONCILE_INTERVAL,
     ) -> None:
         """``coalesce``: the least time between two passes of the running loop, in seconds
-        (see :meth:`_run`)."""
+        (see :meth:`_run`); ``reconcile_interval``: seconds between two looks for stored
+        bodies no message names (Mmsc.reconcile_payloads), 0 for never."""
         self.core = core
         self.backend = backend
         self.mm7: Mm7Outbound | None = None  # MM7 requests to VASPs, when any VASP is set up
@@ -86,6 +90,8 @@ class Scheduler:
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self.reconcile_interval = reconcile_interval
+        self._reconciler: asyncio.Task[None] | None = None
         self.sweep_interval = 1.0
         self.coalesce = coalesce
         self._last_sweep = 0.0
@@ -99,6 +105,8 @@ class Scheduler:
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="scheduler")
+        if self.reconcile_interval > 0:
+            self._reconciler = asyncio.create_task(self._reconcile(), name="reconciler")
         await self.pushes.start()
 
     async def close(self) -> None:
@@ -106,6 +114,10 @@ class Scheduler:
         outcome is recorded."""
         self._stop.set()
         self._wake.set()
+        if self._reconciler is not None:
+            self._reconciler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reconciler
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
@@ -167,6 +179,18 @@ class Scheduler:
             self._last_depths = now
             await self.update_depths()
         return bool(expired or queued)
+
+    async def _reconcile(self) -> None:
+        """Look for orphaned bodies a minute after the start (what a crash left is
+        older than the reconciler's age limit an hour after it was written), then every
+        ``reconcile_interval``; a scan of a large store runs beside the passes."""
+        delay = min(RECONCILE_FIRST, self.reconcile_interval)
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), delay)
+                return
+            await self._step("payload reconciliation", self.core.reconcile_payloads())
+            delay = self.reconcile_interval
 
     @staticmethod
     async def _step(name: str, work: Awaitable[int]) -> int:

@@ -32,7 +32,7 @@ from mmsc.mm7_outbound import Mm7Outbound
 from mmsc.notify.base import make_backend
 from mmsc.notify.smpp import SmppBackend
 from mmsc.receipts import ReceiptRecorder
-from mmsc.scheduler import LEASE_SECONDS, Scheduler
+from mmsc.scheduler import LEASE_SECONDS, RECONCILE_INTERVAL, Scheduler
 from storage import db
 from storage.inline import INLINE_PAYLOAD_MAX, InlinePayloadStore
 from storage.payloads import FilesystemPayloadStore, PayloadStore
@@ -104,6 +104,9 @@ async def run(
         storage_cfg, "storage", "inline_payload_max", INLINE_PAYLOAD_MAX, low=0
     )
     writer_concurrency = settings.integer(storage_cfg, "storage", "writer_concurrency", 2, low=1)
+    reconcile_interval = settings.number(
+        storage_cfg, "storage", "reconcile_interval", RECONCILE_INTERVAL
+    )
     mm1_listen = Listen.parse(config["mm1"]["listen"], "mm1.listen")
     admin_listen = Listen.parse(config["admin"]["listen"], "admin.listen")
     mm7_listen = Listen.parse(config["mm7"]["listen"], "mm7.listen")
@@ -147,7 +150,13 @@ async def run(
     await backend.start()
     log.info("notification backend: %s", backend.name)
     scheduler = Scheduler(
-        core, backend, poll_interval=poll_interval, batch=batch, lease=lease, coalesce=coalesce
+        core,
+        backend,
+        poll_interval=poll_interval,
+        batch=batch,
+        lease=lease,
+        coalesce=coalesce,
+        reconcile_interval=reconcile_interval,
     )
     outbound = Mm7Outbound(core, vasps) if any(v.deliver_url for v in vasps.values()) else None
     if outbound is not None:

@@ -55,6 +55,10 @@ def _has_blob(conn: Connection, key: str) -> bool:
     return conn.execute(_SELECT_KEY, {"key": key}).first() is not None
 
 
+def _blob_keys(conn: Connection) -> list[str]:
+    return list(conn.execute(select(payload_blobs.c.key)).scalars())
+
+
 def _delete_blob(conn: Connection, key: str) -> tuple[bool, list[Any]]:
     removed = conn.execute(_DELETE_BLOB, {"key": key}).rowcount
     return bool(removed), []
@@ -116,6 +120,13 @@ class InlinePayloadStore:
         if await self._reader()(_has_blob, key):
             return True
         return await self.files.exists(key)
+
+    async def stale_keys(self, older_than_seconds: float) -> list[str]:
+        """The files' stale keys, and every body kept in the database: those are written
+        in their message's own transaction, so whatever age one has, a body no message
+        names is left over from a delete that did not happen."""
+        files = await self.files.stale_keys(older_than_seconds)
+        return [*files, *await self._reader()(_blob_keys)]
 
     async def close(self) -> None:
         await self.files.close()

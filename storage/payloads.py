@@ -134,6 +134,12 @@ class PayloadStore(Protocol):
         """Whether a payload is stored under ``key``."""
         ...
 
+    async def stale_keys(self, older_than_seconds: float) -> list[str]:
+        """The keys stored at least ``older_than_seconds`` ago: what the reconciler
+        (Mmsc.reconcile_payloads) checks against the database, to remove bodies that no
+        row names after a crash between a write and its commit (or a delete and its)."""
+        ...
+
     async def close(self) -> None:
         """Release resources; idempotent."""
         ...
@@ -405,6 +411,32 @@ class FilesystemPayloadStore:
 
     # -- maintenance ---------------------------------------------------------------
 
+    async def stale_keys(self, older_than_seconds: float) -> list[str]:
+        """See :class:`PayloadStore`. Leftover temp files of the same age are removed on
+        the way (``sweep_temp``): garbage by construction."""
+        if older_than_seconds < 0:
+            raise ValueError("older_than_seconds must be >= 0")
+        await self.sweep_temp(older_than_seconds)
+        return await asyncio.to_thread(self._stale_sync, older_than_seconds)
+
+    def _stale_sync(self, older_than_seconds: float) -> list[str]:
+        cutoff = time.time() - older_than_seconds
+        keys = []
+        for level1 in _subdirs(self._root):
+            for level2 in _subdirs(level1):
+                with os.scandir(level2) as entries:
+                    for entry in entries:
+                        if entry.name.endswith(_TEMP_SUFFIX) or not _KEY_RE.fullmatch(entry.name):
+                            continue
+                        try:
+                            if entry.is_file(follow_symlinks=False) and (
+                                entry.stat(follow_symlinks=False).st_mtime < cutoff
+                            ):
+                                keys.append(entry.name)
+                        except FileNotFoundError:
+                            continue  # deleted meanwhile
+        return keys
+
     async def sweep_temp(self, older_than_seconds: float = 3600) -> int:
         """Delete leftover ``*.tmp`` files older than ``older_than_seconds``; return the count.
 
@@ -562,6 +594,7 @@ class InMemoryPayloadStore:
 
     def __init__(self) -> None:
         self._data: dict[str, bytes] = {}
+        self._written: dict[str, float] = {}
 
     def stage(self, key: str, data: bytes | memoryview) -> StagedPayload | None:
         """Not supported: callers put."""
@@ -575,6 +608,7 @@ class InMemoryPayloadStore:
         validate_key(key)
         blob = _as_bytes_view(data).tobytes()
         self._data[key] = blob
+        self._written[key] = time.time()
         return len(blob)
 
     async def get(self, key: str) -> bytes:
@@ -586,11 +620,16 @@ class InMemoryPayloadStore:
 
     async def delete(self, key: str) -> bool:
         validate_key(key)
+        self._written.pop(key, None)
         return self._data.pop(key, None) is not None
 
     async def exists(self, key: str) -> bool:
         validate_key(key)
         return key in self._data
+
+    async def stale_keys(self, older_than_seconds: float) -> list[str]:
+        cutoff = time.time() - older_than_seconds
+        return [key for key, written in self._written.items() if written < cutoff]
 
     async def close(self) -> None:
         """Nothing to release."""

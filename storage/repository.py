@@ -898,6 +898,15 @@ def messages_to_purge(conn: Connection, before: float, limit: int) -> list[Row[A
     return list(conn.execute(_skip_locked(conn, q, messages)).all())
 
 
+def live_payload_keys(conn: Connection, message_ids: Sequence[str]) -> dict[str, str]:
+    """message id -> payload key of those of ``message_ids`` that still have their body
+    (not yet purged at expiry)."""
+    q = select(messages.c.id, messages.c.payload_key).where(
+        messages.c.id.in_(list(message_ids)), messages.c.state != "expired"
+    )
+    return {row.id: row.payload_key for row in conn.execute(q)}
+
+
 def remove_messages(conn: Connection, before: float, limit: int) -> int:
     """Delete everything kept about messages that expired before ``before`` and lost their
     body already: the message, recipient, event and push rows. Returns how many."""

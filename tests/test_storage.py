@@ -37,6 +37,7 @@ from sqlalchemy.sql import Select
 
 from mmsc.addresses import NumberPlan, parse_address
 from mmsc.core import Accepted, Mmsc, Policy, SendRefused
+from mmsc.ids import new_id
 from mmsc.notify.base import NotificationBackend, PushRequest, SendResult
 from mmsc.receipts import ReceiptRecorder
 from mmsc.scheduler import DEPTHS_MAX_SHARE, LEASE_SECONDS, Scheduler, depths_interval
@@ -2246,3 +2247,57 @@ def test_the_sqlite_files_are_private(tmp_path: Path) -> None:
         run(body)
     finally:
         os.umask(old)
+
+
+def test_bodies_no_message_names_are_reconciled_away(db_url: str, tmp_path: Path) -> None:
+    """What a crash between a body's write and its commit (or a purge's commit and its
+    deletes) leaves is removed once it is an hour old; every body a live message names,
+    its adapted copies included, stays."""
+    payloads = FilesystemPayloadStore(tmp_path / "payloads", fsync=False)
+
+    async def body() -> None:
+        async with open_db(db_url) as engine, running_core(engine, payloads=payloads) as core:
+            live = (await accept(core, [B])).message_id
+            gone = (await accept(core, [C])).message_id
+
+            def expire(conn: Any) -> tuple[None, list[repo.Event]]:
+                repo.set_message_state(conn, gone, "expired")  # purged, its delete lost
+                return None, []
+
+            await core.write(expire)
+            orphan = new_id()
+            for key in (f"{live}.v1", f"{live}-old", orphan, f"{orphan}.v1", "young"):
+                await payloads.put(key, b"x")
+            hour_ago = time.time() - 3700
+            for key in (live, f"{live}.v1", f"{live}-old", gone, orphan, f"{orphan}.v1"):
+                os.utime(payloads.path_for(key), (hour_ago, hour_ago))
+            leftover = payloads.path_for(orphan).with_name("x.tmp")
+            leftover.write_bytes(b"half")
+            os.utime(leftover, (hour_ago, hour_ago))
+
+            assert await core.reconcile_payloads() == 4
+            kept = sorted(p.name for p in payloads.root.rglob("*") if p.is_file())
+            assert kept == sorted([live, f"{live}.v1", "young"])
+            assert await core.reconcile_payloads() == 0
+
+    run(body)
+
+
+def test_bodies_in_the_database_no_message_names_are_reconciled_away(db_url: str) -> None:
+    store = InlinePayloadStore(InMemoryPayloadStore(), max_size=1_000_000)
+
+    async def body() -> None:
+        async with open_db(db_url) as engine, running_core(engine, payloads=store) as core:
+            live = (await accept(core, [B])).message_id
+            gone = (await accept(core, [C])).message_id
+
+            def expire(conn: Any) -> tuple[None, list[repo.Event]]:
+                repo.set_message_state(conn, gone, "expired")
+                return None, []
+
+            await core.write(expire)
+            assert await count(engine, payload_blobs) == 2
+            assert await core.reconcile_payloads() == 1
+            assert [r.key for r in await fetch(engine, select(payload_blobs.c.key))] == [live]
+
+    run(body)
