@@ -32,10 +32,15 @@ declaration, so no encoding trick can hide markup from that cut.
 Anything that is not a usable profile (not XML, an HTML error page, XML without a
 single UAProf attribute) raises ``UaprofError`` and nothing else, so the caller can
 fall back to its defaults.
+
+The URL is the handset's to choose, so ``fetchable_address`` says which addresses a
+fetch may connect to (the fetcher, mmsc/adapt/targets.py, applies it to every address
+a profile host resolves to): never the MMSC's own network by default.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -495,3 +500,46 @@ def profile_url(headers: Headers) -> str | None:
             if url:
                 return url
     return None
+
+
+# ------------------------------------------------------------------ where a fetch may go
+
+# Well-known NAT64 prefix (RFC 6052): the gateway connects to the IPv4 address in the
+# last 32 bits, so that address is the one to judge.
+_NAT64: Final = ipaddress.IPv6Network("64:ff9b::/96")
+
+
+def fetchable_address(address: str, *, allow_private: bool = False) -> bool:
+    """Whether a UAProf fetch may connect to ``address`` (an IP address as text; an
+    IPv6 zone such as ``%eth0`` is ignored).
+
+    The profile URL comes from any subscriber's request, so without this the MMSC
+    would send GET requests wherever a handset points it: its own loopback services,
+    the operator's private networks, a cloud metadata endpoint. IPv4 carried in IPv6
+    (mapped ``::ffff:a.b.c.d``, 6to4, NAT64) is judged as that IPv4 address.
+
+    Refused always: link-local (169.254/16 with cloud metadata, fe80::/10), multicast,
+    unspecified (0.0.0.0 reaches the local host on Linux), broadcast and reserved.
+    Refused unless ``allow_private`` (a lab whose profile server is on its own
+    network): loopback, private (RFC 1918, fc00::/7, fec0::/10), shared (100.64/10,
+    carrier-grade NAT, where an operator's own hosts live) and the other
+    special-purpose ranges that are not globally reachable."""
+    try:
+        ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(
+            address.partition("%")[0]
+        )
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip in _NAT64:
+            ip = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        else:
+            ip = ip.ipv4_mapped or ip.sixtofour or ip
+    if ip.is_link_local or ip.is_multicast or ip.is_unspecified:
+        return False
+    if ip.is_loopback:
+        return allow_private
+    if ip.is_reserved:
+        return False
+    site_local = isinstance(ip, ipaddress.IPv6Address) and ip.is_site_local
+    return allow_private or (ip.is_global and not ip.is_private and not site_local)

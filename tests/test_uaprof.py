@@ -27,6 +27,7 @@ from protocol.uaprof import (
     MIN_MESSAGE_SIZE,
     Capabilities,
     UaprofError,
+    fetchable_address,
     normalise_charset,
     normalise_type,
     parse_profile,
@@ -632,6 +633,77 @@ def test_profile_url_from_a_multidict() -> None:
         [("X-Wap-Profile", "junk"), ("x-wap-profile", URL), ("x-wap-profile", "http://b/")]
     )
     assert profile_url(headers) == URL
+
+
+# ------------------------------------------------------------------ where a fetch may go
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "10.0.0.1",
+        "172.16.0.1",
+        "172.31.255.254",
+        "192.168.1.1",
+        "100.64.0.1",  # carrier-grade NAT: an operator's own hosts
+        "fc00::1",
+        "fd12:3456::1",
+        "fec0::1",  # deprecated site-local
+        "127.0.0.1",
+        "127.8.9.10",
+        "::1",
+        "::ffff:127.0.0.1",
+        "::ffff:10.0.0.1",
+        "64:ff9b::a00:1",  # NAT64 of 10.0.0.1
+        "2002:c0a8:101::1",  # 6to4 of 192.168.1.1
+    ],
+)
+def test_private_and_loopback_addresses_need_the_lab_switch(address: str) -> None:
+    assert not fetchable_address(address)
+    assert fetchable_address(address, allow_private=True)
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "169.254.169.254",  # cloud metadata
+        "169.254.0.1",
+        "fe80::1",
+        "fe80::1%eth0",
+        "::ffff:169.254.169.254",
+        "0.0.0.0",  # reaches the local host on Linux
+        "::",
+        "::ffff:0.0.0.0",
+        "224.0.0.1",
+        "239.255.255.250",
+        "ff02::1",
+        "255.255.255.255",
+        "240.0.0.1",
+        "::127.0.0.1",  # IPv4-compatible, deprecated
+        "",
+        "localhost",
+        "127.1",  # a legacy form getaddrinfo reads: resolved first, then judged
+        "not an address",
+    ],
+)
+def test_link_local_multicast_reserved_and_unspecified_are_never_fetched(address: str) -> None:
+    assert not fetchable_address(address)
+    assert not fetchable_address(address, allow_private=True)
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "93.184.216.34",
+        "8.8.8.8",
+        "2606:2800:220:1:248:1893:25c8:1946",
+        "::ffff:93.184.216.34",
+        "64:ff9b::5db8:d822",  # NAT64 of 93.184.216.34
+    ],
+)
+def test_public_addresses_are_fetched(address: str) -> None:
+    assert fetchable_address(address)
+    assert fetchable_address(address, allow_private=True)
 
 
 # --------------------------------------------------------------------------- fuzzing

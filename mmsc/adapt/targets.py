@@ -3,6 +3,13 @@
 Order (issue #6): a per-subscriber override, the handset's UAProf (fetched in
 the background and cached: a retrieval never waits for a profile server),
 a device class matched on User-Agent or profile URL, and the default class.
+
+The profile URL is whatever a subscriber's handset sends, so fetching it is guarded
+(ProfileCache): http(s) on allowed ports only, every address the host resolves to must
+be public (protocol.uaprof.fetchable_address) -- checked before the request and again
+when the connector resolves, so a second DNS answer cannot slip in -- redirects are
+followed by hand, each hop checked, and memory, concurrency and body size are bounded.
+A refused URL is a dead profile: the device class is used.
 """
 
 from __future__ import annotations
@@ -11,25 +18,51 @@ import asyncio
 import contextlib
 import functools
 import hashlib
+import ipaddress
 import logging
+import socket
 import time
-from collections.abc import Callable, Coroutine, Mapping
-from typing import Any, TypeAlias
+from collections import OrderedDict
+from collections.abc import Callable, Coroutine, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 import aiohttp
+from aiohttp.abc import AbstractResolver
 from sqlalchemy.engine import Connection
+from yarl import URL
 
 from mmsc import config as settings
 from mmsc.adapt.pipeline import Target
 from mmsc.core import Mmsc
 from mmsc.devices import DeviceClass, default_caps, load_classes, resolve
-from protocol.uaprof import Capabilities, UaprofError, parse_profile, profile_url
+from protocol.uaprof import (
+    Capabilities,
+    UaprofError,
+    fetchable_address,
+    parse_profile,
+    profile_url,
+)
 from storage import repository as repo
+
+if TYPE_CHECKING:
+    from aiohttp.abc import ResolveResult  # used in annotations only
 
 log = logging.getLogger("mmsc.adapt.uaprof")
 
 MAX_PROFILE_BYTES = 512 * 1024
 MAX_KNOWN_DEVICES = 200_000  # address -> (User-Agent, profile URL), oldest forgotten first
+# Vendors serve profiles on the standard ports; anything else is more likely a probe of
+# some internal service ([adapt] uaprof_ports widens this).
+DEFAULT_PORTS: Final = frozenset({80, 443})
+MAX_REDIRECTS: Final = 3
+# Each distinct URL a handset names is an entry: the cache forgets the least recently
+# used beyond this ([adapt] uaprof_cache_entries), so distinct URLs cannot exhaust memory.
+MAX_CACHED_PROFILES: Final = 10_000
+MAX_CONCURRENT_FETCHES: Final = 8
+# URLs waiting for one of those slots; beyond this a new URL is not fetched this time
+# (the device class is used, and a later request tries again).
+MAX_QUEUED_FETCHES: Final = 1_000
+_REDIRECT_STATUSES: Final = frozenset({301, 302, 303, 307, 308})
 
 
 def target_of(caps: Capabilities, *, generate_smil: bool = False, smil: bool = True) -> Target:
@@ -84,11 +117,50 @@ ProfileSave: TypeAlias = Callable[
 ]
 
 
+class ProfileRefused(OSError):
+    """A profile URL, redirect or address a fetch may not go to. An OSError so that,
+    raised by the resolver inside aiohttp's connector, it fails the connection like an
+    unreachable host would."""
+
+
+class GuardedResolver(AbstractResolver):
+    """Resolves with ``inner`` and refuses a host any of whose addresses is not
+    ``fetchable_address``. The connector resolves through this, so what a fetch connects
+    to is what was checked: a DNS name that answers with a public address for the
+    check and a private one for the connection (rebinding) is refused at connect time.
+    (aiohttp does not resolve IP literals; those cannot rebind and are checked by
+    ProfileCache before each request.)"""
+
+    def __init__(self, inner: AbstractResolver, *, allow_private: bool = False) -> None:
+        self.inner = inner
+        self.allow_private = allow_private
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        hosts = await self.inner.resolve(host, port, family)
+        for entry in hosts:
+            if not fetchable_address(entry["host"], allow_private=self.allow_private):
+                raise ProfileRefused(f"{host} resolves to {entry['host']}, not a public address")
+        if not hosts:
+            raise ProfileRefused(f"{host} resolves to no address")
+        return hosts
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
 class ProfileCache:
     """UAProf documents by URL: fetched once in the background, kept for ``ttl`` seconds,
     dead URLs remembered for ``negative_ttl`` so they are not hammered. With ``load`` and
     ``save`` (the database) the cache is shared by every node and survives restarts;
-    memory is only the first level."""
+    memory is only the first level, an LRU of ``max_entries``.
+
+    Fetches go only to ``ports`` (empty: any) and to public addresses unless
+    ``allow_private`` (see GuardedResolver); at most ``concurrency`` run at once. A
+    refused URL is a negative entry in memory only (not in the database, which a flood
+    of made-up URLs would otherwise grow) and is logged once per ``negative_ttl``.
+    ``resolver`` replaces the system's getaddrinfo (tests)."""
 
     def __init__(
         self,
@@ -98,14 +170,25 @@ class ProfileCache:
         negative_ttl: float = 3600,
         load: ProfileLoad | None = None,
         save: ProfileSave | None = None,
+        allow_private: bool = False,
+        ports: Iterable[int] = DEFAULT_PORTS,
+        max_entries: int = MAX_CACHED_PROFILES,
+        concurrency: int = MAX_CONCURRENT_FETCHES,
+        resolver: AbstractResolver | None = None,
     ) -> None:
         self.timeout = timeout
         self.ttl = ttl
         self.negative_ttl = negative_ttl
         self.load = load
         self.save = save
-        self._entries: dict[str, tuple[float, Capabilities | None]] = {}
+        self.allow_private = allow_private
+        self.ports = frozenset(ports)
+        self.max_entries = max_entries
+        self.resolver = resolver
+        self._entries: OrderedDict[str, tuple[float, Capabilities | None]] = OrderedDict()
         self._fetching: dict[str, asyncio.Task[None]] = {}
+        self._slots = asyncio.Semaphore(concurrency)
+        self._guard: GuardedResolver | None = None
         self._session: aiohttp.ClientSession | None = None
 
     async def close(self) -> None:
@@ -117,21 +200,31 @@ class ProfileCache:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        if self._guard is not None:
+            await self._guard.close()
+            self._guard = None
+
+    @property
+    def size(self) -> int:
+        """Profiles (and dead URLs) held in memory, at most ``max_entries``."""
+        return len(self._entries)
 
     def lookup(self, url: str) -> Capabilities | None:
         """The cached profile, or None (and a fetch starts) when there is none yet."""
         entry = self._entries.get(url)
         now = time.monotonic()
         if entry is not None and entry[0] > now:
+            self._entries.move_to_end(url)
             return entry[1]
-        if url not in self._fetching:
+        if url not in self._fetching and len(self._fetching) < MAX_QUEUED_FETCHES:
             task = asyncio.get_running_loop().create_task(self._fetch(url))
             self._fetching[url] = task
             task.add_done_callback(lambda _t: self._fetching.pop(url, None))
         return entry[1] if entry is not None else None
 
     def cached(self, url: str) -> Capabilities | None:
-        """The cached profile without starting a fetch; safe from any thread."""
+        """The cached profile without starting a fetch; safe from any thread (it only
+        reads, and leaves the LRU order alone)."""
         entry = self._entries.get(url)
         return entry[1] if entry is not None else None
 
@@ -141,39 +234,134 @@ class ProfileCache:
         if task is not None:
             await asyncio.shield(task)
 
+    def _remember(self, url: str, ttl: float, caps: Capabilities | None) -> None:
+        self._entries[url] = (time.monotonic() + ttl, caps)
+        self._entries.move_to_end(url)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
+    async def _stored(self, url: str) -> bool:
+        """Whether the database had a live entry for ``url`` (now in memory too)."""
+        if self.load is None:
+            return False
+        try:
+            stored = await self.load(url)
+        except Exception as exc:  # the database is a cache here, never a blocker
+            log.warning("UAProf cache read for %s failed: %s", url, exc)
+            return False
+        if stored is None or stored[0] <= time.time():
+            return False
+        expires_at, value = stored
+        self._remember(url, expires_at - time.time(), caps_from_json(value) if value else None)
+        return True
+
     async def _fetch(self, url: str) -> None:
-        if self.load is not None:
-            try:
-                stored = await self.load(url)
-            except Exception as exc:  # the database is a cache here, never a blocker
-                log.warning("UAProf cache read for %s failed: %s", url, exc)
-                stored = None
-            if stored is not None and stored[0] > time.time():
-                expires_at, value = stored
-                known = caps_from_json(value) if value else None
-                self._entries[url] = (time.monotonic() + expires_at - time.time(), known)
-                return
-        if self._session is None:
-            self._session = aiohttp.ClientSession(headers={"User-Agent": "mmsc"})
+        if await self._stored(url):
+            return
         caps: Capabilities | None = None
         try:
-            async with self._session.get(
-                url, timeout=aiohttp.ClientTimeout(total=self.timeout), allow_redirects=True
-            ) as response:
-                if response.status == 200:
-                    data = await response.content.read(MAX_PROFILE_BYTES + 1)
-                    if len(data) <= MAX_PROFILE_BYTES:
-                        caps = parse_profile(data)
+            async with self._slots:
+                async with asyncio.timeout(self.timeout):  # all hops and lookups together
+                    data = await self._download(url)
+            caps = parse_profile(data) if data is not None else None
+        except ProfileRefused as exc:
+            log.info("UAProf %s refused: %s", url, exc)
+            self._remember(url, self.negative_ttl, None)
+            return
         except (aiohttp.ClientError, OSError, TimeoutError, UaprofError, ValueError) as exc:
             log.info("UAProf %s unusable: %s", url, exc)
         ttl = self.ttl if caps is not None else self.negative_ttl
-        self._entries[url] = (time.monotonic() + ttl, caps)
+        self._remember(url, ttl, caps)
         if self.save is not None:
             now = time.time()
             try:
                 await self.save(url, caps_to_json(caps) if caps else None, now, now + ttl)
             except Exception as exc:
                 log.warning("UAProf cache write for %s failed: %s", url, exc)
+
+    def _client(self) -> tuple[aiohttp.ClientSession, GuardedResolver]:
+        if self._session is None or self._guard is None:
+            inner = self.resolver or aiohttp.ThreadedResolver()
+            self._guard = GuardedResolver(inner, allow_private=self.allow_private)
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(resolver=self._guard),
+                # identity: a compressed body could inflate far beyond MAX_PROFILE_BYTES
+                # before we count it; a server that compresses anyway is a dead profile.
+                headers={"User-Agent": "mmsc", "Accept-Encoding": "identity"},
+                auto_decompress=False,
+                trust_env=False,  # no proxy from the environment: the checks are ours
+            )
+        return self._session, self._guard
+
+    async def _check(self, url: URL, guard: GuardedResolver) -> None:
+        """Raise ProfileRefused unless ``url`` may be fetched: the same rules for the
+        handset's URL and for every redirect."""
+        host = url.raw_host
+        if url.scheme not in ("http", "https") or not host:
+            raise ProfileRefused(f"{url.scheme or 'no'} scheme or no host")
+        port = url.port
+        if port is None or (self.ports and port not in self.ports):
+            raise ProfileRefused(f"port {port} not allowed (uaprof_ports)")
+        if _ip_literal(host):  # aiohttp connects to it as is, without the resolver
+            if not fetchable_address(host, allow_private=self.allow_private):
+                raise ProfileRefused(f"{host} is not a public address")
+            return
+        await guard.resolve(host, port, socket.AF_UNSPEC)
+
+    async def _download(self, url: str) -> bytes | None:
+        """The document at ``url`` (None: not there, or too big), following at most
+        MAX_REDIRECTS redirects, each checked like the first URL."""
+        session, guard = self._client()
+        target = URL(url)
+        for _hop in range(MAX_REDIRECTS + 1):
+            await self._check(target, guard)
+            try:
+                async with session.get(target, allow_redirects=False) as response:
+                    location = response.headers.get("Location")
+                    if response.status in _REDIRECT_STATUSES and location:
+                        target = target.join(URL(location))
+                        continue
+                    return await _body(response) if response.status == 200 else None
+            except aiohttp.ClientConnectorError as exc:
+                if isinstance(exc.os_error, ProfileRefused):  # refused when connecting
+                    raise exc.os_error from None
+                raise
+        raise ProfileRefused(f"more than {MAX_REDIRECTS} redirects")
+
+
+def _ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.partition("%")[0])
+    except ValueError:
+        return False  # a name, or a legacy form such as "127.1" that getaddrinfo reads
+    return True
+
+
+async def _body(response: aiohttp.ClientResponse) -> bytes | None:
+    """The body, or None when it exceeds MAX_PROFILE_BYTES (read no further than that:
+    the server is the handset's choice)."""
+    if (response.content_length or 0) > MAX_PROFILE_BYTES:
+        return None
+    data = bytearray()
+    async for chunk in response.content.iter_chunked(64 * 1024):
+        data += chunk
+        if len(data) > MAX_PROFILE_BYTES:
+            return None
+    return bytes(data)
+
+
+def _ports(section: Mapping[str, Any]) -> frozenset[int]:
+    """[adapt] uaprof_ports: the ports a profile URL may name, empty for any; a list of
+    integers, or comma-separated text from the environment."""
+    value = section.get("uaprof_ports", sorted(DEFAULT_PORTS))
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple):
+        raise settings.ConfigError(f"adapt.uaprof_ports: expected a list of ports, got {value!r}")
+    return frozenset(
+        settings.integer({"uaprof_ports": item}, "adapt", "uaprof_ports", 0, low=1, high=65535)
+        for item in items
+        if str(item).strip()
+    )
 
 
 class TargetResolver:
@@ -191,6 +379,12 @@ class TargetResolver:
             timeout=settings.number(section, "adapt", "uaprof_timeout", 3.0, positive=True),
             ttl=settings.number(section, "adapt", "uaprof_ttl", 7 * 86400),
             negative_ttl=settings.number(section, "adapt", "uaprof_negative_ttl", 3600),
+            # Off: profile servers on loopback or private networks (a lab) are refused.
+            allow_private=settings.boolean(section, "adapt", "uaprof_allow_private", False),
+            ports=_ports(section),
+            max_entries=settings.integer(
+                section, "adapt", "uaprof_cache_entries", MAX_CACHED_PROFILES, low=1
+            ),
         )
 
     def attach(self, core: Mmsc) -> None:
