@@ -638,6 +638,15 @@ class Mmsc:
             await self.payloads.delete(key)
         return len(keys)
 
+    async def prune_profiles(self, now: float) -> int:
+        """Drop cached UAProf profiles a day past their expiry; how many."""
+
+        def unit(conn: Connection) -> tuple[int, list[repo.Event]]:
+            return repo.prune_uaprof(conn, now - 86400), []
+
+        pruned: int = await self.write(unit)
+        return pruned
+
     async def reconcile_payloads(self, older_than: float = 3600.0, chunk: int = 500) -> int:
         """Remove stored bodies that no message names any more; how many.
 

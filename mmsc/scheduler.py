@@ -183,13 +183,15 @@ class Scheduler:
     async def _reconcile(self) -> None:
         """Look for orphaned bodies a minute after the start (what a crash left is
         older than the reconciler's age limit an hour after it was written), then every
-        ``reconcile_interval``; a scan of a large store runs beside the passes."""
+        ``reconcile_interval``; a scan of a large store runs beside the passes. Expired
+        UAProf profiles are dropped on the same schedule."""
         delay = min(RECONCILE_FIRST, self.reconcile_interval)
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), delay)
                 return
             await self._step("payload reconciliation", self.core.reconcile_payloads())
+            await self._step("profile pruning", self.core.prune_profiles(time.time()))
             delay = self.reconcile_interval
 
     @staticmethod

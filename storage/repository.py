@@ -999,6 +999,13 @@ def find_smsc_id(conn: Connection, candidates: Sequence[str]) -> Row[Any] | None
     return conn.execute(q).first()
 
 
+def prune_uaprof(conn: Connection, before: float) -> int:
+    """Delete profiles that expired before ``before`` (fetched again when next needed):
+    every handset names its own URL, so the table would otherwise only grow."""
+    result = conn.execute(delete(uaprof_profiles).where(uaprof_profiles.c.expires_at < before))
+    return int(result.rowcount or 0)
+
+
 def get_uaprof(conn: Connection, url: str) -> Row[Any] | None:
     return conn.execute(select(uaprof_profiles).where(uaprof_profiles.c.url == url)).first()
 

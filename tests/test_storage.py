@@ -56,6 +56,7 @@ from storage.models import (
     payload_blobs,
     recipients,
     subscribers,
+    uaprof_profiles,
 )
 from storage.payloads import (
     FilesystemPayloadStore,
@@ -2299,5 +2300,23 @@ def test_bodies_in_the_database_no_message_names_are_reconciled_away(db_url: str
             assert await count(engine, payload_blobs) == 2
             assert await core.reconcile_payloads() == 1
             assert [r.key for r in await fetch(engine, select(payload_blobs.c.key))] == [live]
+
+    run(body)
+
+
+def test_expired_profiles_are_pruned(db_url: str) -> None:
+    async def body() -> None:
+        async with open_db(db_url) as engine, running_core(engine) as core:
+
+            def store(conn: Any) -> tuple[None, list[repo.Event]]:
+                repo.put_uaprof(conn, "http://a.example/old.xml", None, 1.0, 1000.0)
+                repo.put_uaprof(conn, "http://a.example/new.xml", None, 1.0, 200_000.0)
+                return None, []
+
+            await core.write(store)
+            assert await core.prune_profiles(1000.0 + 86400 - 1) == 0  # a day's grace
+            assert await core.prune_profiles(1000.0 + 86400 + 1) == 1
+            rows = await fetch(engine, select(uaprof_profiles.c.url))
+            assert [r.url for r in rows] == ["http://a.example/new.xml"]
 
     run(body)
