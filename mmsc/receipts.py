@@ -68,7 +68,7 @@ class ReceiptRecorder:
                 return False, []
             if row.message_id is None:
                 return True, []
-            detail = f"SMS {row.smsc_id} via {bind}: stat:{receipt.state}"
+            detail = f"SMS {receipt.message_id} via {bind}: stat:{receipt.state}"  # as written
             if receipt.error:
                 detail += f" err:{receipt.error}"
             if receipt.network_error:
