@@ -4,8 +4,15 @@ Everything protocol-shaped (sequence numbers, the window, timeouts, keep-alive)
 lives in ``protocol.smpp_session``; this module only moves octets, runs the
 session's timer on the event loop clock, reconnects with back-off, paces
 submits (``rate``) and pauses the bind when the SMSC says it is congested
-(ESME_RTHROTTLED, ESME_RMSGQFUL). ``mmsc.notify.smpp`` spreads pushes over
-several of these.
+(ESME_RTHROTTLED, ESME_RMSGQFUL). A bind that stops answering submit_sm (or
+says we are not bound) is dropped and bound again. ``mmsc.notify.smpp``
+spreads pushes over several of these.
+
+Congestion is handled per episode, not per answer: with a window of N
+submits in flight, one "slow down" from the SMSC comes back N times. Only a
+congestion answer to a submit sent after the current pause began says the
+pause was too short (and doubles the next one); only an ESME_ROK for a submit
+sent after the pause ended says the congestion is over.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 import time
 from collections.abc import Callable, Coroutine, Mapping
@@ -42,6 +50,8 @@ from protocol.smpp_session import (
 log = logging.getLogger("mmsc.smpp")
 
 CONGESTION = frozenset((smpp.ESME_RTHROTTLED, smpp.ESME_RMSGQFUL))
+# How long ``close`` lets receipts already acknowledged to the SMSC finish being recorded.
+RECEIPT_DRAIN_TIMEOUT = 10.0
 ReceiptHandler = Callable[[str, Receipt], Coroutine[Any, Any, None]]
 
 
@@ -66,6 +76,7 @@ class BindConfig:
     reconnect_max: float = 60.0
     throttle_pause: float = 1.0
     throttle_pause_max: float = 30.0
+    max_response_timeouts: int = 3  # submit_sm_resp missing this many times in a row: rebind
     registered_delivery: int = 0
     data_coding: int = smpp.DATA_CODING_OCTETS
     encoding: str = "udh"  # "udh" | "sar" | "payload"
@@ -121,8 +132,14 @@ class SmppBind:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._next_submit_at = 0.0
+        # Congestion pauses, on the event loop clock (the session's sent_at uses it too).
         self._paused_until = 0.0
-        self._pause = config.throttle_pause
+        self._pause_began = -math.inf
+        self._pause = 0.0  # length of the current throttling step; 0: no episode under way
+        self.pauses = 0  # congestion pauses begun (status, tests)
+        self.last_pause = 0.0  # seconds of the latest one
+        self._timeouts = 0  # submit_sm_resp missing in a row
+        self.receipt_drain_timeout = RECEIPT_DRAIN_TIMEOUT
         self._background: set[asyncio.Task[None]] = set()
         self.state_listeners: list[Callable[[], None]] = []
         self.last_error = ""
@@ -140,12 +157,29 @@ class SmppBind:
         return self._bound.is_set()
 
     @property
+    def can_send(self) -> bool:
+        """False for a receiver bind: it only brings receipts (§2.2, bind_receiver)."""
+        return self.config.params.can_submit
+
+    @property
     def paused(self) -> bool:
-        return time.monotonic() < self._paused_until
+        return self._now() < self._paused_until
 
     @property
     def usable(self) -> bool:
-        return self.bound and not self.paused and self.config.params.can_submit
+        return self.bound and not self.paused and self.can_send
+
+    @property
+    def congested(self) -> bool:
+        """Up but pausing for the SMSC: worth waiting for, unlike a bind that is down."""
+        return self.bound and self.paused and self.can_send
+
+    def _now(self) -> float:
+        """The event loop's clock, which the session's send times use."""
+        try:
+            return asyncio.get_running_loop().time()
+        except RuntimeError:  # status() outside the loop: asyncio's clock is this one
+            return time.monotonic()
 
     @property
     def load(self) -> float:
@@ -164,6 +198,8 @@ class SmppBind:
             "system_id": self.config.params.system_id,
             "bound": self.bound,
             "paused": self.paused,
+            "pauses": self.pauses,
+            "last_pause": self.last_pause,
             "in_flight": 0 if session is None or not self.bound else session.in_flight,
             "window": self.config.window,
             "binds": self.binds,
@@ -185,7 +221,8 @@ class SmppBind:
         return self.bound
 
     async def close(self) -> None:
-        """Unbind gracefully (§4.2), then stop reconnecting."""
+        """Unbind gracefully (§4.2), stop reconnecting, then let the receipts already
+        acknowledged finish being recorded (the SMSC will not send them again)."""
         self._closing = True
         session, connection = self._session, self._connection
         if session is not None and connection is not None and self.bound:
@@ -203,6 +240,25 @@ class SmppBind:
                 await self._task
         self._cancel_timer()
         self._set_bound(False)
+        await self._drain_receipts()
+
+    async def _drain_receipts(self) -> None:
+        """Wait (at most ``receipt_drain_timeout``) for receipts being recorded: each was
+        answered with deliver_sm_resp on arrival, so one cut off here is lost for good."""
+        tasks = set(self._background)
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=self.receipt_drain_timeout)
+        if pending:
+            log.warning(
+                "smpp %s: %d receipt(s) not recorded within %g s of shutdown; dropped",
+                self.name,
+                len(pending),
+                self.receipt_drain_timeout,
+            )
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
 
     async def _run(self) -> None:
         delay = self.config.reconnect_min
@@ -292,7 +348,7 @@ class SmppBind:
     async def _pace(self, loop: asyncio.AbstractEventLoop) -> None:
         """Hold the submit until any congestion pause is over and the bind's rate allows."""
         while True:
-            wait = self._paused_until - time.monotonic()
+            wait = self._paused_until - loop.time()
             if wait > 0:
                 await asyncio.sleep(wait)
                 continue
@@ -381,7 +437,8 @@ class SmppBind:
                 self.binds += 1
                 self.last_error = ""
                 self._bound_since_connect = True
-                self._pause = self.config.throttle_pause
+                self._pause = 0.0
+                self._timeouts = 0
                 log.info(
                     "smpp %s: bound as %s to %s:%d (SMSC %r)",
                     self.name,
@@ -419,10 +476,11 @@ class SmppBind:
         if event.response.command_id == smpp.GENERIC_NACK and status == smpp.ESME_ROK:
             status = smpp.ESME_RSYSERR  # a nack without a reason is still a refusal
         metrics.smpp_submits.labels(self.name, smpp.status_name(status)).inc()
+        self._timeouts = 0  # it answers
         if status in CONGESTION:
-            self._congested(status)
-        elif status == smpp.ESME_ROK:
-            self._pause = self.config.throttle_pause
+            self._congested(status, event.sent_at, event.received_at)
+        elif status == smpp.ESME_ROK and event.sent_at >= self._paused_until:
+            self._pause = 0.0  # sent after the pause and accepted: the episode is over
         outcome = SubmitOutcome(
             status,
             message_id=str(event.response.params.get("message_id", "")),
@@ -431,30 +489,61 @@ class SmppBind:
         )
         if isinstance(future, asyncio.Future) and not future.done():
             future.set_result(outcome)
+        if status == smpp.ESME_RINVBNDSTS:
+            # §5.1.3: "incorrect bind status for given command": the SMSC no longer
+            # counts this session as bound, whatever we think. Bind again.
+            self._recycle("submit_sm answered ESME_RINVBNDSTS")
 
     def _on_unanswered(self, event: RequestTimedOut | RequestAborted) -> None:
         future = event.tag
         if isinstance(event, RequestTimedOut):
             detail = f"no submit_sm_resp within {self.config.response_timeout:g} s"
             label = "timeout"
+            self._timeouts += 1
         else:
             detail = event.reason
             label = "aborted"
         metrics.smpp_submits.labels(self.name, label).inc()
         if isinstance(future, asyncio.Future) and not future.done():
             future.set_result(SubmitOutcome(None, detail=detail))
+        if self._timeouts >= self.config.max_response_timeouts:
+            # A session that answers enquire_link but lets submit_sm outlive the response
+            # timer (§2.9 timers) is wedged on the SMSC's side: a new bind may not be.
+            self._recycle(f"{self._timeouts} submit_sm in a row unanswered")
 
-    def _congested(self, status: int) -> None:
-        self._paused_until = time.monotonic() + self._pause
+    def _recycle(self, reason: str) -> None:
+        """Drop a bound link that no longer works; ``_run`` reconnects and binds again."""
+        session = self._session
+        if session is None or session.closed or self._closing:
+            return
+        log.warning("smpp %s: %s; dropping the link to bind again", self.name, reason)
+        self._timeouts = 0
+        # Unanswered submits are aborted (their pushes move on); LinkFailed drops the link.
+        self._handle(session.connection_lost(reason))
+
+    def _congested(self, status: int, sent_at: float, now: float) -> None:
+        """Pause the bind (§5.1.3: ESME_RTHROTTLED, ESME_RMSGQFUL), once per episode."""
+        if sent_at < self._pause_began:
+            return  # sent before this pause began: the same "slow down", heard again
+        if status == smpp.ESME_RTHROTTLED:
+            # Sent after the pause began and still throttled: the pause was too short.
+            step = self._pause * 2 if self._pause else self.config.throttle_pause
+            self._pause = length = min(step, self.config.throttle_pause_max)
+        else:
+            # A full queue is often one destination's (handset off): never escalate, or
+            # one subscriber would hold the bind up for everyone.
+            length = self.config.throttle_pause
+        self._pause_began = now
+        self._paused_until = max(self._paused_until, now + length)
+        self.pauses += 1
+        self.last_pause = length
         log.warning(
             "smpp %s: %s, pausing submits for %.1f s",
             self.name,
             smpp.status_name(status),
-            self._pause,
+            length,
         )
-        self._pause = min(self._pause * 2, self.config.throttle_pause_max)
-        loop = asyncio.get_running_loop()
-        loop.call_later(self._paused_until - time.monotonic(), self._notify_state)
+        asyncio.get_running_loop().call_at(self._paused_until, self._notify_state)
 
     def _on_message(self, pdu: smpp.Pdu) -> None:
         session = self._session

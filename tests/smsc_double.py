@@ -43,11 +43,16 @@ class Submit:
     received_at: float = 0.0
 
 
+# What each bind command lets the SMSC send back on the link (SMPP 3.4 §2.2).
+_RECEIVES = {smpp.BIND_TRANSMITTER: False, smpp.BIND_RECEIVER: True, smpp.BIND_TRANSCEIVER: True}
+
+
 @dataclass
 class _Link:
     number: int
     writer: asyncio.StreamWriter
     bound: bool = False
+    receives: bool = False  # bound as receiver or transceiver: deliver_sm may go here
     unanswered: int = 0
     peak_unanswered: int = 0
     system_id: str = ""
@@ -61,6 +66,7 @@ class SmscDouble:
     answer_enquire_link: bool = True
     receipt_state: str | None = "DELIVRD"  # sent when registered_delivery asks; None: never
     submit_script: SubmitScript | None = None
+    silent_links: set[int] = field(default_factory=set)  # submit_sm never answered there
     port: int = 0
     submits: queue.Queue[Submit] = field(default_factory=queue.Queue)
     bind_attempts: queue.Queue[tuple[str, int, float]] = field(default_factory=queue.Queue)
@@ -198,6 +204,7 @@ class SmscDouble:
             status = smpp.ESME_ROK if ok else smpp.ESME_RINVPASWD
             self.bind_attempts.put((pdu.params["system_id"], status, time.monotonic()))
             link.bound = ok
+            link.receives = ok and _RECEIVES[cid]
             link.system_id = pdu.params["system_id"]
             resp = Pdu(cid | smpp.RESPONSE_BIT, pdu.sequence, status, {"system_id": "double"})
             self._send(link, resp)
@@ -221,7 +228,12 @@ class SmscDouble:
         if not link.bound:
             self._send(link, Pdu(smpp.SUBMIT_SM_RESP, pdu.sequence, smpp.ESME_RINVBNDSTS))
             return
-        status = self.submit_script(pdu) if self.submit_script is not None else smpp.ESME_ROK
+        if link.number in self.silent_links:
+            status = None  # wedged: keeps the link (and enquire_link) but not submits
+        elif self.submit_script is not None:
+            status = self.submit_script(pdu)
+        else:
+            status = smpp.ESME_ROK
         message_id = f"{next(self._ids):08x}"
         self.submits.put(Submit(pdu, link.number, message_id, status, raw, time.monotonic()))
         if status is None:
@@ -236,8 +248,18 @@ class SmscDouble:
             self._receipt(link, pdu, message_id)
 
     def _receipt(self, link: _Link, submit: Pdu, message_id: str) -> None:
+        """Deliver a receipt as an SMSC does: on the submitting link if it is a transceiver,
+        else on a receiver (or transceiver) link of the same system_id; none bound: lost."""
         if self.receipt_state is None:
             return
+        if not link.receives:
+            others = (
+                o for o in self.links.values() if o.receives and o.system_id == link.system_id
+            )
+            found = next(others, None)
+            if found is None:
+                return
+            link = found
         now = datetime.now(UTC)
         text = format_receipt_text(message_id, self.receipt_state, submitted=now, done=now)
         deliver = Pdu(

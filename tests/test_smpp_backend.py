@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import re
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from prometheus_client import REGISTRY
@@ -21,6 +22,7 @@ from mmsc.config import ConfigError
 from mmsc.notify.base import PushRequest, make_backend
 from mmsc.notify.smpp import SmppBackend
 from mmsc.notify.smpp_config import load_settings
+from mmsc.receipts import ReceiptRecorder
 from protocol import smpp, wap_push
 from protocol.smpp_receipt import Receipt
 from tests.smsc_double import SmscDouble
@@ -200,6 +202,85 @@ def test_congested_bind_hands_over_to_another(double: SmscDouble) -> None:
     assert throttled.connection != accepted.connection  # the retry went over the other bind
 
 
+def test_a_window_of_throttled_answers_is_one_pause(double: SmscDouble) -> None:
+    """One "slow down" heard once per submit in flight is one congestion episode: ten
+    answers must not double the pause ten times (to throttle_pause_max)."""
+    double.submit_script = lambda pdu: None  # hold the first window
+    table = bind_table(double, throttle_pause=0.2, throttle_pause_max=30.0, response_timeout=30)
+
+    async def body(backend: SmppBackend) -> None:
+        assert await backend.wait_ready(5)
+        sends = [asyncio.create_task(backend.send(push(reference=n))) for n in range(10)]
+        for _ in range(10):
+            await asyncio.to_thread(double.next_submit, 10)
+        double.release_held(smpp.ESME_RTHROTTLED)  # all ten at once; later submits pass
+        results = await asyncio.gather(*sends)
+        assert all(r.ok for r in results), results
+        bind = backend.binds[0]
+        assert (bind.pauses, bind.last_pause) == (1, 0.2)
+
+    # Ten doublings would pause for throttle_pause_max, far beyond every push's wait.
+    run_with(backend_for(double, table, submit_timeout=5, congestion_max_wait=5), body)
+    assert double.submits.qsize() == 10  # each push once more, after the one pause
+
+
+def test_a_throttled_first_window_costs_no_failed_attempt(double: SmscDouble) -> None:
+    """The pause outlasts submit_timeout: waiting for a congested bind is not a failure."""
+    answers = itertools.count()
+    double.submit_script = lambda pdu: smpp.ESME_RTHROTTLED if next(answers) < 10 else smpp.ESME_ROK
+    table = bind_table(double, throttle_pause=0.3)
+
+    async def body(backend: SmppBackend) -> None:
+        assert await backend.wait_ready(5)
+        results = await asyncio.gather(*(backend.send(push(reference=n)) for n in range(10)))
+        assert all(r.ok for r in results), [r.detail for r in results if not r.ok]
+
+    run_with(backend_for(double, table, submit_timeout=0.05), body)
+    statuses = [double.next_submit().status for _ in range(20)]
+    assert statuses.count(smpp.ESME_RTHROTTLED) == 10 and double.submits.empty()
+
+
+def test_throttle_back_off_escalates_and_resets_per_episode(double: SmscDouble) -> None:
+    answers = [smpp.ESME_RTHROTTLED, smpp.ESME_ROK] * 3
+    double.submit_script = lambda pdu: answers.pop(0)
+    table = bind_table(double, throttle_pause=0.1)
+
+    async def body(backend: SmppBackend) -> None:
+        assert await backend.wait_ready(5)
+        bind = backend.binds[0]
+        # Sent together: the first is throttled, the second accepted. That acceptance
+        # was sent before the pause and says nothing about it ending, so the first
+        # push's retry, throttled again, doubles the pause.
+        both = await asyncio.gather(
+            backend.send(push(reference=1)), backend.send(push(reference=2))
+        )
+        assert all(r.ok for r in both)
+        assert (bind.pauses, bind.last_pause) == (2, 0.2)
+        # The retry was accepted after the pause: the next episode starts afresh.
+        assert (await backend.send(push(reference=3))).ok
+        assert (bind.pauses, bind.last_pause) == (3, 0.1)
+
+    run_with(backend_for(double, table), body)
+
+
+def test_a_full_queue_pauses_the_bind_once_and_never_escalates(double: SmscDouble) -> None:
+    """ESME_RMSGQFUL may be one destination's queue: the bind pauses throttle_pause each
+    time, and a push that meets it again after the pause goes back to the outbox."""
+    double.submit_script = lambda pdu: smpp.ESME_RMSGQFUL
+    table = bind_table(double, throttle_pause=0.1)
+
+    async def body(backend: SmppBackend) -> None:
+        assert await backend.wait_ready(5)
+        result = await backend.send(push())
+        assert result.transient and "ESME_RMSGQFUL twice" in result.detail
+        bind = backend.binds[0]
+        assert (bind.pauses, bind.last_pause) == (2, 0.1)
+        assert await backend.wait_ready(5)  # ready again as soon as that pause is over
+
+    run_with(backend_for(double, table, submit_timeout=5), body)
+    assert double.submits.qsize() == 2
+
+
 def test_refused_destination_is_permanent(double: SmscDouble) -> None:
     double.submit_script = lambda pdu: smpp.ESME_RINVDSTADR
 
@@ -209,6 +290,51 @@ def test_refused_destination_is_permanent(double: SmscDouble) -> None:
         assert "ESME_RINVDSTADR" in result.detail
 
     run_with(backend_for(double), body)
+
+
+@pytest.mark.parametrize(
+    "first_says, second_says, verdict",
+    [
+        (smpp.ESME_RINVDSTADR, smpp.ESME_ROK, "ok"),
+        (smpp.ESME_RINVDSTADR, smpp.ESME_RINVDSTADR, "permanent"),
+        (smpp.ESME_RINVDSTTON, smpp.ESME_RINVDSTADR, "transient"),
+    ],
+)
+def test_a_refusal_is_tried_once_on_every_other_bind(
+    first_says: int, second_says: int, verdict: str
+) -> None:
+    """Permanent only when every bind tried says so: another bind may reach the number."""
+    with SmscDouble() as first, SmscDouble() as second:
+        first.submit_script = lambda pdu: first_says
+        second.submit_script = lambda pdu: second_says
+        tables = [bind_table(first, name="a"), bind_table(second, name="b")]
+
+        async def body(backend: SmppBackend) -> None:
+            for bind in backend.binds:
+                assert await bind.wait_bound(5)
+            result = await backend.send(push())
+            got = "ok" if result.ok else "permanent" if result.permanent else "transient"
+            assert got == verdict, result.detail
+
+        run_with(backend_for(first, *tables), body)
+        assert first.next_submit().status == first_says  # bind a first (round robin)
+        assert second.next_submit().status == second_says
+        assert first.submits.empty() and second.submits.empty()
+
+
+@pytest.mark.parametrize("status", [smpp.ESME_RINVDSTTON, smpp.ESME_RINVDSTNPI])
+def test_dest_ton_or_npi_refusal_is_a_bind_setting_not_the_subscriber(
+    double: SmscDouble, status: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    double.submit_script = lambda pdu: status
+
+    async def body(backend: SmppBackend) -> None:
+        result = await backend.send(push())
+        assert result.transient, result.detail
+
+    with caplog.at_level(logging.ERROR, "mmsc.notify.smpp"):
+        run_with(backend_for(double), body)
+    assert "dest_ton (1) and dest_npi (1)" in caplog.text
 
 
 def test_system_error_is_transient(double: SmscDouble) -> None:
@@ -313,6 +439,37 @@ def test_dropped_link_reconnects_and_sends(double: SmscDouble) -> None:
     assert double.next_submit().connection == 2
 
 
+def test_a_bind_that_stops_answering_submits_is_bound_again(double: SmscDouble) -> None:
+    double.silent_links.add(1)  # the first link keeps answering enquire_link, not submits
+    table = bind_table(double, response_timeout=0.2)
+
+    async def body(backend: SmppBackend) -> None:
+        assert await backend.wait_ready(5)
+        results = [await backend.send(push(reference=n)) for n in range(2)]
+        assert all(r.ok for r in results), results
+        assert backend.binds[0].binds == 2
+
+    run_with(backend_for(double, table, submit_timeout=3), body)
+    unanswered = [double.next_submit() for _ in range(3)]
+    assert {(s.connection, s.status) for s in unanswered} == {(1, None)}
+    assert [double.next_submit().connection for _ in range(2)] == [2, 2]
+    assert double.submits.empty()
+
+
+def test_invalid_bind_status_answer_binds_again(double: SmscDouble) -> None:
+    answers = [smpp.ESME_RINVBNDSTS]
+    double.submit_script = lambda pdu: answers.pop() if answers else smpp.ESME_ROK
+
+    async def body(backend: SmppBackend) -> None:
+        result = await backend.send(push())
+        assert result.ok, result.detail
+
+    run_with(backend_for(double), body)
+    refused, accepted = double.next_submit(), double.next_submit()
+    assert (refused.status, refused.connection) == (smpp.ESME_RINVBNDSTS, 1)
+    assert (accepted.status, accepted.connection) == (smpp.ESME_ROK, 2)
+
+
 def test_unanswered_enquire_link_drops_the_link(double: SmscDouble) -> None:
     double.answer_enquire_link = False
     table = bind_table(double, enquire_link_interval=0.1, response_timeout=0.2)
@@ -352,6 +509,87 @@ def test_receipts_reach_the_sink(double: SmscDouble) -> None:
     run_with(backend, body)
 
 
+def test_a_receiver_bind_brings_the_receipts_of_a_transmitter_bind(double: SmscDouble) -> None:
+    receipts: asyncio.Queue[tuple[str, Receipt]] = asyncio.Queue()
+
+    async def sink(bind: str, receipt: Receipt) -> None:
+        await receipts.put((bind, receipt))
+
+    tx = bind_table(double, name="tx", mode="transmitter", registered_delivery=1)
+    rx = bind_table(double, name="rx", mode="receiver")
+    backend = backend_for(double, tx, rx)
+    backend.receipt_sink = sink
+
+    async def body(backend: SmppBackend) -> None:
+        for bind in backend.binds:
+            assert await bind.wait_bound(5)
+        assert backend.ready and not backend.binds[1].usable  # a receiver never sends
+        results = [await backend.send(push(reference=n)) for n in range(3)]
+        got = [await asyncio.wait_for(receipts.get(), 5) for _ in range(3)]
+        assert {bind for bind, _ in got} == {"rx"}
+        sent = sorted(i for r in results for i in r.gateway_ids)
+        assert sorted(r.message_id for _, r in got) == sent
+        assert [b["mode"] for b in backend.status()["binds"]] == ["transmitter", "receiver"]
+
+    run_with(backend, body)
+    assert len({double.next_submit().connection for _ in range(3)}) == 1  # all on tx
+
+
+def test_close_waits_for_a_receipt_being_recorded(double: SmscDouble) -> None:
+    """The receipt overtook the commit of its submit: the recorder looks again after a
+    delay. Shutdown must wait for it, the SMSC has had its deliver_sm_resp."""
+
+    class LateCommit:
+        def __init__(self) -> None:
+            self.writes = 0
+            self.first = asyncio.Event()
+
+        async def write(self, unit: object) -> bool:
+            self.writes += 1
+            self.first.set()
+            return self.writes > 1  # found on the second look
+
+    core = LateCommit()
+    backend = backend_for(double, bind_table(double, registered_delivery=1))
+    backend.receipt_sink = ReceiptRecorder(cast(Any, core), retry_delays=(0.3,))
+
+    async def main() -> None:
+        await backend.start()
+        try:
+            assert (await backend.send(push())).ok
+            await asyncio.wait_for(core.first.wait(), 5)  # in, and waiting to look again
+        finally:
+            await backend.close()
+        assert core.writes == 2
+
+    asyncio.run(main())
+
+
+def test_close_gives_up_on_a_receipt_that_never_gets_recorded(double: SmscDouble) -> None:
+    started, cancelled = asyncio.Event(), asyncio.Event()
+
+    async def stuck(bind: str, receipt: Receipt) -> None:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    backend = backend_for(double, bind_table(double, registered_delivery=1))
+    backend.receipt_sink = stuck
+    backend.binds[0].receipt_drain_timeout = 0.1
+
+    async def main() -> None:
+        await backend.start()
+        assert (await backend.send(push())).ok
+        await asyncio.wait_for(started.wait(), 5)
+        await backend.close()
+        assert cancelled.is_set()
+
+    asyncio.run(main())
+
+
 def test_binds_report_connected_in_metrics(double: SmscDouble) -> None:
     async def body(backend: SmppBackend) -> None:
         assert await backend.wait_ready(5)
@@ -384,10 +622,37 @@ def test_settings_defaults_and_section_level_defaults() -> None:
     assert isinstance(make_backend({"notify": {"backend": "smpp"}}), SmppBackend)
 
 
+def test_new_keys_and_their_defaults() -> None:
+    settings = load_settings({"smpp": {"congestion_max_wait": 12, "max_response_timeouts": 5}})
+    assert settings.congestion_max_wait == 12 and settings.binds[0].max_response_timeouts == 5
+    defaults = load_settings({"smpp": {}})
+    assert defaults.congestion_max_wait == 30 and defaults.binds[0].max_response_timeouts == 3
+
+
+def test_receipts_asked_for_with_no_bind_to_bring_them_warn(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.WARNING, "mmsc.notify.smpp"):
+        load_settings({"smpp": {"mode": "transmitter", "registered_delivery": 1}})
+    assert "no bind is a transceiver or receiver" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, "mmsc.notify.smpp"):
+        tables = [
+            {"name": "t", "mode": "transmitter", "registered_delivery": 1},
+            {"name": "r", "mode": "receiver"},
+        ]
+        settings = load_settings({"smpp": {"bind": tables}})
+    assert "no bind is a transceiver or receiver" not in caplog.text
+    assert [b.params.mode for b in settings.binds] == ["transmitter", "receiver"]
+
+
 @pytest.mark.parametrize(
     "section, message",
     [
-        ({"mode": "receiver"}, "smpp.bind[0].mode"),
+        ({"mode": "receiver"}, "every bind is a receiver"),
+        ({"mode": "sender"}, "smpp.bind[0].mode"),
+        ({"max_response_timeouts": 0}, "smpp.bind[0].max_response_timeouts"),
+        ({"congestion_max_wait": 0}, "smpp.congestion_max_wait"),
         ({"encoding": "morse"}, "smpp.bind[0].encoding"),
         ({"port": 0}, "smpp.bind[0].port"),
         ({"window": 0}, "smpp.bind[0].window"),

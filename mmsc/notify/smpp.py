@@ -2,12 +2,16 @@
 
 A push is the SMS segments the scheduler already cut (same bytes, same
 concatenation reference on every retry). Each segment becomes one submit_sm
-on the least loaded usable bind; a bind that drops, times out or is
-throttled only moves the segment to another bind (or makes it wait for one,
-up to ``submit_timeout``), so failover costs no notification. Only answers
-that would come back the same every time end a push for good (``PERMANENT``):
-a destination the SMSC will never reach. Everything else is "try later", and
-the durable outbox (storage.repository) keeps the push until it goes out.
+on the least loaded usable bind; a bind that drops or times out only moves
+the segment to another bind (or makes it wait for one, up to
+``submit_timeout``), so failover costs no notification. A congested bind
+(paused after ESME_RTHROTTLED / ESME_RMSGQFUL) is waited for up to
+``congestion_max_wait`` instead: the scheduler counts an attempt for every
+send, and "the SMSC asked us to slow down" must not use up a subscriber's
+attempts. Only answers that would come back the same every time end a push
+for good (``PERMANENT``): a destination the SMSC will never reach, said by
+every bind that was tried. Everything else is "try later", and the durable
+outbox (storage.repository) keeps the push until it goes out.
 
 Encodings, per bind (``encoding``):
 - ``udh`` (default): UDH in short_message, esm_class UDHI, data_coding 0x04
@@ -25,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Collection, Coroutine
 from typing import Any
 
 from mmsc.notify.base import PushRequest, SendResult, valid_destination
@@ -45,12 +49,16 @@ log = logging.getLogger("mmsc.notify.smpp")
 PERMANENT = frozenset(
     (
         smpp.ESME_RINVDSTADR,
-        smpp.ESME_RINVDSTTON,
-        smpp.ESME_RINVDSTNPI,
         smpp.ESME_RX_P_APPN,
         0x66,  # ESME_RX_R_APPN: the receiver rejects this message
     )
 )
+# §5.1.3 RINVDSTTON / RINVDSTNPI judge the bind's dest_ton / dest_npi, which every push
+# on that bind carries: a configuration mistake (transient, logged as an error).
+BIND_SETTINGS = frozenset((smpp.ESME_RINVDSTTON, smpp.ESME_RINVDSTNPI))
+# No verdict on the push: no answer (status None), or the SMSC no longer counts the
+# session as bound (the bind rebinds): the segment goes again, there or elsewhere.
+UNSENT = frozenset((None, smpp.ESME_RINVBNDSTS))
 
 ReceiptSink = Callable[[str, Receipt], Coroutine[Any, Any, None]]
 
@@ -108,8 +116,11 @@ class SmppBackend:
     def __init__(self, settings: SmppSettings, *, receipt_sink: ReceiptSink | None = None) -> None:
         if not settings.binds:
             raise ValueError("the smpp backend needs at least one bind")
+        if not any(config.params.can_submit for config in settings.binds):
+            raise ValueError("the smpp backend needs a bind that can send (not a receiver)")
         self.settings = settings
         self.submit_timeout = settings.submit_timeout
+        self.congestion_max_wait = settings.congestion_max_wait
         self.receipt_sink = receipt_sink
         self.binds = [SmppBind(config, on_receipt=self._receipt) for config in settings.binds]
         self._changed: asyncio.Event | None = None
@@ -122,7 +133,8 @@ class SmppBackend:
 
     @property
     def ready(self) -> bool:
-        """At least one bind can take a submit now; the scheduler holds pushes otherwise."""
+        """At least one bind can take a submit now (receiver binds never can); the
+        scheduler holds pushes otherwise."""
         return any(bind.usable for bind in self.binds)
 
     def status(self) -> dict[str, Any]:
@@ -161,22 +173,36 @@ class SmppBackend:
         loop = asyncio.get_running_loop()
         return await self._choose(loop.time() + timeout) is not None
 
-    async def _choose(self, deadline: float) -> SmppBind | None:
-        """The usable bind with the most free window, round robin among equals."""
+    async def _choose(
+        self,
+        deadline: float,
+        congestion_deadline: float | None = None,
+        exclude: Collection[SmppBind] = (),
+    ) -> SmppBind | None:
+        """The usable bind with the most free window, round robin among equals, leaving
+        out ``exclude``. Waits for one until ``deadline``, or until ``congestion_deadline``
+        (when later) while some candidate is up but paused by the SMSC."""
         assert self._changed is not None, "SmppBackend.send() before start()"
         loop = asyncio.get_running_loop()
         while True:
             self._changed.clear()
             count = len(self.binds)
             best: SmppBind | None = None
+            congested = False
             for offset in range(count):
                 bind = self.binds[(self._turn + offset) % count]
+                if bind in exclude:
+                    continue
+                congested = congested or bind.congested
                 if bind.usable and (best is None or bind.load < best.load):
                     best = bind
             if best is not None:
                 self._turn = (self._turn + 1) % count
                 return best
-            remaining = deadline - loop.time()
+            limit = deadline
+            if congested and congestion_deadline is not None:
+                limit = max(deadline, congestion_deadline)
+            remaining = limit - loop.time()
             if remaining <= 0:
                 return None
             with contextlib.suppress(TimeoutError):
@@ -188,17 +214,26 @@ class SmppBackend:
                 ok=False, permanent=True, detail=f"invalid destination {push.destination!r}"
             )
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.submit_timeout
+        started = loop.time()
+        deadline = started + self.submit_timeout
+        congestion_deadline = started + self.congestion_max_wait
         segments = push.segments
         total = len(segments)
         ids: list[str] = []
         index = 0
         last: SubmitOutcome | None = None
+        # Per segment: the binds that refused it (-> was that permanent), and those that
+        # answered ESME_RMSGQFUL for it.
+        refused: dict[SmppBind, bool] = {}
+        refusals: list[str] = []
+        queue_full: set[SmppBind] = set()
         while index < total:
-            bind = await self._choose(deadline)
+            bind = await self._choose(deadline, congestion_deadline, refused)
             if bind is None:
+                if refused:  # the binds left to try never came
+                    return self._refused(push, index, refusals, refused)
                 why = "no SMPP bind available" if last is None else f"last answer: {last.detail}"
-                waited = f"not sent within {self.submit_timeout:g} s"
+                waited = f"not sent after {loop.time() - started:.1f} s"
                 return self._give_up(push, index, f"segment {index + 1}/{total} {waited} ({why})")
             if bind.config.encoding == "payload" and index == 0:
                 params, tlvs = payload_submit(bind, push.destination, segments)
@@ -210,24 +245,52 @@ class SmppBackend:
             if outcome.ok:
                 ids.append(outcome.message_id)
                 index += covers
+                refused, refusals, queue_full = {}, [], set()  # verdicts are per segment
                 continue
             last = outcome
-            if outcome.status is None or outcome.status in CONGESTION:
-                # Lost link, no answer, or "slow down": the same bytes may go through
-                # another bind (or this one after its pause) before the deadline.
+            status = outcome.status
+            where = f"segment {index + 1}/{total}"
+            if status in UNSENT:
+                # Lost link, no answer, or a bind being recycled: the same bytes may go
+                # through another bind (or this one, bound again) before the deadline.
                 if loop.time() >= deadline:
-                    return self._give_up(
-                        push, index, f"segment {index + 1}/{total}: {outcome.detail}"
-                    )
+                    return self._give_up(push, index, f"{where}: {outcome.detail}")
                 continue
-            permanent = outcome.status in PERMANENT
-            detail = f"segment {index + 1}/{total} refused by {bind.name}: {outcome.detail}"
-            return self._give_up(push, index, detail, permanent=permanent)
+            if status in CONGESTION:
+                if status == smpp.ESME_RMSGQFUL:
+                    if bind in queue_full:
+                        # Full again after a pause: most likely this destination's own
+                        # queue. Back off through the outbox rather than hold the bind.
+                        return self._give_up(push, index, f"{where}: {outcome.detail} twice")
+                    queue_full.add(bind)
+                if loop.time() >= max(deadline, congestion_deadline):
+                    return self._give_up(push, index, f"{where}: {outcome.detail}")
+                continue
+            if status in BIND_SETTINGS:
+                log.error(
+                    "smpp %s: %s: check this bind's dest_ton (%d) and dest_npi (%d)",
+                    bind.name,
+                    outcome.detail,
+                    bind.config.dest_ton,
+                    bind.config.dest_npi,
+                )
+            refused[bind] = status in PERMANENT
+            refusals.append(f"{bind.name}: {outcome.detail}")
+            if not any(b.bound and b.can_send and b not in refused for b in self.binds):
+                return self._refused(push, index, refusals, refused)
+            # Another bind may have other settings or reach another SMSC: try it once.
         return SendResult(
             ok=True,
             detail=f"{len(ids)} submit_sm accepted, SMSC id(s) {', '.join(ids)}",
             gateway_ids=tuple(ids),
         )
+
+    def _refused(
+        self, push: PushRequest, sent: int, refusals: list[str], refused: dict[SmppBind, bool]
+    ) -> SendResult:
+        """Permanent only when every bind tried said the destination is unreachable."""
+        detail = f"segment {sent + 1}/{len(push.segments)} refused by {'; '.join(refusals)}"
+        return self._give_up(push, sent, detail, permanent=all(refused.values()))
 
     def _give_up(
         self, push: PushRequest, sent: int, detail: str, *, permanent: bool = False

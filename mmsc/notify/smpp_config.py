@@ -10,6 +10,7 @@ it. With no ``[[smpp.bind]]`` at all, ``[smpp]`` describes the one bind.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -20,15 +21,23 @@ from mmsc.smpp_client import BindConfig
 from protocol import smpp
 from protocol.smpp_session import BindParams
 
+log = logging.getLogger("mmsc.notify.smpp")
+
 ENCODINGS = ("udh", "sar", "payload")
-MODES = ("transmitter", "transceiver")
+# A receiver bind (§4.1.3 bind_receiver) only brings deliver_sm: carriers often hand
+# out a transmitter bind for submits and a receiver bind for the receipts.
+MODES = ("transmitter", "transceiver", "receiver")
 DEFAULT_SUBMIT_TIMEOUT = 30.0
+# Both bounds are measured from the start of a send; with the scheduler's default
+# push_lease (60 s) a send that ends within half of it never outlives its claim.
+DEFAULT_CONGESTION_MAX_WAIT = 30.0
 
 
 @dataclass(frozen=True, slots=True)
 class SmppSettings:
     binds: tuple[BindConfig, ...]
     submit_timeout: float = DEFAULT_SUBMIT_TIMEOUT
+    congestion_max_wait: float = DEFAULT_CONGESTION_MAX_WAIT
 
 
 def _eight_bit(data_coding: int) -> bool:
@@ -118,6 +127,9 @@ def _bind(index: int, table: Mapping[str, Any]) -> BindConfig:
         reconnect_max=reconnect_max,
         throttle_pause=settings.number(table, where, "throttle_pause", 1.0, positive=True),
         throttle_pause_max=settings.number(table, where, "throttle_pause_max", 30.0, positive=True),
+        max_response_timeouts=settings.integer(
+            table, where, "max_response_timeouts", 3, low=1, high=1000
+        ),
         registered_delivery=settings.integer(
             table, where, "registered_delivery", 0, low=0, high=255
         ),
@@ -137,7 +149,11 @@ def load_settings(config: Mapping[str, Any]) -> SmppSettings:
     submit_timeout = settings.number(
         defaults, "smpp", "submit_timeout", DEFAULT_SUBMIT_TIMEOUT, positive=True
     )
+    congestion_max_wait = settings.number(
+        defaults, "smpp", "congestion_max_wait", DEFAULT_CONGESTION_MAX_WAIT, positive=True
+    )
     defaults.pop("submit_timeout", None)
+    defaults.pop("congestion_max_wait", None)
     if tables is None:
         tables = [{}]
     if isinstance(tables, Mapping):
@@ -152,4 +168,18 @@ def load_settings(config: Mapping[str, Any]) -> SmppSettings:
     names = [b.name for b in binds]
     if len(set(names)) != len(names):
         raise ConfigError(f"smpp.bind: names must differ, got {names}")
-    return SmppSettings(tuple(binds), submit_timeout)
+    senders = [b for b in binds if b.params.can_submit]
+    if not senders:
+        raise ConfigError(
+            "smpp.bind: every bind is a receiver; a transmitter or transceiver bind must send"
+        )
+    # §5.2.17 registered_delivery bits 1-0 ask for an SMSC delivery receipt, which only
+    # a receiver or transceiver bind is given.
+    if any(b.registered_delivery & 0x03 for b in senders) and not any(
+        b.params.can_receive for b in binds
+    ):
+        log.warning(
+            "smpp: registered_delivery asks for receipts but no bind is a transceiver or "
+            "receiver: the SMSC has nowhere to deliver them"
+        )
+    return SmppSettings(tuple(binds), submit_timeout, congestion_max_wait)
