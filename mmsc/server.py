@@ -40,6 +40,22 @@ from storage.payloads import FilesystemPayloadStore, PayloadStore
 log = logging.getLogger("mmsc.server")
 
 
+def _check_lease(backend: object, lease: float) -> None:
+    """A push is claimed for ``[scheduler] push_lease`` and sent while at least half of it
+    is left (mmsc.outbox_loop renews it); a send that may take longer than that can find
+    its claim taken by another node and the push sent twice. Said at startup."""
+    if not isinstance(backend, SmppBackend):
+        return
+    longest = max(backend.submit_timeout, backend.congestion_max_wait)
+    if longest > lease / 2:
+        log.warning(
+            "[smpp] submit_timeout/congestion_max_wait (%g s) is more than half of"
+            " [scheduler] push_lease (%g s): a slow send may be sent again by another node",
+            longest,
+            lease,
+        )
+
+
 def announce_listener(name: str, host: str, port: int) -> None:
     """The start-up line that scripts and tests read the bound port from, written in one
     write(2): print() writes the text and the newline separately, and the log flusher's
@@ -120,6 +136,7 @@ async def run(
     adapt_workers = settings.integer(adapt_cfg, "adapt", "workers", 0, low=0) or None
     adapt_timeout = settings.number(adapt_cfg, "adapt", "timeout", 10.0, positive=True)
     backend = make_backend(config)
+    _check_lease(backend, lease)
     vasps = load_vasps(config)
     targets = TargetResolver(config)
     loop.set_default_executor(ThreadPoolExecutor(io_threads, thread_name_prefix="mmsc-io"))

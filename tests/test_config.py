@@ -176,3 +176,16 @@ def test_the_working_directory_config_comes_first(
     assert settings.config_file("other.toml") == Path("other.toml")
     with pytest.raises(ConfigError, match="does not exist"):
         load("other.toml", environ={})
+
+
+def test_a_send_that_can_outlast_half_the_lease_is_warned_about(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from mmsc.notify.smpp import SmppBackend
+    from mmsc.server import _check_lease
+
+    with caplog.at_level(logging.WARNING, logger="mmsc.server"):
+        _check_lease(SmppBackend(load_settings({"smpp": {}})), 60.0)
+        assert not caplog.records  # 30 s of waiting at most, under half of 60
+        _check_lease(SmppBackend(load_settings({"smpp": {"submit_timeout": 45}})), 60.0)
+    assert "push_lease" in caplog.text
