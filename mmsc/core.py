@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
@@ -56,11 +56,16 @@ ENVELOPE_FIELDS = (
     "X-Mms-Content-Class",
     "X-Mms-DRM-Content",
 )
-# ... and those an m-retrieve-conf carries over from the stored m-send-req.
+# ... and those an m-retrieve-conf carries over from the stored m-send-req (the
+# encoder leaves out what the handset's version does not define: Applic fields are 1.3).
 RETRIEVE_FIELDS = (
     *(f for f in ENVELOPE_FIELDS if f != "X-Mms-Reply-Charging"),
     "X-Mms-Previously-Sent-By",
     "X-Mms-Previously-Sent-Date",
+    "X-Mms-Distribution-Indicator",  # TS 23.140 §8.7.1 DistributionIndicator
+    "X-Mms-Applic-ID",
+    "X-Mms-Reply-Applic-ID",
+    "X-Mms-Aux-Applic-Info",
 )
 
 
@@ -677,18 +682,28 @@ class Mmsc:
         self, conn: Connection, recipient_id: int, now: float, detail: str
     ) -> list[repo.Event]:
         """The gateway refused a recipient's notification for good: close it and report."""
+        return self.undelivered(conn, recipient_id, now, "Unreachable", detail)
+
+    def undelivered(
+        self,
+        conn: Connection,
+        recipient_id: int,
+        now: float,
+        status: Literal["Unreachable", "Rejected"],
+        detail: str,
+    ) -> list[repo.Event]:
+        """Close an open recipient that cannot get the message, in state ``status``
+        ("Unreachable", or "Rejected" when a VASP refused its DeliverReq for good), and
+        queue the sender's delivery report with that X-Mms-Status (OMA-MMS-ENC §6.8) now
+        rather than Expired at expiry. Runs in the caller's unit."""
         row = repo.get_recipient_by_id(conn, recipient_id)
         if row is None:
             return []
-        moved = repo.set_recipient_state(
-            conn, recipient_id, repo.UNREACHABLE, now, next_attempt_at=None
-        )
-        if not moved:
+        state = {"Unreachable": repo.UNREACHABLE, "Rejected": repo.REJECTED}[status]
+        if not repo.set_recipient_state(conn, recipient_id, state, now, next_attempt_at=None):
             return []
-        out = [
-            repo.Event(row.message_id, "unreachable", now, recipient_id, repo.UNREACHABLE, detail)
-        ]
-        return out + self._delivery_report(conn, row, "Unreachable", now)
+        out = [repo.Event(row.message_id, state, now, recipient_id, state, detail)]
+        return out + self._delivery_report(conn, row, status, now)
 
     def _queue_mm7(
         self,
@@ -1024,6 +1039,12 @@ class Mmsc:
         if row.address != str(forwarder):
             raise SendRefused("Error-permanent-service-denied", "not a recipient of that message")
         original = mms.decode(await self.payloads.get(row.m_payload_key))
+        if original.headers.get("X-Mms-Distribution-Indicator") == "No":
+            # The originator (a VASP's DistributionIndicator, or a handset) forbade
+            # redistribution: OMA-MMS-ENC 1.2 §6.5, TS 23.140 §8.7.1.
+            raise SendRefused(
+                "Error-permanent-service-denied", "the originator does not allow forwarding"
+            )
         count = len(original.headers.get("X-Mms-Previously-Sent-By", []))
         headers: dict[str, Any] = {
             k: v

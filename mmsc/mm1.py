@@ -36,6 +36,7 @@ MMS_TYPE = "application/vnd.wap.mms-message"
 TOKEN_LENGTH = 24  # mmsc.ids.new_id()
 TOKEN_RE = re.compile(r"[a-z2-7]{24}")
 CORE_KEY = web.AppKey("core", Mmsc)
+ADAPTABLE_CACHE_SIZE = 100_000  # payload keys whose adaptation permission is remembered
 
 # Requests of features this MMSC does not offer, and the answer each gets.
 _DENIED = "Error-permanent-service-denied"
@@ -195,6 +196,26 @@ class Mm1Handlers:
         self.max_size = own.max_size
         self.msisdn_headers = own.msisdn_headers
         self.trust_pdu_sender = own.trust_pdu_sender
+        self._adaptable: dict[str, bool] = {}  # payload key -> whether it may be adapted
+
+    async def _may_adapt(self, row: Any) -> bool:
+        """Whether the sender lets us adapt its message: not when the stored m-send-req
+        says X-Mms-Adaptation-Allowed: No (OMA-MMS-ENC 1.3 §6.1.1; an MM7 Content with
+        allowAdaptations="false", TS 23.140 §8.7.1) or X-Mms-DRM-Content: Yes (protected
+        content reaches the handset as sent). Read once per payload: a key never
+        changes its content (a replace writes a new key). KeyError: the body is gone."""
+        key = str(row.m_payload_key)
+        allowed = self._adaptable.get(key)
+        if allowed is None:
+            headers = mms.decode(await self.core.payloads.get(key)).headers
+            allowed = (
+                headers.get("X-Mms-Adaptation-Allowed") != "No"
+                and headers.get("X-Mms-DRM-Content") != "Yes"
+            )
+            if len(self._adaptable) >= ADAPTABLE_CACHE_SIZE:
+                self._adaptable.clear()
+            self._adaptable[key] = allowed
+        return allowed
 
     async def post(self, request: web.Request) -> web.StreamResponse:
         start = time.perf_counter()
@@ -372,7 +393,12 @@ class Mm1Handlers:
                 )
             try:
                 payload_key = None
-                if self.adapter is not None and self.targets is not None and self.targets.enabled:
+                if (
+                    self.adapter is not None
+                    and self.targets is not None
+                    and self.targets.enabled
+                    and await self._may_adapt(row)
+                ):
                     override = await self.core.capabilities_override(row.address)
                     variant, target = await self.targets.resolve(
                         request.headers,

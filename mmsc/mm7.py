@@ -9,7 +9,9 @@ Answers:
   cannot read, an unsupported operation) gets a SOAP 1.1 Fault, HTTP 500
   (401 for credentials, with WWW-Authenticate), whose detail is an RSErrorRsp
   carrying the status (§8.7.13; SOAP 1.1 §6.2 for the 500).
-Answers use the namespace and MM7Version of the caller's request.
+Answers use the namespace and MM7Version of the caller's request (a request that
+names no namespace: its SOAPAction's, else the account's configured one, else the
+release its MM7Version says) and the account's prefix style, Faults included.
 Nothing is stored unless SubmitRsp says 1000 or 1100.
 """
 
@@ -32,7 +34,13 @@ from mmsc import eaif, metrics
 from mmsc.addresses import Address, AddressError, parse_address
 from mmsc.core import Mmsc, SendRefused
 from mmsc.mm7_config import DEFAULT_NAMESPACE, VaspAccount, load_vasps
-from mmsc.mm7_convert import encode_submit, mms_address, replaced_pdu, submit_to_pdu
+from mmsc.mm7_convert import (
+    delivery_time,
+    encode_submit,
+    mms_address,
+    replaced_pdu,
+    submit_to_pdu,
+)
 from mmsc.mm7_ops import cancel, replace
 from protocol import mm7
 
@@ -136,11 +144,16 @@ class Mm7Handlers:
                     f"request body over {self.max_body} octets",
                     account.namespace,
                     None,
+                    account=account,
                     http_status=413,
                 )
             try:
                 op = mm7.decode(
-                    body, request.headers.get("Content-Type", "text/xml"), max_size=self.max_body
+                    body,
+                    request.headers.get("Content-Type", "text/xml"),
+                    max_size=self.max_body,
+                    soap_action=request.headers.get("SOAPAction"),
+                    default_namespace=account.namespace,
                 )
             except mm7.Mm7DecodeError as exc:
                 status = exc.status_code
@@ -150,6 +163,8 @@ class Mm7Handlers:
                     exc.reason,
                     exc.namespace or account.namespace,
                     exc.transaction_id,
+                    account=account,
+                    mm7_version=exc.mm7_version,
                 )
             operation = mm7.operation_name(op)
             if not supported_namespace(op.namespace):
@@ -159,6 +174,8 @@ class Mm7Handlers:
                     f"namespace {op.namespace!r} is not an MM7 schema we speak (REL-5 and later)",
                     op.namespace,
                     op.transaction_id,
+                    account=account,
+                    mm7_version=op.mm7_version,
                 )
             try:
                 response, status = await self.dispatch(account, op)
@@ -172,6 +189,8 @@ class Mm7Handlers:
                     "the MMSC could not store the request; try again later",
                     op.namespace,
                     op.transaction_id,
+                    account=account,
+                    mm7_version=op.mm7_version,
                 )
             return response
         finally:
@@ -189,7 +208,12 @@ class Mm7Handlers:
             code = 4003  # Unsupported operation: responses and MMSC-to-VASP requests
             name = mm7.operation_name(op)
             return self.fault(
-                code, f"{name} is not a request to an MMSC", op.namespace, op.transaction_id
+                code,
+                f"{name} is not a request to an MMSC",
+                op.namespace,
+                op.transaction_id,
+                account=account,
+                mm7_version=op.mm7_version,
             ), code
         body, content_type = mm7.encode(
             rsp,
@@ -206,13 +230,18 @@ class Mm7Handlers:
         namespace: str,
         transaction_id: str | None,
         *,
+        account: VaspAccount | None = None,
+        mm7_version: str | None = None,
         http_status: int = 500,
         headers: dict[str, str] | None = None,
     ) -> web.Response:
+        """A SOAP Fault whose detail is an RSErrorRsp with ``code`` (TS 23.140 §8.7.13),
+        written the way the caller's software reads it: its namespace, its MM7Version
+        (``mm7_version``, when it could be read) and its account's prefix style."""
         detail = mm7.RSErrorRsp(
             transaction_id=transaction_id or "",
             namespace=namespace,
-            mm7_version="",
+            mm7_version=mm7_version or "",
             status_code=code,
             status_text=status_text(code),
             details=text,
@@ -220,12 +249,17 @@ class Mm7Handlers:
         fault = mm7.Fault(
             transaction_id=transaction_id or "",
             namespace=namespace,
-            mm7_version="",
+            mm7_version=mm7_version or "",
             faultcode="Server" if 3000 <= code < 4000 else "Client",
             faultstring=text,
             detail=detail,
         )
-        body, content_type = mm7.encode(fault, namespace=namespace)
+        body, content_type = mm7.encode(
+            fault,
+            namespace=namespace,
+            prefix=account.prefix if account is not None else "mm7",
+            unqualified_children=account.unqualified_children if account is not None else False,
+        )
         return web.Response(
             status=http_status, body=body, headers={"Content-Type": content_type, **(headers or {})}
         )
@@ -253,6 +287,14 @@ class Mm7Handlers:
         except AddressError as exc:
             raise Refusal(2002, f"sender {value!r}: {exc}") from None
 
+    @staticmethod
+    def _check_content(op: Any) -> None:
+        """A ``<Content href>`` that names no attachment (a bare SOAP envelope, as in
+        documentation samples) would make an empty MMS: 2004, nothing stored
+        (TS 23.140 §8.7.1 / §8.7.6: Content is the message's content)."""
+        if op.content is None and op.content_href is not None:
+            raise Refusal(2004, f"content href {op.content_href!r} names no attachment")
+
     def _response(self, cls: Any, op: Any, code: int, details: str = "", **extra: Any) -> Any:
         return cls(
             transaction_id=op.transaction_id,
@@ -270,6 +312,7 @@ class Mm7Handlers:
             sender = self._sender(account, op.sender_address)
             if not (op.to or op.cc or op.bcc):
                 raise Refusal(4004, "no recipient")
+            self._check_content(op)
             pdu = submit_to_pdu(op, sender.to_mms())
             raw = encode_submit(pdu)
             limit = self.size_limit(account)
@@ -317,11 +360,17 @@ class Mm7Handlers:
     async def replace(self, account: VaspAccount, op: Any) -> Any:
         try:
             self._check_identity(account, op)
+            self._check_content(op)
         except Refusal as refusal:
             return self._response(mm7.ReplaceRsp, op, refusal.status, refusal.text)
         limit = self.size_limit(account)
         result = await replace(
-            self.core, op.message_id, account.name, lambda stored: replaced_pdu(stored, op), limit
+            self.core,
+            op.message_id,
+            account.name,
+            lambda stored: replaced_pdu(stored, op),
+            limit,
+            earliest_delivery_at=delivery_time(op.earliest_delivery_time, time.time()),
         )
         detail = result.detail if result.status != 1000 else ""
         return self._response(mm7.ReplaceRsp, op, result.status, detail)

@@ -35,6 +35,7 @@ MMS_13_FIELDS = (
     "X-Mms-Aux-Applic-Info",
     "X-Mms-Content-Class",
     "X-Mms-DRM-Content",
+    "X-Mms-Adaptation-Allowed",
 )
 CONTENT_CLASSES = {
     "text": "text",
@@ -64,6 +65,14 @@ def _when(value: datetime | timedelta | None) -> dict[str, int] | None:
     return {"absolute": calendar.timegm(value.utctimetuple())}
 
 
+def delivery_time(value: datetime | timedelta | None, now: float) -> float | None:
+    """EarliestDeliveryTime as a time (a relative one counts from ``now``), or None."""
+    when = _when(value)
+    if when is None:
+        return None
+    return float(when["absolute"]) if "absolute" in when else now + when["relative"]
+
+
 def _yes_no(value: bool | None) -> str | None:
     return None if value is None else ("Yes" if value else "No")
 
@@ -86,18 +95,22 @@ def related_params(params: Mapping[str, Any], parts: list[Part]) -> dict[str, An
     finds the presentation by comparing ``start`` with each part's Content-ID byte for
     byte, and our parts carry ``<smil>``. So ``start`` is written as the Content-ID it
     names, and dropped when it names no part (the root is then the first part,
-    RFC 2387 §3.2). ``type`` is required (RFC 2387 §3.1): the root's type when missing.
+    RFC 2387 §3.2). ``type`` is required and is the root's type (RFC 2387 §3.1): when
+    ``start`` names a part, that part's type whatever the VASP wrote (Sinch writes
+    type="text/xml" over a SMIL root); otherwise the VASP's own, else the first part's.
     """
     out: dict[str, Any] = {}
-    root = parts[0] if parts else None
+    named = None
     start = str(params.get("start") or "").strip()
     if start:
         bare = start[4:] if start[:4].lower() == "cid:" else start
         wanted = "<" + bare.strip().strip("<>") + ">"
         named = next((p for p in parts if p.content_id == wanted), None)
         if named is not None:
-            out["start"], root = wanted, named
-    kind = params.get("type") or (root.content_type if root is not None else None)
+            out["start"] = wanted
+    kind: str | None = named.content_type if named is not None else None
+    if kind is None:
+        kind = params.get("type") or (parts[0].content_type if parts else None)
     if kind:
         out["type"] = kind
     return out
@@ -144,9 +157,12 @@ def submit_to_pdu(req: Any, sender: str) -> MmsPdu:
         value = getattr(req, attr, None)
         if value:
             headers[name] = str(value)
+    if getattr(req, "adaptations", None) is False:
+        # Content@allowAdaptations="false" (TS 23.140 §8.7.1): kept where retrieval looks
+        # for it, the m-send-req's X-Mms-Adaptation-Allowed (OMA-MMS-ENC 1.3 §6.1.1).
+        headers["X-Mms-Adaptation-Allowed"] = "No"
     content_type, params, parts = content_pdu_fields(getattr(req, "content", None))
-    # OMA-MMS-ENC 1.3 fields need a 1.3 PDU; otherwise stay at 1.2, which every handset reads.
-    version = "1.3" if any(name in headers for name in MMS_13_FIELDS) else "1.2"
+    version = _pdu_version(headers, "1.2")
     return MmsPdu(
         "m-send-req",
         req.transaction_id[:100] or "mm7",
@@ -156,6 +172,12 @@ def submit_to_pdu(req: Any, sender: str) -> MmsPdu:
         params,
         parts,
     )
+
+
+def _pdu_version(headers: Mapping[str, Any], base: str) -> str:
+    """OMA-MMS-ENC 1.3 fields need a 1.3 PDU (the encoder leaves out fields newer than
+    the PDU's version); otherwise ``base``, 1.2 for a submission, which every handset reads."""
+    return "1.3" if any(name in headers for name in MMS_13_FIELDS) else base
 
 
 def encode_submit(pdu: MmsPdu) -> bytes:
@@ -170,6 +192,7 @@ def replaced_pdu(stored: MmsPdu, req: Any) -> MmsPdu:
     for name, attr in (
         ("X-Mms-Read-Report", "read_reply"),
         ("X-Mms-Distribution-Indicator", "distribution_indicator"),
+        ("X-Mms-DRM-Content", "drm_content"),
     ):
         value = _yes_no(getattr(req, attr, None))
         if value is not None:
@@ -179,23 +202,23 @@ def replaced_pdu(stored: MmsPdu, req: Any) -> MmsPdu:
         headers["X-Mms-Delivery-Time"] = earliest
     content = getattr(req, "content", None)
     if content is None:
-        return MmsPdu(
-            stored.message_type,
-            stored.transaction_id,
-            stored.mms_version,
-            headers,
-            stored.content_type,
-            stored.content_type_params,
-            stored.parts,
-            stored.body,
-        )
-    content_type, params, parts = content_pdu_fields(content)
+        content_type, params = stored.content_type, stored.content_type_params
+        parts, body = stored.parts, stored.body
+    else:
+        # allowAdaptations belongs to the new Content: absent, adapting is allowed again.
+        if getattr(req, "adaptations", None) is False:
+            headers["X-Mms-Adaptation-Allowed"] = "No"
+        else:
+            headers.pop("X-Mms-Adaptation-Allowed", None)
+        content_type, params, parts = content_pdu_fields(content)
+        body = None
     return MmsPdu(
         stored.message_type,
         stored.transaction_id,
-        stored.mms_version,
+        _pdu_version(headers, stored.mms_version or "1.2"),
         headers,
         content_type,
         params,
         parts,
+        body,
     )

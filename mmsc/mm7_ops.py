@@ -82,12 +82,15 @@ async def replace(
     vasp: str,
     rebuild: Callable[[MmsPdu], MmsPdu],
     max_size: int,
+    earliest_delivery_at: float | None = None,
 ) -> OpResult:
     """New content for a message nobody has fetched yet; its recipients fetch the new one.
 
     ``rebuild`` turns the stored m-send-req into the replaced one (new parts, new
     ReadReply...), so what the ReplaceReq does not mention (recipients, subject,
-    class) stays as submitted.
+    class) stays as submitted. Its ReadReply, and ``earliest_delivery_at`` (the
+    ReplaceReq's EarliestDeliveryTime, None when it has none), also change what the
+    core does: read reports, and when recipients not yet notified are.
     """
     now = time.time()
 
@@ -131,6 +134,8 @@ async def replace(
             content_type=pdu.content_type or "application/vnd.wap.multipart.mixed",
             subject=subject if isinstance(subject, str) else None,
             headers={**dict(current.headers or {}), **value_to_json(envelope)},
+            read_report=pdu.headers.get("X-Mms-Read-Report") == "Yes",
+            earliest_delivery_at=earliest_delivery_at,
         )
         event = repo.Event(message_id, "replaced", now, None, None, f"ReplaceReq from {vasp}")
         repo.add_events(conn, [event])

@@ -2,10 +2,13 @@
 
 They are queued in the same durable outbox as WAP pushes (kinds ``mm7-*``,
 destination = the VASP's name), claimed with a lease, and retried with the
-push back-off when the VASP cannot be reached or answers with a server or
-service error (3xxx, 4xxx). A client error (2xxx: the VASP says our request
-is wrong) is final for that request. Every answer is an event on the message
-(TS 23.140 §5.3, §5.7, §5.8 for the three operations).
+push back-off when the VASP cannot be reached, its answer cannot be read, or it
+answers 3000 Server Error, 4000 General service error or 4006 Service
+unavailable. Any other failure status is final for that request (``is_permanent``).
+A DeliverReq that ends without success closes its recipient (Rejected, or
+Unreachable when the attempts ran out), and the handset that sent the message
+gets that delivery report if it asked for one. Every answer is an event on the
+message (TS 23.140 §5.3, §5.7, §5.8 for the three operations).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import json
 import logging
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 from sqlalchemy.engine import Connection
@@ -43,6 +46,15 @@ DELIVERY_STATUS = {
     "Unreachable": "Indeterminate",
 }
 READ_STATUS = {"Read": "Read", "Deleted without being read": "Deleted"}
+RETRY_STATUSES = frozenset((3000, 4000, 4006))  # see is_permanent
+
+
+def is_permanent(code: int) -> bool:
+    """Whether a VASP's failure status ends the request. Only 3000 Server Error, 4000
+    General service error and 4006 Service unavailable say "try later" (TS 23.140 §8.7
+    status table); any other (4004 Validation error, 3001 Not possible, 2xxx...) is the
+    VASP's answer to this very request and would be the same next time."""
+    return code not in RETRY_STATUSES
 
 
 def _utc(seconds: float) -> datetime:
@@ -50,15 +62,25 @@ def _utc(seconds: float) -> datetime:
 
 
 def mime_content(pdu: mms.MmsPdu) -> mm7.Content | None:
-    """The MMS body as the MIME entity an MM7 request carries."""
-    if not pdu.parts:
-        return None
+    """The MMS body as the MIME entity an MM7 request carries (TS 23.140 §8.7.3 Content).
+
+    A single-part message (its body in ``pdu.body``, no parts) is that one entity; a
+    multipart keeps its kind (related with its ``start`` and ``type``, alternative as
+    alternative, anything else as mixed). None only when there is no body at all.
+    """
     ctype = (pdu.content_type or "").lower()
+    if not pdu.parts:
+        if pdu.body is None or ctype.startswith("application/vnd.wap.multipart."):
+            return None
+        params = {str(k): str(v) for k, v in (pdu.content_type_params or {}).items()}
+        return mm7.Content(ctype, params, bytes(pdu.body))
     if ctype == "application/vnd.wap.multipart.related":
         params = {
             k: str(v) for k, v in (pdu.content_type_params or {}).items() if k in ("start", "type")
         }
         return mm7.content_from_parts("multipart/related", params, list(pdu.parts))
+    if ctype == "application/vnd.wap.multipart.alternative":
+        return mm7.content_from_parts("multipart/alternative", {}, list(pdu.parts))
     return mm7.content_from_parts("multipart/mixed", {}, list(pdu.parts))
 
 
@@ -162,7 +184,16 @@ class Mm7Outbound:
             code = int(getattr(answer, "status_code", 3000))
             text = f"{code} {getattr(answer, 'status_text', '')}".strip()
         ok = 1000 <= code < 2000
-        await self._finish(row, ok=ok, permanent=2000 <= code < 3000, detail=text)
+        await self._finish(row, ok=ok, permanent=is_permanent(code), detail=text)
+
+    def _undelivered(
+        self, conn: Connection, recipient_id: int, now: float, refused: bool, detail: str
+    ) -> list[repo.Event]:
+        """A DeliverReq that will not be sent again closes its recipient, so the handset
+        that sent the message learns its fate now: Rejected when the VASP refused it,
+        Unreachable when the VASP could not be reached before the attempts ran out."""
+        status: Literal["Rejected", "Unreachable"] = "Rejected" if refused else "Unreachable"
+        return self.core.undelivered(conn, recipient_id, now, status, detail)
 
     async def _build(self, row: Any, account: VaspAccount) -> Any:
         namespace = account.namespace
@@ -239,11 +270,15 @@ class Mm7Outbound:
             )
             if not owned or row.message_id is None:
                 return None, []
-            event = repo.Event(
-                row.message_id, f"{row.kind}-{label}", now, row.recipient_id, None, detail
-            )
-            repo.add_events(conn, [event])
-            return None, [event]
+            out = [
+                repo.Event(
+                    row.message_id, f"{row.kind}-{label}", now, row.recipient_id, None, detail
+                )
+            ]
+            if state == repo.FAILED and row.kind == "mm7-deliver" and row.recipient_id is not None:
+                out += self._undelivered(conn, row.recipient_id, now, permanent, detail)
+            repo.add_events(conn, out)
+            return None, out
 
         await core.write(record)
         if ok and row.kind == "mm7-deliver" and row.recipient_id is not None:

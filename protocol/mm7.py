@@ -18,13 +18,18 @@ MANIFEST hold real samples):
 - the namespace is the first 3GPP MM7 namespace found on the operation element, the
   TransactionID, the SOAPAction (``soap_action=``) or a Fault's detail. A 3GPP URI
   outside ``NAMESPACES`` (a later schema) is read with REL-6 rules and reported by
-  its key ("REL-6-MM7-1-5"); a foreign URI is reported as the URI itself, and with
-  no namespace anywhere the message counts as ``DEFAULT_NAMESPACE``. ``encode``
-  accepts all three forms, so the answer goes back in the caller's namespace;
+  its key ("REL-6-MM7-1-5"); a foreign URI is reported as the URI itself. A bare
+  key ("REL-5-MM7-1-2") is accepted as SOAPAction. With no namespace anywhere the
+  message is in ``default_namespace`` (the peer's configured one, else
+  ``DEFAULT_NAMESPACE``) unless its MM7Version is of another release
+  (``namespace_for_version``). ``encode`` accepts all these forms, so the answer
+  goes back in the caller's namespace;
 - ``<Content href>`` is "cid:x", "cid:<x>", percent-encoded, a bare Content-ID or a
   Content-Location; an href that names no part, in a message with exactly one
   attachment, means that attachment (an instantcom-mm7 recovery); attachments
-  the href does not name are ignored;
+  the href does not name are ignored; with no attachment at all (plain XML, or
+  the envelope alone in a multipart) ``content`` stays None and ``content_href``
+  keeps the reference;
 - booleans "true/false/1/0", dates with or without zone (UTC assumed).
 
 What cannot be read raises ``Mm7DecodeError`` with the status to answer and, when
@@ -145,6 +150,7 @@ __all__ = [
     "mime_content_type",
     "mm7_version_for",
     "mms_content_type",
+    "namespace_for_version",
     "namespace_key",
     "namespace_uri",
     "operation_name",
@@ -161,6 +167,10 @@ _SALVAGE_TID: Final = re.compile(
     rb"<(?:[A-Za-z_][\w.\-]{0,40}:)?TransactionID\b[^<>]{0,2000}>\s{0,200}([^<\s][^<]{0,199})<"
 )
 _SALVAGE_NS: Final = re.compile(rb"23\.140/schema/(REL-\d{1,2}-MM7-\d{1,2}-\d{1,2})")
+_SALVAGE_VERSION: Final = re.compile(
+    rb"<(?:[A-Za-z_][\w.\-]{0,40}:)?MM7Version\b[^<>]{0,2000}>"
+    rb"\s{0,200}(\d{1,3}(?:\.\d{1,3}){0,3})\s{0,200}<"
+)
 
 
 # ----------------------------------------------------------------------------- namespaces
@@ -201,11 +211,12 @@ def mm7_version_for(namespace: str) -> str:
 class _Seen:
     """What was read so far, for the error that ends the decoding."""
 
-    __slots__ = ("namespace", "transaction_id")
+    __slots__ = ("mm7_version", "namespace", "transaction_id")
 
     def __init__(self) -> None:
         self.namespace: str | None = None
         self.transaction_id: str | None = None
+        self.mm7_version: str | None = None
 
 
 def decode(
@@ -214,21 +225,28 @@ def decode(
     *,
     max_size: int = MAX_SIZE,
     soap_action: str | None = None,
+    default_namespace: str = DEFAULT_NAMESPACE,
 ) -> Operation:
     """The MM7 operation in an HTTP request or response body.
 
     ``content_type`` is the HTTP Content-Type (None or "" when there was none);
     ``max_size`` bounds the body (2004 beyond it); ``soap_action`` is the SOAPAction
-    header, one more place a namespace may come from. Raises only ``Mm7DecodeError``.
+    header, one more place a namespace may come from; ``default_namespace`` is the
+    peer's configured one, for a message that names none (``namespace_for_version``).
+    Raises only ``Mm7DecodeError``.
     """
     seen = _Seen()
     try:
-        return _decode(bytes(body), content_type or "", max_size, soap_action, seen)
+        return _decode(
+            bytes(body), content_type or "", max_size, soap_action, default_namespace, seen
+        )
     except Mm7DecodeError as exc:
         if exc.namespace is None:
             exc.namespace = seen.namespace
         if exc.transaction_id is None:
             exc.transaction_id = seen.transaction_id
+        if exc.mm7_version is None:
+            exc.mm7_version = seen.mm7_version
         raise
     except Exception as exc:  # a bug of ours: still an MM7 answer, never a traceback
         raise Mm7DecodeError(
@@ -236,11 +254,17 @@ def decode(
             f"internal error: {type(exc).__name__}: {exc}",
             namespace=seen.namespace,
             transaction_id=seen.transaction_id,
+            mm7_version=seen.mm7_version,
         ) from exc
 
 
 def _decode(
-    body: bytes, content_type: str, max_size: int, soap_action: str | None, seen: _Seen
+    body: bytes,
+    content_type: str,
+    max_size: int,
+    soap_action: str | None,
+    default_namespace: str,
+    seen: _Seen,
 ) -> Operation:
     if len(body) > max_size:
         raise Mm7DecodeError(CONTENT_REFUSED, f"body of {len(body)} octets exceeds {max_size}")
@@ -265,15 +289,17 @@ def _decode(
     except Mm7DecodeError:
         _salvage(soap, seen)
         raise
-    op = _read_envelope(root, soap_action, seen)
+    op = _read_envelope(root, soap_action, default_namespace, seen)
     if isinstance(op, SubmitReq | DeliverReq | ReplaceReq) and parts is not None:
         _attach(op, parts, soap_index)
     return op
 
 
 def _attach(op: SubmitReq | DeliverReq | ReplaceReq, parts: list[MimePart], soap: int) -> None:
-    """Replace the Content reference of ``op`` by the attachment it names."""
-    if op.content_href is None:
+    """Replace the Content reference of ``op`` by the attachment it names. With no
+    attachment at all (the envelope is the only part) the reference is kept, as for a
+    plain SOAP body: the receiver decides what a message without its content gets."""
+    if op.content_href is None or len(parts) < 2:
         return
     op.content = content_from_mime(_resolve(op.content_href, parts, soap))
     op.content_href = None
@@ -291,7 +317,9 @@ def _soap_part(parts: list[MimePart], start: str | None) -> int:
     return 0
 
 
-def _read_envelope(root: Node, soap_action: str | None, seen: _Seen) -> Operation:
+def _read_envelope(
+    root: Node, soap_action: str | None, default_namespace: str, seen: _Seen
+) -> Operation:
     if root.name != "Envelope":
         raise Mm7DecodeError(MESSAGE_FORMAT_CORRUPT, f"root element {root.name} is no Envelope")
     header = root.child("Header")
@@ -304,7 +332,12 @@ def _read_envelope(root: Node, soap_action: str | None, seen: _Seen) -> Operatio
     element = body.children[0]
     detail = element.child("detail") if element.name == "Fault" else None
     inner = detail.children[0] if detail is not None and detail.children else None
-    namespace = _namespace(element, tid_node, soap_action, inner)
+    version_node = (inner if inner is not None else element).child("MM7Version")
+    if version_node is not None:
+        seen.mm7_version = version_node.value() or None
+    namespace = _namespace(element, tid_node, soap_action, inner) or namespace_for_version(
+        seen.mm7_version, default_namespace
+    )
     seen.namespace = namespace
     if element.name == "Fault":
         return read_fault(element, transaction_id=tid or None, namespace=namespace)
@@ -315,7 +348,10 @@ def _read_envelope(root: Node, soap_action: str | None, seen: _Seen) -> Operatio
     return read_operation(element, transaction_id=tid, namespace=namespace)
 
 
-def _namespace(element: Node, tid: Node | None, soap_action: str | None, inner: Node | None) -> str:
+def _namespace(
+    element: Node, tid: Node | None, soap_action: str | None, inner: Node | None
+) -> str | None:
+    """The namespace the message names, or None when it names none anywhere."""
     action = (soap_action or "").strip().strip("\"'")
     found = [
         element.ns,
@@ -327,10 +363,26 @@ def _namespace(element: Node, tid: Node | None, soap_action: str | None, inner: 
         key = namespace_key(uri) if uri else None
         if key is not None:
             return key
+    if NAMESPACE_KEY_RE.fullmatch(action.upper()):  # SOAPAction: REL-5-MM7-1-2, no URI
+        return action.upper()
     for uri in found[:3]:  # a foreign namespace, kept to answer in it
         if uri and uri not in _SOAP_NAMESPACES:
             return uri
-    return DEFAULT_NAMESPACE
+    return None
+
+
+def namespace_for_version(mm7_version: str | None, default: str) -> str:
+    """The namespace of a message that names none: ``default`` (the peer's configured
+    one), unless its MM7Version belongs to another release; then the schema that goes
+    with that MM7Version (``MM7_VERSIONS``; the newest when several share it, as the
+    REL-5 schemas share 5.3.0), else the newest known schema of that release."""
+    version = (mm7_version or "").strip()
+    release = version.partition(".")[0]
+    if not release.isdigit() or default.startswith(f"REL-{release}-"):
+        return default
+    exact = [key for key, value in MM7_VERSIONS.items() if value == version]
+    same_release = [key for key in MM7_VERSIONS if key.startswith(f"REL-{release}-")]
+    return (exact or same_release or [default])[-1]
 
 
 def _resolve(href: str, parts: list[MimePart], soap_index: int) -> MimePart:
@@ -356,7 +408,8 @@ def _resolve(href: str, parts: list[MimePart], soap_index: int) -> MimePart:
 
 
 def _salvage(soap: bytes, seen: _Seen) -> None:
-    """TransactionID and namespace of XML that does not parse, for the fault's sake."""
+    """TransactionID, namespace and MM7Version of XML that does not parse, for the
+    fault's sake."""
     head = soap[:_SALVAGE_SPAN]
     m = _SALVAGE_TID.search(head)
     if m is not None:
@@ -364,6 +417,9 @@ def _salvage(soap: bytes, seen: _Seen) -> None:
     n = _SALVAGE_NS.search(head)
     if n is not None:
         seen.namespace = n.group(1).decode("ascii")
+    v = _SALVAGE_VERSION.search(head)
+    if v is not None:
+        seen.mm7_version = v.group(1).decode("ascii")
 
 
 # ----------------------------------------------------------------------------- encode
@@ -467,7 +523,7 @@ def _fault(fault: Fault, writer: Writer, declare: list[tuple[str, str]]) -> XmlE
         node.children.append(XmlElement("faultactor", text=fault.faultactor))
     if fault.detail is not None:
         version = fault.detail.mm7_version or fault.mm7_version or writer.version
-        inner = Writer(writer.q, writer.rel5, version, None)
+        inner = Writer(writer.q, writer.rel5, version, None, root_q=writer.root_q)
         written = write_operation(fault.detail, inner, declare=declare)
         node.children.append(XmlElement("detail", children=[written]))
     return node

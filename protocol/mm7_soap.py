@@ -5,11 +5,15 @@ element up by local name (peers qualify children, leave them unqualified, or put
 them in another MM7 namespace; order is not checked), writing emits the elements
 in schema order, every one qualified, and only those the target release defines.
 
-Reading raises ``Mm7DecodeError``: 4004 (Validation error) when a mandatory element
-is missing or a value does not fit its type. Two mandatory elements are forgiven:
-MM7Version (the namespace already says the release) and SenderIdentification (all
-its children are optional). Writing raises ``EncodeError`` for a missing mandatory
-field or a value outside the schema's enumeration.
+Reading raises ``Mm7DecodeError`` with the status TS 23.140's status table gives
+(§8.7): 4004 Validation error when a mandatory element is missing or empty, 2007
+Message format corrupt when an element is there but its value does not fit its type
+(a date, a boolean, a number) or is not one of its enumeration (MessageClass,
+Priority, ChargedParty, ContentClass, MMStatus; matched in any case and kept in the
+schema's spelling). Two mandatory elements are forgiven: MM7Version (the namespace
+already says the release) and SenderIdentification (all its children are optional).
+Writing raises ``EncodeError`` for a missing mandatory field or a value outside the
+schema's enumeration.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ from protocol.mm7_tables import (
     DELIVERY_REPORT_REQ,
     DELIVERY_STATUSES,
     MESSAGE_CLASSES,
+    MESSAGE_FORMAT_CORRUPT,
     PRIORITIES,
     READ_REPLY_REQ,
     READ_STATUSES,
@@ -95,7 +100,8 @@ OPERATIONS: Final[dict[str, tuple[type[Any], tuple[Element, ...]]]] = {
 ERROR_RESPONSES: Final = ("RSErrorRsp", "VASPErrorRsp")
 _FORGIVEN: Final = frozenset(("MM7Version", "SenderIdentification"))
 
-# Enumerated values checked when writing (reading keeps whatever a peer sent).
+# Enumerated values: checked when writing, and when reading (in any case; a value
+# outside the enumeration is 2007, as any other value of the wrong format).
 _ENUMS: Final[dict[str, frozenset[str]]] = {
     "message_class": MESSAGE_CLASSES,
     "priority": PRIORITIES,
@@ -106,10 +112,37 @@ _MM_STATUS: Final[dict[str, frozenset[str]]] = {
     "DeliveryReportReq": DELIVERY_STATUSES,
     "ReadReplyReq": READ_STATUSES,
 }
+# lower case -> the schema's spelling, per enumeration
+_SPELLINGS: Final[dict[frozenset[str], dict[str, str]]] = {
+    allowed: {value.lower(): value for value in allowed}
+    for allowed in (*_ENUMS.values(), *_MM_STATUS.values())
+}
 
 
 def _invalid(element: str, reason: str) -> Mm7DecodeError:
+    """A mandatory element missing or empty: 4004 Validation error (TS 23.140 §8.7)."""
     return Mm7DecodeError(VALIDATION_ERROR, f"{element}: {reason}")
+
+
+def _corrupt(element: str, reason: str) -> Mm7DecodeError:
+    """An element whose value has the wrong format: 2007 Message format corrupt."""
+    return Mm7DecodeError(MESSAGE_FORMAT_CORRUPT, f"{element}: {reason}")
+
+
+class _Missing(ValueError):
+    """A mandatory part of an element's value is missing (StatusCode of a Status)."""
+
+
+def _enumeration(operation: str, attr: str) -> frozenset[str] | None:
+    return _ENUMS.get(attr) or (_MM_STATUS.get(operation) if attr == "mm_status" else None)
+
+
+def _enumerated(value: str, allowed: frozenset[str]) -> str:
+    """``value`` in the schema's spelling; ValueError when the enumeration lacks it."""
+    spelled = _SPELLINGS[allowed].get(value.strip().lower())
+    if spelled is None:
+        raise ValueError(f"{value!r} is not one of {', '.join(sorted(allowed))}")
+    return spelled
 
 
 # ----------------------------------------------------------------------------- reading
@@ -127,11 +160,19 @@ def read_operation(node: Node, *, transaction_id: str, namespace: str) -> Operat
             if el.mandatory and el.name not in _FORGIVEN:
                 raise _invalid(node.name, f"mandatory element {el.name} is missing")
             continue
+        mandatory = el.mandatory and el.name not in _FORGIVEN
+        if mandatory and child is not node and not child.children and not child.value():
+            raise _invalid(node.name, f"mandatory element {el.name} is empty")
         try:
             _READERS[el.kind](child, el, fields)
-        except ValueError as exc:  # a value that does not fit its schema type
+            allowed = _enumeration(node.name, el.attr)
+            if allowed is not None and fields.get(el.attr) is not None:
+                fields[el.attr] = _enumerated(fields[el.attr], allowed)
+        except _Missing as exc:
             raise _invalid(el.name, str(exc)) from None
-        if el.mandatory and el.name not in _FORGIVEN and fields.get(el.attr, 1) in ("", None):
+        except ValueError as exc:  # a value that does not fit its schema type
+            raise _corrupt(el.name, str(exc)) from None
+        if mandatory and fields.get(el.attr, 1) in ("", None):
             raise _invalid(node.name, f"mandatory element {el.name} is empty")
     if cls is SubmitReq and not (fields.get("to") or fields.get("cc") or fields.get("bcc")):
         raise _invalid("Recipients", "no recipient address")
@@ -238,7 +279,7 @@ def _r_recipients(node: Node, el: Element, out: dict[str, Any]) -> None:
 def _r_status(node: Node, el: Element, out: dict[str, Any]) -> None:
     code = node.child("StatusCode")
     if code is None:
-        raise ValueError("StatusCode is missing")
+        raise _Missing("StatusCode is missing")
     out["status_code"] = parse_int(code.value(), maximum=99999)
     text = node.child("StatusText")
     out["status_text"] = text.value() if text is not None else ""

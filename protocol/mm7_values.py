@@ -4,7 +4,7 @@ schema's relativeOrAbsoluteDateType (an xs:dateTime or an xs:duration).
 Reading is lenient the way peers are sloppy: booleans "true"/"false"/"1"/"0" in any
 case, dateTimes with or without seconds, fraction or zone (no zone means UTC, the
 MMSC's clock), "T" or a blank between date and time. A value that still does not fit
-raises ``ValueError`` with a reason; the SOAP reader turns it into 4004.
+raises ``ValueError`` with a reason; the SOAP reader turns it into 2007.
 
 Writing is strict and canonical: "true"/"false", UTC written as "Z",
 durations as "P{d}DT{h}H{m}M{s}S" without zero fields.

@@ -937,16 +937,40 @@ def replace_content(
     content_type: str,
     subject: str | None,
     headers: Any,
+    read_report: bool | None = None,
+    earliest_delivery_at: float | None = None,
 ) -> bool:
-    """Point a message at new content (MM7 ReplaceReq); False if the message is gone."""
-    values = {
+    """Point a message at new content (MM7 ReplaceReq); False if the message is gone.
+
+    ``read_report`` and ``earliest_delivery_at`` are what the replace says (None: as
+    before): the columns the core acts on, not only the headers a handset reads. A new
+    earliest delivery also moves the first notification of every recipient that has
+    not been notified yet (PENDING, no attempt made)."""
+    values: dict[str, Any] = {
         "payload_key": payload_key,
         "size": size,
         "content_type": content_type,
         "subject": subject,
         "headers": headers,
     }
-    return bool(_update(conn, "messages", "id", message_id, values))
+    if read_report is not None:
+        values["read_report"] = read_report
+    if earliest_delivery_at is not None:
+        values["earliest_delivery_at"] = earliest_delivery_at
+    if not _update(conn, "messages", "id", message_id, values):
+        return False
+    if earliest_delivery_at is not None:
+        conn.execute(
+            update(recipients)
+            .where(
+                recipients.c.message_id == message_id,
+                recipients.c.state == PENDING,
+                recipients.c.attempts == 0,
+                recipients.c.next_attempt_at.is_not(None),  # a VASP's short code has none
+            )
+            .values(next_attempt_at=earliest_delivery_at)
+        )
+    return True
 
 
 def prune_pushes(conn: Connection, before: float) -> int:

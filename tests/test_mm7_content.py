@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mmsc.mm7_convert import related_params
+from mmsc.mm7_outbound import mime_content
 from protocol import mm7
 from protocol.errors import EncodeError
 from protocol.mm7 import Content, Mm7DecodeError
@@ -31,6 +32,7 @@ from protocol.mm7_values import (
     parse_int,
     parse_relative,
 )
+from protocol.mms import MmsPdu
 from protocol.wsp import Part
 
 # ============================================================================= Content-Type
@@ -395,15 +397,60 @@ def test_parameter_split_examples(value: str) -> None:
         ({"start": "<CID:smil>"}, {"type": "text/plain"}),  # names no part: the first is root
         ({"start": "<txt>"}, {"start": "<txt>", "type": "text/plain"}),
         ({}, {"type": "text/plain"}),
+        # Sinch writes type="text/xml" with a SMIL root: the named root's type wins.
+        (
+            {"start": "<smil>", "type": "text/xml"},
+            {"start": "<smil>", "type": "application/smil"},
+        ),
+        ({"start": "txt", "type": "application/smil"}, {"start": "<txt>", "type": "text/plain"}),
+        # No root named: the VASP's type stays (the first part is the root, RFC 2387 §3.2).
+        ({"type": "application/smil"}, {"type": "application/smil"}),
     ],
 )
 def test_related_params_match_the_content_ids(
     params: dict[str, str], expected: dict[str, str]
 ) -> None:
     """start is written as the Content-ID it names, byte for byte, as handsets compare
-    them; type, required by RFC 2387 §3.1, is the root's type when the VASP left it out."""
+    them; type, required by RFC 2387 §3.1, is the root's type: that of the part start
+    names, else the VASP's own, else the first part's."""
     parts = [
         Part("text/plain", {}, {"Content-ID": "<txt>"}, b"hi"),
         Part("application/smil", {}, {"Content-ID": "<smil>"}, b"<smil/>"),
     ]
     assert related_params(params, parts) == expected
+
+
+def test_mime_content_of_an_mms_body() -> None:
+    """The MMS body of an MO message as the MIME entity of a DeliverReq: a single entity
+    stays that entity, multipart/alternative stays alternative, related keeps its root."""
+    single = MmsPdu("m-send-req", "t", "1.2", {}, "text/plain", {"charset": "utf-8"}, None, b"STOP")
+    content = mime_content(single)
+    assert content is not None
+    assert (content.content_type, content.params, content.body) == (
+        "text/plain",
+        {"charset": "utf-8"},
+        b"STOP",
+    )
+    parts = [
+        Part("text/plain", {"charset": "utf-8"}, {}, b"plain"),
+        Part("text/html", {"charset": "utf-8"}, {}, b"<b>rich</b>"),
+    ]
+    alternative = MmsPdu(
+        "m-send-req", "t", "1.2", {}, "application/vnd.wap.multipart.alternative", {}, parts
+    )
+    content = mime_content(alternative)
+    assert content is not None and content.content_type == "multipart/alternative"
+    assert [bytes(p.data) for p in mm7.content_parts(content)] == [b"plain", b"<b>rich</b>"]
+    related = MmsPdu(
+        "m-send-req",
+        "t",
+        "1.2",
+        {},
+        "application/vnd.wap.multipart.related",
+        {"start": "<smil>", "type": "application/smil"},
+        [Part("application/smil", {}, {"Content-ID": "<smil>"}, b"<smil/>")],
+    )
+    content = mime_content(related)
+    assert content is not None and content.content_type == "multipart/related"
+    assert (content.params["start"], content.params["type"]) == ("<smil>", "application/smil")
+    assert mime_content(MmsPdu("m-send-req", "t", "1.2", {}, "text/plain", {}, None, None)) is None

@@ -25,11 +25,12 @@ import aiohttp
 import pytest
 
 from mmsc.mm7_client import exchange, submit_request
+from mmsc.mm7_outbound import is_permanent
 from protocol import mm7, mms
 from protocol.mms import MmsPdu
 from protocol.wsp import Part
 from tests import media
-from tests.conftest import ROOT
+from tests.conftest import CORPUS, ROOT
 from tests.harness import ServerProcess, SmsSink, http, start_server
 from tests.test_mm1_e2e import fetch_url, post_pdu, send_req
 from tests.vasp_sink import VaspSink
@@ -58,13 +59,19 @@ def mm7_server(
     sink: SmsSink,
     vasp: VaspSink,
     vasp_options: dict[str, Any] | None = None,
+    notify: dict[str, Any] | None = None,
     **mm1: Any,
 ) -> ServerProcess:
     return start_server(
         tmp_path,
         {
             "mm1": {"public_url": "http://mmsc.test/mms", "trust_pdu_sender": False, **mm1},
-            "notify": {"backend": "kannel", "sendsms_url": sink.url, "retry_initial": 0.2},
+            "notify": {
+                "backend": "kannel",
+                "sendsms_url": sink.url,
+                "retry_initial": 0.2,
+                **(notify or {}),
+            },
             "mm7": {
                 "vasp": [
                     {
@@ -383,6 +390,13 @@ def test_bad_input_gets_the_right_status_and_stores_nothing(
         start, end = body.index(b"<Recipients>"), body.index(b"</Recipients>") + 13
         status, answer, headers = raw_post(server, body[:start] + body[end:], ctype)
         assert answer_status(answer, headers["Content-Type"]) == 4004
+        # A value of the wrong format, or outside its enumeration: 2007 (TS 23.140 §8.7).
+        for good, bad in (
+            (b"<DeliveryReport>true<", b"<DeliveryReport>yes<"),
+            (b"<Subject>", b"<MessageClass>Foo</MessageClass><Subject>"),
+        ):
+            status, answer, headers = raw_post(server, body.replace(good, bad), ctype)
+            assert status == 500 and fault_status(answer, headers["Content-Type"]) == 2007
         big = submit(ns, [B], content=content(image=bytes(30000)))
         assert call(server, big).status_code == 2004
         assert call(server, submit(ns, [B], vasp_id="someone-else")).status_code == 4001
@@ -640,5 +654,382 @@ def test_vasp_start_parameter_is_written_as_the_root_content_id(
         assert conf.content_type_params["type"] == "application/smil"
         root = [p for p in conf.parts if p.content_id == "<smil>"]
         assert [p.content_type for p in root] == ["application/smil"]
+    finally:
+        server.stop()
+
+
+def test_content_href_naming_no_attachment_is_refused_and_nothing_stored(
+    tmp_path: Path, sink: SmsSink, vasp: VaspSink
+) -> None:
+    """Sinch's documentation sample is a bare SOAP envelope whose <Content href="cid:generic">
+    names an attachment that is not there: refused with 2004 (TS 23.140 §8.7.1: Content is
+    the message's content; an empty MMS must not go out), a ReplaceReq likewise."""
+    sample = (CORPUS / "mm7" / "sinch__submit_req.xml").read_bytes()
+    options = {"vasp_id": "skfdjslkjfdslkfj434das", "shortcodes": ["111122"]}
+    server = mm7_server(tmp_path, sink, vasp, vasp_options=options)
+    ns = "REL-6-MM7-1-4"
+    try:
+        status, answer, headers = raw_post(server, sample, "text/xml")
+        assert status == 200, answer
+        rsp = mm7.decode(answer, headers["Content-Type"])
+        assert isinstance(rsp, mm7.SubmitRsp) and rsp.status_code == 2004, rsp
+        assert rsp.message_id is None and "names no attachment" in (rsp.details or "")
+        assert messages_received(server) == 0.0
+        # A ReplaceReq whose href names nothing leaves the stored message as it was.
+        first = call(
+            server,
+            submit(
+                ns,
+                [B],
+                sender_address=mm7.Address("ShortCode", "111122"),
+                vasp_id="skfdjslkjfdslkfj434das",
+                delivery_report=False,
+            ),
+        )
+        assert first.status_code == 1000, first
+        push = sink.next()
+        replace = mm7.ReplaceReq(
+            transaction_id="r1",
+            namespace=ns,
+            vasp_id="skfdjslkjfdslkfj434das",
+            message_id=first.message_id,
+            content_href="cid:nothing-here",
+        )
+        replaced = call(server, replace)
+        assert replaced.status_code == 2004 and "names no attachment" in (replaced.details or "")
+        conf = fetch(server, push.pdu.headers["X-Mms-Content-Location"])
+        assert bytes(conf.parts[1].data) == b"Hello from ACME"
+    finally:
+        server.stop()
+
+
+def test_single_part_mo_message_reaches_the_vasp_with_its_body(
+    tmp_path: Path, sink: SmsSink, vasp: VaspSink
+) -> None:
+    """An m-send-req whose body is one text/plain entity (no multipart) keeps that body in
+    the DeliverReq (TS 23.140 §8.7.3: Content is the message's content)."""
+    server = mm7_server(tmp_path, sink, vasp)
+    try:
+        request = MmsPdu(
+            "m-send-req",
+            "MO-single",
+            "1.2",
+            {"From": None, "To": [f"{SHORTCODE}/TYPE=PLMN"]},
+            "text/plain",
+            {"charset": "utf-8"},
+            None,
+            "STOP Grüße".encode(),
+        )
+        status, body = post_pdu(server.mm1 + "/mms", request, A)
+        assert status == 200 and mms.decode(body).headers["X-Mms-Response-Status"] == "Ok"
+        deliver = vasp.next().op
+        assert isinstance(deliver, mm7.DeliverReq) and deliver.content is not None
+        assert deliver.content.content_type == "text/plain"
+        assert deliver.content.params.get("charset") == "utf-8"
+        assert deliver.content.body == "STOP Grüße".encode()
+    finally:
+        server.stop()
+
+
+def test_distribution_indicator_and_applic_ids_reach_the_handset(
+    tmp_path: Path, sink: SmsSink, vasp: VaspSink
+) -> None:
+    """DistributionIndicator and the Applic-ID fields of a SubmitReq reach the handset in
+    its m-retrieve-conf (the 1.3-only Applic fields only for a 1.3 handset), and an
+    m-forward-req of a message the VASP marked not for distribution is refused
+    (OMA-MMS-ENC 1.2 §6.5, TS 23.140 §8.7.1 DistributionIndicator)."""
+    server = mm7_server(tmp_path, sink, vasp)
+    try:
+        for handset, version in ((B, "1.2"), (C, "1.3")):
+            own = mms.encode(mms.decode(send_req(f"v-{handset}", [A])), version=version)
+            conf = mms.decode(post_pdu(server.mm1 + "/mms", own, handset)[1])
+            assert conf.headers["X-Mms-Response-Status"] == "Ok"
+            assert sink.next().to == A
+        rsp = call(
+            server,
+            submit(
+                "REL-6-MM7-1-4",
+                [B, C],
+                delivery_report=False,
+                distribution_indicator=False,
+                applic_id="com.acme.game",
+                reply_applic_id="com.acme.reply",
+                aux_applic_info="level=3",
+            ),
+        )
+        assert rsp.status_code == 1000, rsp
+        pushes = {p.to: p for p in (sink.next(), sink.next())}
+        got = {h: fetch(server, p.pdu.headers["X-Mms-Content-Location"]) for h, p in pushes.items()}
+        assert got[C].mms_version == "1.3" and got[B].mms_version == "1.2"
+        for conf in got.values():
+            assert conf.headers["X-Mms-Distribution-Indicator"] == "No"
+        assert got[C].headers["X-Mms-Applic-ID"] == "com.acme.game"
+        assert got[C].headers["X-Mms-Reply-Applic-ID"] == "com.acme.reply"
+        assert got[C].headers["X-Mms-Aux-Applic-Info"] == "level=3"
+        assert "X-Mms-Applic-ID" not in got[B].headers
+        forward = MmsPdu(
+            "m-forward-req",
+            "FW-1",
+            "1.2",
+            {
+                "From": None,
+                "To": [f"{A}/TYPE=PLMN"],
+                "X-Mms-Content-Location": pushes[B].pdu.headers["X-Mms-Content-Location"],
+            },
+        )
+        conf = mms.decode(post_pdu(server.mm1 + "/mms", forward, B)[1])
+        assert conf.message_type == "m-forward-conf"
+        assert conf.headers["X-Mms-Response-Status"] == "Error-permanent-service-denied"
+    finally:
+        server.stop()
+
+
+def test_no_adaptation_when_the_vasp_forbids_it_or_the_content_is_drm(
+    tmp_path: Path, sink: SmsSink, vasp: VaspSink
+) -> None:
+    """allowAdaptations="false" (stored as X-Mms-Adaptation-Allowed: No) and DRMContent=true
+    keep a picture byte for byte for a handset that gets every other picture scaled down
+    (TS 23.140 §8.7.1 Content@allowAdaptations, DRMContent)."""
+    server = mm7_server(tmp_path, sink, vasp)
+    picture = media.jpeg(800, 600)
+    try:
+        status, _, _ = http(
+            "PUT",
+            f"{server.admin}/api/subscribers/{urllib.parse.quote(B)}/capabilities",
+            json.dumps({"max_image": "160x120"}).encode(),
+            {"Content-Type": "application/json"},
+        )
+        assert status == 200
+        served = {}
+        for name, fields in (
+            ("adapted", {}),
+            ("not allowed", {"adaptations": False}),
+            ("drm", {"drm_content": True}),
+        ):
+            rsp = call(
+                server,
+                submit(
+                    "REL-6-MM7-1-4",
+                    [B],
+                    delivery_report=False,
+                    content=content(image=picture),
+                    **fields,
+                ),
+            )
+            assert rsp.status_code == 1000, rsp
+            conf = fetch(server, sink.next().pdu.headers["X-Mms-Content-Location"])
+            served[name] = bytes(conf.parts[2].data)
+        assert served["adapted"] != picture and len(served["adapted"]) < len(picture)
+        assert served["not allowed"] == picture
+        assert served["drm"] == picture
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize(
+    ("code", "permanent"),
+    [
+        (2000, True),
+        (2007, True),
+        (3000, False),
+        (3001, True),
+        (3002, True),
+        (4000, False),
+        (4004, True),
+        (4005, True),
+        (4006, False),
+        (4007, True),
+    ],
+)
+def test_which_vasp_answers_end_a_request(code: int, permanent: bool) -> None:
+    """Only Server Error, General service error and Service unavailable say "try again"
+    (TS 23.140 §8.7 status table); every other failure is the VASP's last word."""
+    assert is_permanent(code) is permanent
+
+
+def mo_to_the_vasp(server: ServerProcess, tid: str) -> str:
+    """A handset's message (asking for a delivery report) to the VASP's short code."""
+    request = MmsPdu(
+        "m-send-req",
+        tid,
+        "1.2",
+        {"From": None, "To": [f"{SHORTCODE}/TYPE=PLMN"], "X-Mms-Delivery-Report": "Yes"},
+        "application/vnd.wap.multipart.mixed",
+        {},
+        [Part("text/plain", {"charset": "utf-8"}, {}, b"JOIN")],
+    )
+    status, body = post_pdu(server.mm1 + "/mms", request, A)
+    conf = mms.decode(body)
+    assert status == 200 and conf.headers["X-Mms-Response-Status"] == "Ok"
+    return str(conf.headers["Message-ID"])
+
+
+def trace(server: ServerProcess, message_id: str) -> dict[str, Any]:
+    quoted = urllib.parse.quote(message_id, safe="")
+    status, body, _ = http("GET", f"{server.admin}/api/messages/{quoted}")
+    assert status == 200
+    result: dict[str, Any] = json.loads(body)
+    return result
+
+
+def test_a_vasp_refusing_a_deliver_req_rejects_the_recipient_at_once(
+    tmp_path: Path, sink: SmsSink
+) -> None:
+    """A 4004 answer is not retried: the recipient becomes Rejected and the handset that
+    asked for a delivery report gets Rejected (not Expired days later)."""
+    with VaspSink(status=4004) as vasp:
+        server = mm7_server(tmp_path, sink, vasp)
+        try:
+            message_id = mo_to_the_vasp(server, "MO-refused")
+            assert isinstance(vasp.next().op, mm7.DeliverReq)
+            report = sink.next()  # queued in the commit that recorded the answer
+            assert report.to == A and report.pdu.message_type == "m-delivery-ind"
+            assert report.pdu.headers["X-Mms-Status"] == "Rejected"
+            assert report.pdu.headers["Message-ID"] == message_id
+            story = trace(server, message_id)
+            events = [e["event"] for e in story["events"]]
+            assert events.count("mm7-deliver-failed") == 1 and "mm7-deliver-retry" not in events
+            assert [r["state"] for r in story["recipients"]] == ["rejected"]
+            assert vasp.requests.empty()
+        finally:
+            server.stop()
+
+
+def test_a_vasp_unavailable_until_the_last_attempt_makes_the_recipient_unreachable(
+    tmp_path: Path, sink: SmsSink
+) -> None:
+    """4006 Service unavailable is retried; when the attempts are used up the recipient is
+    closed as Unreachable and the sender hears so, instead of Expired at expiry."""
+    with VaspSink(status=4006) as vasp:
+        server = mm7_server(tmp_path, sink, vasp, notify={"max_attempts": 2})
+        try:
+            message_id = mo_to_the_vasp(server, "MO-unavailable")
+            assert isinstance(vasp.next().op, mm7.DeliverReq)
+            assert isinstance(vasp.next().op, mm7.DeliverReq)  # retried once
+            report = sink.next()
+            assert report.to == A and report.pdu.headers["X-Mms-Status"] == "Unreachable"
+            story = trace(server, message_id)
+            events = [e["event"] for e in story["events"]]
+            assert events.count("mm7-deliver-retry") == 1
+            assert events.count("mm7-deliver-failed") == 1
+            assert [r["state"] for r in story["recipients"]] == ["unreachable"]
+        finally:
+            server.stop()
+
+
+def unqualified(op: Any) -> tuple[bytes, str]:
+    """``op`` as VASP software writes it that declares no namespace at all."""
+    body, ctype = mm7.encode(op, prefix=None)
+    uri = mm7.NAMESPACES[op.namespace].encode()
+    return body.replace(b' xmlns="' + uri + b'"', b""), ctype
+
+
+def test_a_request_in_no_namespace_is_answered_in_the_one_it_meant(
+    tmp_path: Path, sink: SmsSink, vasp: VaspSink
+) -> None:
+    """A request that declares no namespace is answered in the one its SOAPAction names,
+    else the VASP's configured one, else the release its MM7Version says; Faults use the
+    VASP's prefix style and echo its MM7Version (TS 23.140 §8.7)."""
+    options = {"namespace": "REL-6-MM7-1-0", "prefix": "m", "unqualified_children": True}
+    server = mm7_server(tmp_path, sink, vasp, vasp_options=options)
+    rel5 = mm7.NAMESPACES["REL-5-MM7-1-2"].encode()
+
+    def answer(body: bytes, ctype: str, soap_action: str | None = None) -> Any:
+        token = base64.b64encode(f"acme:{PASSWORD}".encode()).decode()
+        headers = {"Content-Type": ctype, "Authorization": f"Basic {token}"}
+        if soap_action is not None:
+            headers["SOAPAction"] = soap_action
+        status, data, got = http("POST", server.mm7 + "/mm7", body, headers)
+        return status, data, mm7.decode(data, got["Content-Type"])
+
+    try:
+        body, ctype = unqualified(submit("REL-5-MM7-1-2", [B], delivery_report=False))
+        status, data, rsp = answer(body, ctype, f'"{rel5.decode()}"')
+        assert status == 200 and isinstance(rsp, mm7.SubmitRsp), data
+        assert (rsp.status_code, rsp.namespace, rsp.mm7_version) == (1000, "REL-5-MM7-1-2", "5.3.0")
+        assert rel5 in data
+        # No SOAPAction: MM7Version 5.3.0 cannot be the configured REL-6 schema.
+        status, data, rsp = answer(body, ctype)
+        assert (rsp.status_code, rsp.namespace) == (1000, "REL-5-MM7-1-3"), data
+        # A REL-6 MM7Version: the VASP's configured REL-6 schema.
+        body6, ctype6 = unqualified(submit("REL-6-MM7-1-4", [B], delivery_report=False))
+        status, data, rsp = answer(body6, ctype6)
+        assert (rsp.status_code, rsp.namespace, rsp.mm7_version) == (1000, "REL-6-MM7-1-0", "6.8.0")
+        # A Fault (no Recipients: 4004) in the caller's namespace, the VASP's prefix style,
+        # and the caller's MM7Version.
+        start, end = body.index(b"<Recipients>"), body.index(b"</Recipients>") + 13
+        status, data, fault = answer(body[:start] + body[end:], ctype, rel5.decode())
+        assert status == 500 and isinstance(fault, mm7.Fault), data
+        assert fault.namespace == "REL-5-MM7-1-2" and fault.detail is not None
+        assert fault.detail.status_code == 4004
+        assert b"<m:RSErrorRsp " in data and b"<MM7Version>5.3.0</MM7Version>" in data
+    finally:
+        server.stop()
+
+
+def test_replace_with_read_reply_makes_read_reports_reach_the_vasp(
+    tmp_path: Path, sink: SmsSink, vasp: VaspSink
+) -> None:
+    """A ReplaceReq's ReadReply takes effect, not only in the header the handset sees
+    (TS 23.140 §8.7.6): the recipient's m-read-rec-ind becomes a ReadReplyReq."""
+    server = mm7_server(tmp_path, sink, vasp)
+    ns = "REL-6-MM7-1-4"
+    try:
+        rsp = call(server, submit(ns, [B], delivery_report=False, read_reply=None))
+        assert rsp.status_code == 1000, rsp
+        push = sink.next()
+        replace = mm7.ReplaceReq(
+            transaction_id="r-1",
+            namespace=ns,
+            vasp_id="acme-id",
+            message_id=rsp.message_id,
+            read_reply=True,
+        )
+        assert call(server, replace).status_code == 1000
+        conf = fetch(server, push.pdu.headers["X-Mms-Content-Location"])
+        assert conf.headers["X-Mms-Read-Report"] == "Yes"
+        read = MmsPdu(
+            "m-read-rec-ind",
+            None,
+            "1.2",
+            {
+                "Message-ID": rsp.message_id,
+                "To": [f"{SHORTCODE}/TYPE=PLMN"],
+                "X-Mms-Read-Status": "Read",
+            },
+        )
+        assert post_pdu(server.mm1 + "/mms", read, B)[0] == 204
+        reply = vasp.next()
+        assert isinstance(reply.op, mm7.ReadReplyReq)
+        assert (reply.op.message_id, reply.op.mm_status) == (rsp.message_id, "Read")
+    finally:
+        server.stop()
+
+
+def test_replace_with_an_earlier_delivery_time_notifies_at_that_time(
+    tmp_path: Path, sink: SmsSink, vasp: VaspSink
+) -> None:
+    """A message held back for a day by its EarliestDeliveryTime is notified as soon as
+    a ReplaceReq's new EarliestDeliveryTime allows (TS 23.140 §8.7.6)."""
+    server = mm7_server(tmp_path, sink, vasp)
+    ns = "REL-6-MM7-1-4"
+    try:
+        later = submit(ns, [B], delivery_report=False, earliest_delivery_time=timedelta(days=1))
+        rsp = call(server, later)
+        assert rsp.status_code == 1000, rsp
+        replace = mm7.ReplaceReq(
+            transaction_id="r-2",
+            namespace=ns,
+            vasp_id="acme-id",
+            message_id=rsp.message_id,
+            earliest_delivery_time=timedelta(0),
+        )
+        assert call(server, replace).status_code == 1000
+        push = sink.next()  # due now, not tomorrow
+        assert push.to == B
+        conf = fetch(server, push.pdu.headers["X-Mms-Content-Location"])
+        assert conf.headers["Message-ID"] == rsp.message_id
+        story = trace(server, rsp.message_id)
+        assert story["message"]["earliest_delivery_at"] <= time.time()
     finally:
         server.stop()

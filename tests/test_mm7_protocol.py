@@ -416,6 +416,13 @@ def test_sinch_submit_req_xml_soap_part_only_keeps_the_unresolved_reference() ->
     assert op.to == [Address("Number", "16172383232")]
     assert op.content is None and op.content_href == "cid:generic"
     assert op.adaptations is False
+    # The same envelope as the only part of a multipart/related: no attachment either,
+    # so the reference is kept the same way (the MMSC answers it with 2004).
+    xml = (MM7_CORPUS / "sinch__submit_req.xml").read_bytes()
+    body = multipart([("Content-Type: text/xml", xml)])
+    alone = mm7.decode(body, 'multipart/related; boundary=b1; type="text/xml"')
+    assert isinstance(alone, SubmitReq)
+    assert alone.content is None and alone.content_href == "cid:generic"
 
 
 def test_vectorcore_submit_req_multipart_unqualified_children_and_no_start() -> None:
@@ -831,6 +838,45 @@ def test_namespace_from_the_operation_first_then_transaction_id_then_soapaction(
     op = mm7.decode(nothing, "text/xml", soap_action=f'"{uri5}"')
     assert op.namespace == "REL-5-MM7-1-2"
     assert mm7.decode(nothing, "text/xml").namespace == mm7.DEFAULT_NAMESPACE
+    # A SOAPAction that is the bare key, as some VASP software sends it.
+    assert mm7.decode(nothing, "text/xml", soap_action="REL-5-MM7-1-2").namespace == (
+        "REL-5-MM7-1-2"
+    )
+
+
+@pytest.mark.parametrize(
+    ("version", "default", "expected"),
+    [
+        ("6.8.0", "REL-6-MM7-1-0", "REL-6-MM7-1-0"),  # the peer's configured schema
+        ("5.3.0", "REL-5-MM7-1-1", "REL-5-MM7-1-1"),
+        ("5.3.0", "REL-6-MM7-1-4", "REL-5-MM7-1-3"),  # another release: the newest with it
+        ("5.5.0", "REL-6-MM7-1-4", "REL-5-MM7-1-3"),
+        ("6.3.0", "REL-5-MM7-1-2", "REL-6-MM7-1-0"),  # the schema that goes with 6.3.0
+        ("6.99.0", "REL-5-MM7-1-2", "REL-6-MM7-1-4"),
+        ("9.0.0", "REL-5-MM7-1-2", "REL-5-MM7-1-2"),  # a release we do not know
+        ("", "REL-5-MM7-1-2", "REL-5-MM7-1-2"),
+        ("junk", "REL-5-MM7-1-2", "REL-5-MM7-1-2"),
+    ],
+)
+def test_a_message_in_no_namespace_takes_the_configured_one_or_its_releases(
+    version: str, default: str, expected: str
+) -> None:
+    assert mm7.namespace_for_version(version, default) == expected
+    body = envelope(
+        f"<SubmitReq><MM7Version>{version}</MM7Version>"
+        "<Recipients><To><Number>15550001</Number></To></Recipients></SubmitReq>",
+        tid="<TransactionID>t-1</TransactionID>",
+    )
+    assert mm7.decode(body, "text/xml", default_namespace=default).namespace == expected
+
+
+def test_decode_errors_carry_the_callers_mm7_version() -> None:
+    """For the Fault to echo it (TS 23.140 §8.7: answers in the caller's version)."""
+    missing = envelope(f'<CancelReq xmlns="{URI6}"><MM7Version>6.3.0</MM7Version></CancelReq>')
+    assert refused(missing).mm7_version == "6.3.0"
+    broken = envelope(f'<SubmitReq xmlns="{URI6}"><MM7Version> 5.3.0 </MM7Version><oops>')
+    assert refused(broken).mm7_version == "5.3.0"
+    assert refused(envelope(f'<FooReq xmlns="{URI6}"/>')).mm7_version is None
 
 
 def test_later_3gpp_namespace_is_read_with_rel6_rules_and_answered_in_kind() -> None:
@@ -891,30 +937,87 @@ def test_unknown_operation_is_4003_with_ids() -> None:
             ),
             "recipient",
         ),
-        (envelope(submit("<DeliveryReport>yes</DeliveryReport>")), "DeliveryReport"),
-        (envelope(submit("<TimeStamp>yesterday</TimeStamp>")), "TimeStamp"),
-        (envelope(submit("<ExpiryDate>P</ExpiryDate>")), "ExpiryDate"),
-        (envelope(submit("<ExpiryDate>-P1D</ExpiryDate>")), "ExpiryDate"),
-        (envelope(submit('<ReplyCharging replyChargingSize="big"/>')), "ReplyCharging"),
-        (
-            envelope(f'<SubmitRsp xmlns="{URI6}"><Status><StatusCode>OK</StatusCode>'
-                     "</Status></SubmitRsp>"),
-            "Status",
-        ),
         (envelope(f'<SubmitRsp xmlns="{URI6}"><MM7Version>6.8.0</MM7Version></SubmitRsp>'),
          "Status"),
+        (
+            envelope(f'<SubmitRsp xmlns="{URI6}"><Status><StatusText>x</StatusText>'
+                     "</Status></SubmitRsp>"),
+            "StatusCode",
+        ),
         (
             envelope(f'<DeliverReq xmlns="{URI6}"><Sender></Sender></DeliverReq>'),
             "Sender",
         ),
+        (
+            envelope(f'<CancelReq xmlns="{URI6}"><MessageID> </MessageID></CancelReq>'),
+            "MessageID",
+        ),
     ],
 )  # fmt: skip
-def test_validation_errors_are_4004_with_ids(body: bytes, what: str) -> None:
+def test_missing_mandatory_elements_are_4004_with_ids(body: bytes, what: str) -> None:
+    """TS 23.140 §8.7 status table: 4004 Validation error, a mandatory element missing."""
     err = refused(body)
     assert err.status_code == 4004, err
     assert what in err.reason
     assert err.namespace == NS6
     assert err.transaction_id == (None if what == "TransactionID" else "t-1")
+
+
+def report(status: str, element: str = "DeliveryReportReq") -> bytes:
+    return envelope(
+        f'<{element} xmlns="{URI6}"><MessageID>m</MessageID>'
+        "<Recipient><Number>1</Number></Recipient><Sender><ShortCode>2</ShortCode></Sender>"
+        "<Date>2024-01-01T00:00:00Z</Date><TimeStamp>2024-01-01T00:00:00Z</TimeStamp>"
+        f"<MMStatus>{status}</MMStatus></{element}>"
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "what"),
+    [
+        (envelope(submit("<DeliveryReport>yes</DeliveryReport>")), "DeliveryReport"),
+        (envelope(submit("<DeliveryReport></DeliveryReport>")), "DeliveryReport"),
+        (envelope(submit("<TimeStamp>yesterday</TimeStamp>")), "TimeStamp"),
+        (envelope(submit("<ExpiryDate>P</ExpiryDate>")), "ExpiryDate"),
+        (envelope(submit("<ExpiryDate>-P1D</ExpiryDate>")), "ExpiryDate"),
+        (envelope(submit('<ReplyCharging replyChargingSize="big"/>')), "ReplyCharging"),
+        (envelope(submit("<MessageClass>Foo</MessageClass>")), "MessageClass"),
+        (envelope(submit("<Priority>Urgent</Priority>")), "Priority"),
+        (envelope(submit("<ChargedParty>Nobody</ChargedParty>")), "ChargedParty"),
+        (envelope(submit("<ContentClass>huge</ContentClass>")), "ContentClass"),
+        (report("Gone"), "MMStatus"),
+        (report("Retrieved", "ReadReplyReq"), "MMStatus"),
+        (
+            envelope(f'<SubmitRsp xmlns="{URI6}"><Status><StatusCode>OK</StatusCode>'
+                     "</Status></SubmitRsp>"),
+            "Status",
+        ),
+    ],
+)  # fmt: skip
+def test_values_of_the_wrong_format_are_2007_with_ids(body: bytes, what: str) -> None:
+    """TS 23.140 §8.7 status table: 2007 Message format corrupt, an element's value is
+    not of its type or not in its enumeration (never silently dropped)."""
+    err = refused(body)
+    assert err.status_code == 2007, err
+    assert what in err.reason
+    assert (err.namespace, err.transaction_id) == (NS6, "t-1")
+
+
+def test_enumerations_are_read_in_any_case_and_kept_in_the_schemas_spelling() -> None:
+    inner = (
+        "<MessageClass>informational</MessageClass><Priority>HIGH</Priority>"
+        "<ChargedParty>thirdparty</ChargedParty><ContentClass>Image-Rich</ContentClass>"
+    )
+    op = mm7.decode(envelope(submit(inner)), "text/xml")
+    assert isinstance(op, SubmitReq)
+    assert (op.message_class, op.priority, op.charged_party, op.content_class) == (
+        "Informational",
+        "High",
+        "ThirdParty",
+        "image-rich",
+    )
+    got = mm7.decode(report("retrieved"), "text/xml")
+    assert isinstance(got, DeliveryReportReq) and got.mm_status == "Retrieved"
 
 
 def test_lenient_values() -> None:
@@ -1151,3 +1254,15 @@ def test_unqualified_children_switch_round_trips() -> None:
     assert (back.transaction_id, back.subject, back.to) == ("uq-1", "plain", req.to)
     with pytest.raises(EncodeError, match="prefix"):
         codec.encode(req, prefix=None, unqualified_children=True)
+
+
+def test_unqualified_children_keep_a_faults_error_response_in_the_namespace() -> None:
+    """A Fault's RSErrorRsp is the operation element of its detail: qualified like any
+    operation under the unqualified-children switch, only its children are not."""
+    detail = RSErrorRsp(transaction_id="t", namespace=NS6, mm7_version="6.8.0", status_code=4004)
+    fault = Fault(transaction_id="t", namespace=NS6, faultcode="Client", detail=detail)
+    body, ctype = mm7.encode(fault, prefix="m", unqualified_children=True)
+    assert b"<m:RSErrorRsp " in body and b"<MM7Version>6.8.0</MM7Version>" in body
+    back = mm7.decode(body, ctype)
+    assert isinstance(back, Fault) and back.detail is not None
+    assert (back.namespace, back.detail.status_code) == (NS6, 4004)
