@@ -37,6 +37,9 @@ from storage.writer import CommitUncertain, GroupCommitWriter
 
 log = logging.getLogger("mmsc.core")
 
+# Recipient states whose copy can no longer be forwarded (m-forward-req).
+UNFORWARDABLE = frozenset((repo.CANCELLED, repo.REJECTED, repo.EXPIRED, repo.UNRECOGNISED))
+
 # The MMS versions we encode, oldest first (OMA-MMS-ENC 1.0-1.3).
 MMS_VERSIONS: tuple[str, ...] = tuple(f"{major}.{minor}" for major, minor in SUPPORTED_VERSIONS)
 event_log = logging.getLogger("mmsc.events")
@@ -1034,7 +1037,9 @@ class Mmsc:
         Forwarded (and its sender gets that as a delivery report); the new message carries
         X-Mms-Previously-Sent-By/-Date."""
         row = await self.recipient(token) if token else None
-        if row is None or row.m_expires_at < time.time():
+        if row is None or row.m_expires_at < time.time() or row.state in UNFORWARDABLE:
+            # A copy the VASP cancelled, or the recipient rejected, is not theirs to send
+            # on, as it is not theirs to fetch (mmsc.mm1 refuses the same).
             raise SendRefused("Error-permanent-message-not-found", "no such message")
         if row.address != str(forwarder):
             raise SendRefused("Error-permanent-service-denied", "not a recipient of that message")

@@ -474,6 +474,25 @@ def test_forward_without_fetching(tmp_path: Path, sink: SmsSink) -> None:
         assert [bytes(p.data) for p in got.parts] == [bytes(p.data) for p in original.parts]
         trace = json.loads(http("GET", f"{server.admin}/api/messages/{first_id}")[1])
         assert [r["state"] for r in trace["recipients"]] == ["forwarded"]
+        # A copy its recipient rejected is no longer theirs to forward.
+        post_pdu(server.mm1 + "/mms", send_req("F3", [C], report=False), A)
+        note = notification_ind(sink.next())
+        rejected = MmsPdu(
+            "m-notifyresp-ind", note.transaction_id, "1.2", {"X-Mms-Status": "Rejected"}
+        )
+        assert post_pdu(server.mm1 + "/mms", rejected, C)[0] == 204
+        again = MmsPdu(
+            "m-forward-req",
+            "F4",
+            "1.2",
+            {
+                "From": None,
+                "To": [f"{B}/TYPE=PLMN"],
+                "X-Mms-Content-Location": note.headers["X-Mms-Content-Location"],
+            },
+        )
+        conf = mms.decode(post_pdu(server.mm1 + "/mms", again, C)[1])
+        assert conf.headers["X-Mms-Response-Status"] == "Error-permanent-message-not-found"
     finally:
         server.stop()
 
