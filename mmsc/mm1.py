@@ -378,6 +378,25 @@ class Mm1Handlers:
             await self.core.read_report(reader, pdu)
         return web.Response(status=204)
 
+    async def _conf(self, request: web.Request, row: Any) -> tuple[bytes, str]:
+        """The m-retrieve-conf for ``row``'s recipient (adapted when allowed) and its MMS
+        version; KeyError when its body is gone."""
+        payload_key = None
+        if (
+            self.adapter is not None
+            and self.targets is not None
+            and self.targets.enabled
+            and await self._may_adapt(row)
+        ):
+            override = await self.core.capabilities_override(row.address)
+            variant, target = await self.targets.resolve(
+                request.headers,
+                override=capabilities_from_table(override) if override else None,
+            )
+            payload_key = await self.adapter.payload_key(row, target, variant)
+        version = retrieve_version(row.m_mms_version, row.s_mms_version)
+        return await self.core.retrieve_conf(row, version, payload_key=payload_key), version
+
     async def get(self, request: web.Request) -> web.Response:
         start = time.perf_counter()
         try:
@@ -392,22 +411,17 @@ class Mm1Handlers:
                     retrieve_error(token, "Error-permanent-message-not-found", "message not found")
                 )
             try:
-                payload_key = None
-                if (
-                    self.adapter is not None
-                    and self.targets is not None
-                    and self.targets.enabled
-                    and await self._may_adapt(row)
-                ):
-                    override = await self.core.capabilities_override(row.address)
-                    variant, target = await self.targets.resolve(
-                        request.headers,
-                        override=capabilities_from_table(override) if override else None,
-                    )
-                    payload_key = await self.adapter.payload_key(row, target, variant)
-                version = retrieve_version(row.m_mms_version, row.s_mms_version)
-                body = await self.core.retrieve_conf(row, version, payload_key=payload_key)
-            except KeyError:  # payload gone (deleted after expiry)
+                try:
+                    body, version = await self._conf(request, row)
+                except KeyError:  # the body is gone: deleted after expiry, or replaced
+                    fresh = await self.core.recipient(token) if token else None
+                    if fresh is None or fresh.m_payload_key == row.m_payload_key:
+                        raise
+                    # A VASP's ReplaceReq committed while this fetch was under way (its
+                    # old body is deleted at once): serve the new content.
+                    row = fresh
+                    body, version = await self._conf(request, row)
+            except KeyError:
                 return _pdu_response(
                     retrieve_error(token, "Error-permanent-message-not-found", "message not found")
                 )
