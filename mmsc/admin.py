@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 import os
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from prometheus_client import (
@@ -111,8 +113,36 @@ async def notify_status(request: web.Request) -> web.Response:
     return web.json_response(body)
 
 
+def api_guard(token: str | None) -> Callable[..., Any]:
+    """Middleware: with ``[admin] api_token`` set, ``/api/`` answers only requests that
+    carry ``Authorization: Bearer <token>`` (the message API shows who sent what to
+    whom, and one of its calls changes a subscriber's capabilities). Health, readiness
+    and metrics stay open for load balancers and Prometheus."""
+
+    @web.middleware
+    async def guard(request: web.Request, handler: Any) -> web.StreamResponse:
+        if token is not None and request.path.startswith("/api/"):
+            given = request.headers.get("Authorization", "")
+            scheme, _, value = given.partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(
+                value.strip().encode(), token.encode()
+            ):
+                return web.json_response(
+                    {"error": "unauthorized"},
+                    status=401,
+                    headers={"WWW-Authenticate": 'Bearer realm="mmsc-admin"'},
+                )
+        response: web.StreamResponse = await handler(request)
+        return response
+
+    return guard
+
+
 def make_app(
-    registry: CollectorRegistry = REGISTRY, core: Mmsc | None = None, backend: object = None
+    registry: CollectorRegistry = REGISTRY,
+    core: Mmsc | None = None,
+    backend: object = None,
+    api_token: str | None = None,
 ) -> web.Application:
     async def metrics(_request: web.Request) -> web.Response:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR") and registry is REGISTRY:
@@ -124,7 +154,7 @@ def make_app(
             body = generate_latest(registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
-    app = web.Application()
+    app = web.Application(middlewares=[api_guard(api_token)])
     app[READY_KEY] = {}
     app[CORE_KEY] = core
     app[BACKEND_KEY] = backend

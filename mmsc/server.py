@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import ipaddress
 import logging
 import signal
 import socket
@@ -54,6 +55,13 @@ def _check_lease(backend: object, lease: float) -> None:
             longest,
             lease,
         )
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def announce_listener(name: str, host: str, port: int) -> None:
@@ -125,6 +133,13 @@ async def run(
     )
     mm1_listen = Listen.parse(config["mm1"]["listen"], "mm1.listen")
     admin_listen = Listen.parse(config["admin"]["listen"], "admin.listen")
+    api_token = settings.optional_text(settings.table(config, "admin"), "admin", "api_token")
+    if api_token is None and not _loopback(admin_listen.host):
+        log.warning(
+            "admin listens on %s without [admin] api_token: anyone who reaches it can read"
+            " the message API and change subscribers' capabilities",
+            admin_listen.host,
+        )
     mm7_listen = Listen.parse(config["mm7"]["listen"], "mm7.listen")
     policy = Policy.from_config(config)
     mm1.Mm1Settings.from_config(config)
@@ -183,7 +198,7 @@ async def run(
 
     targets.attach(core)
     adapter = AdaptationService(core, workers=adapt_workers, timeout=adapt_timeout)
-    admin_app = admin.make_app(core=core, backend=backend)
+    admin_app = admin.make_app(core=core, backend=backend, api_token=api_token)
     mm1_app = mm1.make_app(core, config, adapter, targets)
     runners = [
         await _start_site(mm1_app, mm1_listen, "mm1", sockets.get("mm1")),
