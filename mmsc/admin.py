@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import os
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("mmsc.admin")
 READY_KEY = web.AppKey("ready", dict)
+REQUIRE_NOTIFY_KEY = web.AppKey("ready_requires_notify", bool)
 CORE_KEY: web.AppKey[Mmsc | None] = web.AppKey("admin_core")
 BACKEND_KEY: web.AppKey[object | None] = web.AppKey("admin_backend")
 
@@ -33,19 +35,32 @@ async def healthz(_request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Readiness: every component reported ready and the database answers now."""
+    """Readiness: every component reported ready (mmsc serve sets "serving" false when it
+    starts to drain), the database answers within ``PROBE_TIMEOUT``, and, with ``[admin]
+    ready_requires_notify``, the notification backend can send (an SMSC outage delays
+    notifications but loses nothing, so by default it does not take a node out)."""
     state = request.app[READY_KEY]
     pending = sorted(name for name, ok in state.items() if not ok)
     core = request.app[CORE_KEY]
     if core is not None:
         try:
-            async with core.engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
+            await asyncio.wait_for(_probe(core), PROBE_TIMEOUT)
         except Exception as exc:
             pending.append(f"database ({type(exc).__name__})")
+    backend = request.app[BACKEND_KEY]
+    if request.app[REQUIRE_NOTIFY_KEY] and not getattr(backend, "ready", True):
+        pending.append("notify")
     if pending:
         return web.Response(status=503, text="not ready: " + ", ".join(pending) + "\n")
     return web.Response(text="ready\n")
+
+
+PROBE_TIMEOUT = 2.0  # seconds the readiness probe waits for the database
+
+
+async def _probe(core: Mmsc) -> None:
+    async with core.engine.connect() as conn:
+        await conn.execute(text("SELECT 1"))
 
 
 async def message(request: web.Request) -> web.Response:
@@ -143,6 +158,7 @@ def make_app(
     core: Mmsc | None = None,
     backend: object = None,
     api_token: str | None = None,
+    ready_requires_notify: bool = False,
 ) -> web.Application:
     async def metrics(_request: web.Request) -> web.Response:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR") and registry is REGISTRY:
@@ -156,6 +172,7 @@ def make_app(
 
     app = web.Application(middlewares=[api_guard(api_token)])
     app[READY_KEY] = {}
+    app[REQUIRE_NOTIFY_KEY] = ready_requires_notify
     app[CORE_KEY] = core
     app[BACKEND_KEY] = backend
     app.router.add_get("/healthz", healthz)

@@ -283,6 +283,8 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args))
     except FileNotFoundError as exc:
         return _fail(f"no such file: {exc.filename}")
+    except OSError as exc:  # a directory, no permission, ...: one line, no traceback
+        return _fail(f"cannot read {exc.filename or 'input'}: {exc.strerror or exc}")
     except KeyboardInterrupt:
         return 130
 

@@ -24,6 +24,7 @@ from mmsc import metrics
 from mmsc.addresses import Address, AddressError, NumberPlan, parse_address
 from mmsc.config import ConfigError
 from mmsc.ids import new_id, random_id
+from mmsc.log_output import LINES
 from protocol import mms, wap_push
 from protocol.mms import MmsPdu
 from protocol.mms_json import value_to_json
@@ -264,10 +265,18 @@ def _log_events(rows: Sequence[repo.Event]) -> None:
             "\n".join(
                 f"message={e.message_id} "
                 f"recipient={e.recipient_id if e.recipient_id is not None else '-'} "
-                f"event={e.event} state={e.state or '-'} {e.detail or ''}"
+                f"event={e.event} state={e.state or '-'} "
+                # A detail can carry outside text (a part's name, a VASP's fault
+                # string): its control characters must not start a line of their own.
+                f"{e.detail.translate(_ESCAPED) if e.detail else ''}"
                 for e in rows
             ),
+            extra=_EVENT_LINES,
         )
+
+
+_ESCAPED = {code: f"\\x{code:02x}" for code in range(32)} | {10: "\\n", 13: "\\r", 9: " "}
+_EVENT_LINES = {LINES: True}  # one log line per event, each with the record's prefix
 
 
 class Mmsc:
@@ -1119,7 +1128,9 @@ class Mmsc:
                 repo.list_events(conn, message_id),
             )
 
-        message, rcpts, evs = await self.read(load)
+        # A thread, not the loop: a message to thousands of recipients has tens of
+        # thousands of events, and the loop serves handsets meanwhile.
+        message, rcpts, evs = await self.read_in_thread(load)
         if message is None:
             return None
         msg = dict(message._mapping)

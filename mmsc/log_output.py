@@ -16,12 +16,16 @@ import io
 import logging
 import math
 import os
+import select
 import sys
 import threading
 import time
-from typing import TextIO
+from typing import Any, TextIO
 
 DEFAULT_INTERVAL = 0.2  # seconds an INFO line may wait in the buffer
+# ``extra={LINES: True}`` on a record whose message is several log lines of our own
+# making (the events of a commit): each gets the record's prefix.
+LINES = "mmsc_lines"
 
 
 class BlockBufferedHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -35,7 +39,7 @@ class BlockBufferedHandler(logging.StreamHandler):  # type: ignore[type-arg]
         fileno = _fileno(target)
         if fileno is not None:
             buffered = io.TextIOWrapper(
-                open(fileno, "wb", buffering=256 * 1024, closefd=False),  # noqa: SIM115
+                io.BufferedWriter(_LineAlignedWrites(fileno), buffer_size=256 * 1024),
                 encoding=getattr(target, "encoding", None) or "utf-8",
                 errors="backslashreplace",
                 line_buffering=False,
@@ -88,6 +92,41 @@ class BlockBufferedHandler(logging.StreamHandler):  # type: ignore[type-arg]
                 return
 
 
+PIPE_BUF = select.PIPE_BUF  # octets a write(2) to a pipe writes at once (4096 on Linux)
+
+
+class _LineAlignedWrites(io.RawIOBase):
+    """A file descriptor written in whole lines of at most PIPE_BUF octets per write(2).
+
+    A write of up to PIPE_BUF octets to a pipe is atomic (POSIX), a bigger one is not:
+    with ``[server] workers`` every worker writes its blocks to the same pipe (systemd,
+    docker), and 256 KiB blocks came out torn into each other's lines when the reader
+    was slow. A single line longer than PIPE_BUF goes out in pieces (it could not be
+    atomic anyway)."""
+
+    def __init__(self, fd: int) -> None:
+        super().__init__()
+        self._fd = fd
+
+    def writable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def write(self, data: Any) -> int:  # any bytes-like object (BufferedWriter hands them)
+        view = memoryview(data).cast("B")
+        total, start = len(view), 0
+        while start < total:
+            end = min(start + PIPE_BUF, total)
+            if end < total:  # back to the end of the last whole line in the chunk
+                cut = bytes(view[start:end]).rfind(b"\n")
+                if cut >= 0:
+                    end = start + cut + 1
+            start += os.write(self._fd, view[start:end])
+        return total
+
+
 def _fileno(stream: TextIO) -> int | None:
     try:
         return stream.fileno()
@@ -112,8 +151,12 @@ class SecondCachedFormatter(logging.Formatter):
     def formatMessage(self, record: logging.LogRecord) -> str:
         text = super().formatMessage(record)
         message = record.message
-        if "\n" not in message or not text.endswith(message):
+        if "\n" not in message and "\r" not in message:
             return text
+        if not getattr(record, LINES, False) or not text.endswith(message):
+            # A record is one line: a newline in text from outside (a part's name, a
+            # VASP's fault string) must not forge a line of its own.
+            return text.replace("\r", "\\r").replace("\n", "\\n")
         prefix = text[: len(text) - len(message)]
         return prefix + ("\n" + prefix).join(message.split("\n"))
 

@@ -10,8 +10,20 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 6 * 3600, 86400)
-REQUEST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+# Accepted -> first notification sent: about 10 ms on a quiet node, minutes to hours
+# while an SMSC is down.
+NOTIFICATION_BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
+NOTIFICATION_BUCKETS += (5, 10, 30, 60, 300, 900, 3600, 6 * 3600, 86400)
+DAY = 86400
+# Accepted -> retrieved: seconds for a handset that fetches at once, up to the expiry
+# (7 days by default, [mm1] max_expiry beyond).
+DELIVERY_BUCKETS: tuple[float, ...] = (0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 6 * 3600, DAY)
+DELIVERY_BUCKETS += (2 * DAY, 3 * DAY, 7 * DAY, 14 * DAY, 30 * DAY)
+# Requests: sub-millisecond answers up to a retrieval that waits for an adaptation
+# ([adapt] timeout, 10 s). prometheus_client scans the bounds in order, so the common
+# fast answers cost no more for the wide end.
+REQUEST_BUCKETS: tuple[float, ...] = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
+REQUEST_BUCKETS += (0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 messages_received = Counter(
     "mmsc_messages_received", "Messages accepted (after commit)", ["interface"]
@@ -25,12 +37,12 @@ notifications = Counter(
 delivery_latency = Histogram(
     "mmsc_delivery_latency_seconds",
     "Accepted -> retrieved by the recipient",
-    buckets=LATENCY_BUCKETS,
+    buckets=DELIVERY_BUCKETS,
 )
 notification_latency = Histogram(
     "mmsc_notification_latency_seconds",
     "Accepted -> the SMS gateway accepted the first notification push",
-    buckets=LATENCY_BUCKETS,
+    buckets=NOTIFICATION_BUCKETS,
 )
 request_duration = Histogram(
     "mmsc_request_duration_seconds",

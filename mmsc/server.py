@@ -133,7 +133,9 @@ async def run(
     )
     mm1_listen = Listen.parse(config["mm1"]["listen"], "mm1.listen")
     admin_listen = Listen.parse(config["admin"]["listen"], "admin.listen")
-    api_token = settings.optional_text(settings.table(config, "admin"), "admin", "api_token")
+    admin_cfg = settings.table(config, "admin")
+    api_token = settings.optional_text(admin_cfg, "admin", "api_token")
+    ready_requires_notify = settings.boolean(admin_cfg, "admin", "ready_requires_notify", False)
     if api_token is None and not _loopback(admin_listen.host):
         log.warning(
             "admin listens on %s without [admin] api_token: anyone who reaches it can read"
@@ -198,7 +200,12 @@ async def run(
 
     targets.attach(core)
     adapter = AdaptationService(core, workers=adapt_workers, timeout=adapt_timeout)
-    admin_app = admin.make_app(core=core, backend=backend, api_token=api_token)
+    admin_app = admin.make_app(
+        core=core,
+        backend=backend,
+        api_token=api_token,
+        ready_requires_notify=ready_requires_notify,
+    )
     mm1_app = mm1.make_app(core, config, adapter, targets)
     runners = [
         await _start_site(mm1_app, mm1_listen, "mm1", sockets.get("mm1")),
@@ -209,10 +216,12 @@ async def run(
         log.info("worker %d serving (node %s)", worker, core.node_id)
     _tune_interpreter()
     admin_app[admin.READY_KEY]["database"] = True
+    admin_app[admin.READY_KEY]["serving"] = True
     try:
         await stop.wait()
     finally:
         log.info("shutting down")
+        admin_app[admin.READY_KEY]["serving"] = False  # draining: out of the balancer
         for runner in runners:
             await runner.cleanup()
         await scheduler.close()

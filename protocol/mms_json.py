@@ -84,6 +84,11 @@ def pdu_from_json(obj: Any) -> MmsPdu:
     headers = obj.get("headers") or {}
     if not isinstance(headers, dict):
         raise EncodeError("headers must be an object")
+    for key in ("transaction_id", "content_type"):
+        if obj.get(key) is not None and not isinstance(obj[key], str):
+            raise EncodeError(f"{key} must be a string")
+    if not isinstance(obj.get("content_type_params") or {}, dict):
+        raise EncodeError("content_type_params must be an object")
     parts = None
     if obj.get("parts") is not None:
         if not isinstance(obj["parts"], list):
@@ -92,6 +97,8 @@ def pdu_from_json(obj: Any) -> MmsPdu:
         for i, p in enumerate(obj["parts"]):
             if not isinstance(p, dict) or not isinstance(p.get("content_type"), str):
                 raise EncodeError(f"part {i} needs a content_type")
+            if not all(isinstance(p.get(k) or {}, dict) for k in ("params", "headers")):
+                raise EncodeError(f"part {i}: params and headers must be objects")
             parts.append(
                 Part(
                     p["content_type"],

@@ -43,3 +43,44 @@ def test_which_listen_addresses_count_as_loopback() -> None:
 
     assert all(_loopback(h) for h in ("127.0.0.1", "127.1.2.3", "::1", "localhost"))
     assert not any(_loopback(h) for h in ("0.0.0.0", "::", "10.0.0.1", "mmsc.example"))
+
+
+def test_histogram_buckets_cover_what_they_measure() -> None:
+    """Bounds an operator can read percentiles from: the ~10 ms of a first notification,
+    a delivery up to the default expiry, a retrieval up to the adaptation timeout."""
+    from mmsc import metrics
+    from mmsc.adapt.service import AdaptationService
+    from mmsc.core import Policy
+
+    def bounds(histogram: object) -> list[float]:
+        return list(histogram._upper_bounds)  # type: ignore[attr-defined]
+
+    assert bounds(metrics.notification_latency)[0] <= 0.005
+    assert bounds(metrics.delivery_latency)[-2] >= Policy().default_expiry  # before +Inf
+    timeout = AdaptationService.__init__.__kwdefaults__["timeout"]  # type: ignore[index]
+    for histogram in (metrics.request_duration, metrics.adaptation_seconds):
+        assert bounds(histogram)[-2] >= timeout
+
+
+def test_readiness_can_require_the_notification_backend(tmp_path: Path) -> None:
+    """An SMSC that cannot be reached: by default the node stays ready (notifications
+    wait in the outbox, nothing is lost); with ready_requires_notify it is not."""
+    smsc = {"host": "127.0.0.1", "port": 9, "reconnect_min": 0.05, "reconnect_max": 0.05}
+    for requires, expected in ((False, 200), (True, 503)):
+        workdir = tmp_path / str(requires)
+        workdir.mkdir()
+        server = start_server(
+            workdir,
+            {
+                "admin": {"ready_requires_notify": requires},
+                "notify": {"backend": "smpp"},
+                "smpp": smsc,
+            },
+        )
+        try:
+            status, body, _ = http("GET", server.admin + "/readyz")
+            assert status == expected, body
+            if expected == 503:
+                assert b"notify" in body
+        finally:
+            server.stop()

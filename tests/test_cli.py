@@ -161,3 +161,30 @@ def test_serve_reports_bad_config(tmp_path: Path) -> None:
     result = run("serve", "-c", str(cfg))
     assert result.returncode == 2
     assert "admin.listen" in result.stderr.decode() and "Traceback" not in result.stderr.decode()
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin", "message"),
+    [
+        (("pdu", "encode", "-"), b'{"message_type": "m-send-req", "transaction_id": 5}', "string"),
+        (("pdu", "encode", "-"), b'{"message_type": "m-send-req", "content_type": 5}', "string"),
+        (
+            ("pdu", "encode", "-"),
+            b'{"message_type": "m-send-req", "content_type_params": [1]}',
+            "content_type_params",
+        ),
+        (
+            ("pdu", "encode", "-"),
+            b'{"message_type": "m-send-req", "parts": [{"content_type": "a/b", "params": 1}]}',
+            "part 0",
+        ),
+        (("pdu", "decode", "/"), None, "cannot read /"),
+    ],
+)
+def test_bad_input_is_one_line_not_a_traceback(
+    args: tuple[str, ...], stdin: bytes | None, message: str
+) -> None:
+    result = run(*args, stdin=stdin)
+    stderr = result.stderr.decode()
+    assert result.returncode != 0 and "Traceback" not in stderr
+    assert stderr.count("\n") == 1 and message in stderr, stderr

@@ -8,6 +8,8 @@ import sys
 import threading
 from pathlib import Path
 
+import pytest
+
 from mmsc.log_output import BlockBufferedHandler
 
 
@@ -117,6 +119,7 @@ def test_a_message_of_several_lines_becomes_a_log_line_each_with_its_prefix() ->
         "mmsc.events", logging.INFO, "", 0, "%s", ("event=a\nevent=b\nevent=c",), None
     )
     record.created, record.msecs = 1_764_000_000.5, 500
+    record.mmsc_lines = True  # extra={LINES: True}, as mmsc.core logs a commit's events
     single = logging.Formatter(fmt)
     expected = []
     for line in ("event=a", "event=b", "event=c"):
@@ -130,5 +133,58 @@ def test_a_message_of_several_lines_becomes_a_log_line_each_with_its_prefix() ->
     except ValueError:
         failing = logging.LogRecord("mmsc", logging.ERROR, "", 0, "one\ntwo", (), sys.exc_info())
     text = ours.format(failing).split("\n")
-    assert text[0].endswith(" ERROR mmsc one") and text[1].endswith(" ERROR mmsc two")
-    assert text[2] == "Traceback (most recent call last):"
+    # Any other record stays one line: a newline in outside text cannot forge a line.
+    assert text[0].endswith(" ERROR mmsc one\\ntwo")
+    assert text[1] == "Traceback (most recent call last):"
+
+
+def test_an_event_detail_cannot_forge_a_log_line(caplog: pytest.LogCaptureFixture) -> None:
+    """A part's name, a VASP's fault string: outside text in an event's detail."""
+    from mmsc.core import _log_events
+    from mmsc.log_output import SecondCachedFormatter
+    from storage import repository as repo
+
+    forged = "x.bin\n2026-12-06 18:00:00,000 INFO mmsc.events message=FORGED event=retrieved"
+    rows = [repo.Event("M1", "adaptation-notes", 1.0, 7, None, forged)]
+    rows.append(repo.Event("M1", "fetched", 1.0, 7, None, "MMS 1.2"))
+    with caplog.at_level(logging.INFO, logger="mmsc.events"):
+        _log_events(rows)
+    lines = SecondCachedFormatter("%(levelname)s %(name)s %(message)s").format(caplog.records[-1])
+    assert [line.split(" event=")[1].split()[0] for line in lines.split("\n")] == [
+        "adaptation-notes",
+        "fetched",
+    ]
+    assert "FORGED" in lines.split("\n")[0]  # kept, escaped, on its event's line
+
+
+def test_blocks_reach_a_pipe_in_whole_lines_of_at_most_pipe_buf(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Workers share one pipe: only writes of at most PIPE_BUF octets are atomic."""
+    import os
+
+    from mmsc.log_output import PIPE_BUF, _LineAlignedWrites
+
+    read_end, write_end = os.pipe()
+    sizes: list[int] = []
+    real_write = os.write
+
+    def counted(fd: int, data: bytes | memoryview) -> int:
+        sizes.append(len(data))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", counted)
+    block = b"".join(b"line %05d %s\n" % (i, b"x" * (i % 90)) for i in range(300))
+    try:
+        assert _LineAlignedWrites(write_end).write(block) == len(block)
+        monkeypatch.undo()
+        received = b""
+        while len(received) < len(block):
+            received += os.read(read_end, 65536)
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+    assert received == block
+    assert len(sizes) > 1 and max(sizes) <= PIPE_BUF
+    offsets = [sum(sizes[: i + 1]) for i in range(len(sizes))]
+    assert all(block[end - 1 : end] == b"\n" for end in offsets)  # every write ends a line

@@ -105,6 +105,7 @@ class AdaptationService:
             )
         except TimeoutError:
             metrics.adaptation_failures.labels("timeout").inc()
+            metrics.adaptation_seconds.observe(time.perf_counter() - started)  # the slow tail
             log.warning(
                 "adapting %s took over %.1f s; serving the original", row.message_id, self.timeout
             )
