@@ -11,7 +11,7 @@ from PIL import Image, ImageDraw
 
 from mmsc.adapt import smil
 from mmsc.adapt.images import ImageError, ImageLimits, adapt_image
-from mmsc.adapt.pipeline import MIXED, RELATED, Target, adapt
+from mmsc.adapt.pipeline import CUT_MARK, MIXED, RELATED, Target, adapt
 from mmsc.adapt.worker import adapt_submission, needs_adaptation
 from protocol import mms
 from protocol.mms import MmsPdu
@@ -404,3 +404,352 @@ def test_start_and_the_root_content_id_are_made_to_match(start: str, smil_cid: s
         replace(pdu, content_type_params={"start": "<smil>", "type": "application/smil"})
     )
     assert needs_adaptation(fitting, Target()) is (smil_cid != "<smil>")
+
+
+# ----------------------------------------------------------------------------- audit fixes
+
+
+def no_ffmpeg(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mmsc.adapt import media
+
+    monkeypatch.setattr(media, "ffmpeg", lambda: None)
+
+
+def send_req(
+    content_type: str, params: dict[str, object], parts: list[Part] | None, **kw: object
+) -> bytes:
+    headers = {"From": "+15550000001/TYPE=PLMN", "To": ["+15550000002/TYPE=PLMN"]}
+    return mms.encode(MmsPdu("m-send-req", "T1", "1.2", headers, content_type, params, parts, **kw))  # type: ignore[arg-type]
+
+
+def test_media_are_settled_before_the_pictures_share_the_room(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A voice note that cannot fit is dropped first; the photo then has the whole room
+    and is a picture, not the 3 KB thumbnail it got when its share was counted first."""
+    no_ffmpeg(monkeypatch)
+    parts = [
+        Part("text/plain", {"charset": "utf-8"}, {"Content-ID": "<t>"}, b"look"),
+        Part("image/jpeg", {"name": "p.jpg"}, {"Content-ID": "<p>"}, photo(1600, 1200)),
+        Part("audio/amr", {"name": "v.amr"}, {"Content-ID": "<a>"}, b"#!AMR\n" + bytes(400_000)),
+    ]
+    target = Target()
+    result = adapt(MIXED, {}, parts, target, measure)
+    assert measure(result) <= target.max_message_size
+    cids = [p.headers.get("Content-ID") for p in result.parts]
+    assert "<a>" not in cids and "<mmsc-removed>" in cids
+    picture = next(p for p in result.parts if p.headers.get("Content-ID") == "<p>")
+    assert max(info(bytes(picture.data))[1]) >= 480
+
+
+def test_text_alone_over_the_limit_is_cut_to_fit() -> None:
+    text = ("Lorem ipsum dolor sit amet, consectetur adipiscing elit. " * 2200)[:120_000]
+    parts = [
+        Part("text/plain", {"charset": "utf-8"}, {"Content-ID": "<t>"}, text.encode()),
+        Part("image/jpeg", {"name": "p.jpg"}, {"Content-ID": "<p>"}, photo(320, 240)),
+    ]
+    target = Target(max_message_size=100_000)
+    result = adapt(MIXED, {}, parts, target, measure)
+    assert measure(result) <= 100_000
+    kept = next(p for p in result.parts if p.headers.get("Content-ID") == "<t>")
+    out = bytes(kept.data).decode("utf-8")
+    assert out.endswith(CUT_MARK) and text.startswith(out.removesuffix(CUT_MARK))
+    assert len(out) > 90_000  # cut to what fits, not to nothing
+    assert any("cut" in note for note in result.notes)
+
+
+@pytest.mark.parametrize("kind", ["image", "text"])
+def test_a_single_body_is_adapted_not_erased(kind: str) -> None:
+    """An m-send-req whose body is one picture or one text (not multipart)."""
+    if kind == "image":
+        raw = send_req("image/jpeg", {"name": "p.jpg"}, None, body=photo(1600, 1200, quality=20))
+    else:
+        raw = send_req(
+            "text/plain", {"charset": "iso-8859-1"}, None, body="Grüße".encode("latin-1")
+        )
+    target = Target()
+    assert needs_adaptation(raw, target)
+    out = mms.decode(adapt_submission(raw, target)[0])
+    assert out.content_type == MIXED and out.parts is not None and len(out.parts) == 1
+    part = out.parts[0]
+    if kind == "image":
+        assert part.content_type == "image/jpeg" and part.params["name"] == "p.jpg"
+        assert info(bytes(part.data)) == ("JPEG", (640, 480))
+    else:
+        assert part.params["charset"] == "utf-8" and bytes(part.data).decode() == "Grüße"
+
+
+WBMP = bytes([0, 0, 8, 2]) + bytes(2)  # type 0, 8x2 pixels, all black
+SVG = b"<svg xmlns='http://www.w3.org/2000/svg' width='10' height='10'/>"
+
+
+@pytest.mark.parametrize(("ctype", "data"), [("image/svg+xml", SVG), ("image/vnd.wap.wbmp", WBMP)])
+def test_accepted_types_pillow_cannot_read_are_kept(ctype: str, data: bytes) -> None:
+    target = Target(accept=Target().accept | {ctype})
+    parts = [
+        Part("text/plain", {"charset": "utf-8"}, {"Content-ID": "<t>"}, b"hi"),
+        Part(ctype, {"name": "x"}, {"Content-ID": "<x>"}, data),
+    ]
+    assert not needs_adaptation(send_req(MIXED, {}, parts), target)
+    result = adapt(MIXED, {}, parts, target, measure)
+    assert result.dropped == 0
+    kept = next(p for p in result.parts if p.headers.get("Content-ID") == "<x>")
+    assert kept.content_type == ctype and bytes(kept.data) == data
+    # Not accepted: still dropped (we cannot convert it).
+    assert adapt(MIXED, {}, parts, Target(), measure).dropped == 1
+
+
+@pytest.mark.parametrize(
+    ("fmt", "ctype", "feature"),
+    [
+        ("AVIF", "image/avif", "avif"),
+        ("JPEG2000", "image/jp2", "jpg_2000"),
+        ("HEIF", "image/heic", None),
+    ],
+)
+def test_avif_jpeg2000_and_heic_become_jpeg(fmt: str, ctype: str, feature: str | None) -> None:
+    from PIL import features
+
+    if feature is not None and not features.check(feature):
+        pytest.skip(f"Pillow was built without {feature}")
+    if fmt == "HEIF":
+        pytest.importorskip("pillow_heif")
+    out = io.BytesIO()
+    Image.open(io.BytesIO(photo(800, 600))).save(out, fmt)
+    result = adapt_image(out.getvalue(), ctype, limits())
+    assert result.changed and result.content_type == "image/jpeg"
+    assert info(result.data) == ("JPEG", (640, 480))
+
+
+def test_part_types_are_compared_normalised() -> None:
+    """``Image/JPG`` is image/jpeg and ``audio/mp3`` is audio/mpeg: both go as they are."""
+    jpeg, mp3 = photo(320, 240), b"ID3" + bytes(3000)
+    accept = frozenset({"image/jpeg", "audio/mpeg", "text/plain", "application/smil"})
+    parts = [
+        Part("Image/JPG", {"name": "p.jpg"}, {"Content-ID": "<p>"}, jpeg),
+        Part("audio/mp3", {"name": "s.mp3"}, {"Content-ID": "<s>"}, mp3),
+    ]
+    target = Target(accept=accept)
+    assert not needs_adaptation(send_req(MIXED, {}, parts), target)
+    result = adapt(MIXED, {}, parts, target, measure)
+    assert result.dropped == 0 and result.converted == 0
+    assert [bytes(p.data) for p in result.parts] == [jpeg, mp3]
+    assert [p.content_type for p in result.parts] == ["image/jpeg", "audio/mpeg"]
+
+
+@pytest.mark.parametrize(
+    ("charsets", "text", "label"),
+    [
+        ({"*"}, "Grüße, 日本", "utf-8"),
+        ({"iso-10646-ucs-2", "utf-16"}, "日本語 Grüße", "iso-10646-ucs-2"),
+        ({"iso-8859-1", "shift_jis"}, "日本語のテキスト", "shift_jis"),
+        ({"iso-8859-1", "shift_jis"}, "Grüße", "iso-8859-1"),
+    ],
+)
+def test_text_goes_out_in_a_charset_the_handset_reads_without_loss(
+    charsets: set[str], text: str, label: str
+) -> None:
+    raw = send_req(MIXED, {}, [Part("text/plain", {}, {"Content-ID": "<t>"}, text.encode())])
+    target = Target(charsets=frozenset(charsets))
+    out = mms.decode(adapt_submission(raw, target)[0])
+    assert out.parts is not None
+    part = out.parts[0]
+    codec = "utf-16-be" if label == "iso-10646-ucs-2" else label
+    assert part.params["charset"] == label and bytes(part.data).decode(codec) == text
+
+
+def test_variant_names_do_not_depend_on_the_hash_seed() -> None:
+    """Every process (restart, node) must name the same variant the same way."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "from dataclasses import replace\n"
+        "from mmsc.adapt.targets import _variant\n"
+        "from protocol.uaprof import DEFAULT\n"
+        "caps = replace(DEFAULT, accept=DEFAULT.accept | {'image/bmp', 'audio/mpeg', 'video/3gpp',"
+        " 'image/vnd.wap.wbmp', 'text/x-vcard'}, charsets=frozenset({'utf-8', 'us-ascii',"
+        " 'iso-8859-1', 'shift_jis'}))\n"
+        "print(_variant('default', caps, False)[0])\n"
+    )
+    names = set()
+    for seed in ("1", "2", "3"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        done = subprocess.run(
+            [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+        )
+        names.add(done.stdout.strip())
+    assert len(names) == 1 and next(iter(names)).startswith("v-")
+
+
+def test_transparent_gif_scaled_down_stays_transparent() -> None:
+    image = Image.new("P", (800, 600), 0)
+    image.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)
+    ImageDraw.Draw(image).rectangle((200, 150, 600, 450), fill=1)
+    out = io.BytesIO()
+    image.save(out, "GIF", transparency=0)
+    result = adapt_image(out.getvalue(), "image/gif", limits())
+    assert result.content_type == "image/gif" and info(result.data)[1] == (640, 480)
+    with Image.open(io.BytesIO(result.data)) as gif:
+        corner = gif.convert("RGBA").getpixel((3, 3))
+        centre = gif.convert("RGBA").getpixel((320, 240))
+    assert isinstance(corner, tuple) and isinstance(centre, tuple)
+    assert corner[3] == 0 or corner[:3] == (255, 255, 255)  # clear or white, not black
+    assert centre[3] == 255 and centre[0] > 200 and centre[1] < 60
+
+
+def test_16_bit_grayscale_is_scaled_not_clipped() -> None:
+    gradient = Image.new("I;16", (1024, 64))
+    gradient.putdata([x * 64 for x in range(1024)] * 64)
+    out = io.BytesIO()
+    gradient.save(out, "PNG")
+    result = adapt_image(out.getvalue(), "image/png", limits())
+    with Image.open(io.BytesIO(result.data)) as picture:
+        assert picture.size == (640, 40)
+        gray = picture.convert("L")
+        mean = sum(gray.tobytes()) / (gray.width * gray.height)
+    assert abs(mean - 127) <= 10
+
+
+def hostile_gif(frames: int = 200) -> bytes:
+    """A 4000x4000 canvas (one flat frame, a few KB) and then frames of one pixel each:
+    each costs a full-canvas composite to decode."""
+    first = io.BytesIO()
+    Image.new("P", (4000, 4000), 0).save(first, "GIF")
+    tiny = (
+        b"\x21\xf9\x04\x00\x0a\x00\x00\x00"  # graphic control: 100 ms
+        b"\x2c\x05\x00\x05\x00\x01\x00\x01\x00\x00"  # 1x1 at (5, 5), no local palette
+        b"\x02\x02\x44\x01\x00"  # LZW: clear, index 0, end
+    )
+    return first.getvalue()[:-1] + tiny * (frames - 1) + b";"
+
+
+def test_an_animation_too_costly_to_decode_keeps_its_first_frame(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from mmsc.adapt import images
+
+    data = hostile_gif()
+    with Image.open(io.BytesIO(data)) as gif:
+        assert gif.n_frames == 200
+    resized: list[tuple[int, int]] = []
+    real_resize = images.resize
+
+    def counting(frame: Image.Image, size: tuple[int, int], method: images.Filter) -> Image.Image:
+        resized.append(size)
+        return real_resize(frame, size, method)
+
+    monkeypatch.setattr(images, "resize", counting)
+    result = adapt_image(data, "image/gif", limits())
+    assert len(resized) == 1  # one frame decoded and scaled, not 200
+    with Image.open(io.BytesIO(result.data)) as out:
+        assert out.size == (480, 480) and getattr(out, "n_frames", 1) == 1
+
+
+def test_a_failed_variant_is_not_queued_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A job that timed out is remembered: the next fetch serves the original at once,
+    without handing the pool the same job again."""
+    import asyncio
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+    from types import SimpleNamespace
+
+    from mmsc.adapt import service
+
+    release = threading.Event()
+
+    def stuck(raw: bytes, target: Target) -> tuple[bytes, dict[str, object]]:
+        release.wait(30)
+        raise RuntimeError("released")
+
+    async def exists(key: str) -> bool:
+        return False
+
+    async def get(key: str) -> bytes:
+        return b"stored"
+
+    monkeypatch.setattr(service, "adapt_submission", stuck)
+    monkeypatch.setattr(service, "needs_adaptation", lambda raw, target: True)
+    core = SimpleNamespace(payloads=SimpleNamespace(exists=exists, get=get))
+    adapter = service.AdaptationService(core, timeout=0.05)  # type: ignore[arg-type]
+    pool = ThreadPoolExecutor(2)
+    submitted: list[None] = []
+
+    def executor() -> ThreadPoolExecutor:  # called once per job handed to the pool
+        submitted.append(None)
+        return pool
+
+    monkeypatch.setattr(adapter, "_executor", executor)
+    row = SimpleNamespace(m_payload_key="p1", message_id="m1")
+
+    async def fetch_twice() -> list[str]:
+        return [await adapter.payload_key(row, Target(), "v-x") for _ in range(2)]
+
+    try:
+        assert asyncio.run(fetch_twice()) == ["p1", "p1"]
+        assert len(submitted) == 1
+    finally:
+        release.set()
+        pool.shutdown()
+
+
+def test_a_webp_labelled_jpeg_is_converted() -> None:
+    webp = photo(320, 240, fmt="WEBP")
+    raw = send_req(MIXED, {}, [Part("image/jpeg", {"name": "p.jpg"}, {"Content-ID": "<p>"}, webp)])
+    assert needs_adaptation(raw, Target())
+    out = mms.decode(adapt_submission(raw, Target())[0])
+    assert out.parts is not None and info(bytes(out.parts[0].data))[0] == "JPEG"
+
+
+SMIL_BY_NAME = (
+    b'<smil><head><layout><region id="Image"/><region id="Text"/></layout></head><body>'
+    b'<par dur="5s"><img src="photo.png" region="Image"/><text src="cid:txt" region="Text"/></par>'
+    b'<par dur="5s"><video src="clip.mp4"/></par>'
+    b"</body></smil>"
+)
+SMIL_ONLY_VIDEO = b'<smil><body><par dur="5s"><video src="cid:vid"/></par></body></smil>'
+
+
+@pytest.mark.parametrize("doc", [SMIL_BY_NAME, SMIL_ONLY_VIDEO])
+def test_every_smil_src_resolves_and_every_part_is_shown(
+    doc: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """References by name follow renames and drops; the removal note has a slide."""
+    no_ffmpeg(monkeypatch)
+    parts = [
+        Part("application/smil", {}, {"Content-ID": "<smil>"}, doc),
+        Part("video/mp4", {"name": "clip.mp4"}, {"Content-ID": "<vid>"}, bytes(5000)),
+    ]
+    if doc is SMIL_BY_NAME:
+        parts += [
+            Part("text/plain", {"charset": "utf-8"}, {"Content-ID": "<txt>"}, b"hello"),
+            Part(
+                "image/png",
+                {"name": "photo.png"},
+                {"Content-ID": "<img>"},
+                photo(300, 200, fmt="PNG"),
+            ),
+        ]
+    target = Target(accept=frozenset({"image/jpeg", "text/plain", "application/smil"}))
+    result = adapt(RELATED, {"start": "<smil>"}, parts, target, measure)
+    assert result.content_type == RELATED and result.dropped == 1
+    tree = smil_tree(bytes(result.parts[0].data))
+    srcs = {smil._key(e.get("src")) for e in tree.iter() if e.get("src")}
+    refs = {}
+    for part in result.parts[1:]:
+        names = {
+            part.headers.get("Content-ID", "").strip("<>"),
+            part.headers.get("Content-Location"),
+        }
+        names |= {part.params.get("name"), part.params.get("filename")}
+        refs[part.headers.get("Content-ID")] = names - {None, ""}
+    assert all(any(src in names for names in refs.values()) for src in srcs)  # nothing dangles
+    assert all(names & srcs for names in refs.values())  # every part is shown
+    assert "<mmsc-removed>" in refs
+
+
+def smil_tree(data: bytes) -> object:
+    from lxml import etree
+
+    return etree.fromstring(data)

@@ -7,6 +7,8 @@ different places.
 
 from __future__ import annotations
 
+from protocol.uaprof import normalise_type
+
 # File-name extension of each type the adaptation writes (a converted part is renamed).
 EXTENSIONS = {
     "image/jpeg": ".jpg",
@@ -24,3 +26,10 @@ EXTENSIONS = {
 def accepts(accept: frozenset[str], ctype: str) -> bool:
     """Whether ``ctype`` is in ``accept``, directly or through ``*/*`` or ``major/*``."""
     return "*/*" in accept or f"{ctype.split('/')[0]}/*" in accept or ctype in accept
+
+
+def normalise(ctype: str) -> str:
+    """``Image/JPG`` -> ``image/jpeg``, ``audio/mp3`` -> ``audio/mpeg``: senders label parts
+    as loosely as profiles list types (protocol.uaprof.TYPE_ALIASES), and both sides
+    are compared normalised. What is not a MIME type at all is only lower-cased."""
+    return normalise_type(ctype) or ctype.strip().lower()

@@ -9,7 +9,10 @@ left (on a SIMD resampler, mmsc.adapt.resample), and the JPEG quality
 search is bounded (at most ~7 encodes).
 Hostile input (truncated files, decompression bombs, absurd dimensions) ends
 in :class:`ImageError`, which the pipeline turns into a dropped part with a
-note, never a crash.
+note, never a crash; an animation whose frames together are too many pixels to
+decode cheaply is reduced to its first frame.
+Data Pillow does not recognise at all (SVG, WBMP) raises :class:`UnknownFormat`,
+so that the pipeline can keep it when the handset takes its type as it is.
 """
 
 from __future__ import annotations
@@ -23,7 +26,14 @@ from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
 from mmsc.adapt.formats import accepts
 from mmsc.adapt.resample import Filter, resize
 
-# Pillow format name <-> MIME type of the formats we read and write.
+try:  # HEIC, what iPhones send; libheif comes inside the wheel
+    from pillow_heif import register_heif_opener
+except ImportError:  # pragma: no cover - a platform without a pillow-heif wheel
+    pass
+else:
+    register_heif_opener()
+
+# Pillow format name <-> MIME type of the formats we read (and, for the first ones, write).
 FORMAT_TYPES = {
     "JPEG": "image/jpeg",
     "PNG": "image/png",
@@ -31,17 +41,32 @@ FORMAT_TYPES = {
     "BMP": "image/bmp",
     "WEBP": "image/webp",
     "TIFF": "image/tiff",
+    "AVIF": "image/avif",
+    "JPEG2000": "image/jp2",
+    "HEIF": "image/heic",
 }
 TYPE_FORMATS = {v: k for k, v in FORMAT_TYPES.items()}
+# Labels for formats we decode: data under one of these that Pillow cannot read is
+# corrupt, not merely a format we do not know.
+READABLE_TYPES = frozenset(FORMAT_TYPES.values()) | {"image/heif", "image/jpx", "image/j2k"}
 # Preferred output when the original format will not do: JPEG for photographs (what
 # every MMS handset takes), then the lossless formats (feature-matrix §1: Mbuni's order).
 OUTPUT_PREFERENCE = ("image/jpeg", "image/png", "image/gif", "image/bmp")
 MIN_QUALITY, MAX_QUALITY = 25, 90
 MAX_FRAMES = 200
+# Pixels decoded for one animation (frames x canvas): every GIF frame is composited on
+# the full canvas, so a 4000x4000 canvas with 200 one-pixel frames costs 3.2 Gpx (16 s)
+# from a file of a few KB. Above this only the first frame is kept.
+MAX_ANIMATION_PIXELS = 50_000_000
+_SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 
 
 class ImageError(ValueError):
     """The bytes are not an image we can adapt safely (corrupt, hostile, unsupported)."""
+
+
+class UnknownFormat(ImageError):
+    """Not a format we decode (SVG, WBMP, ...): not necessarily corrupt."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,15 +103,31 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
             width, height = image.size
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombWarning) as exc:
+    except UnidentifiedImageError:
+        raise UnknownFormat("not an image format we read") from None
+    except (OSError, ValueError, Image.DecompressionBombWarning) as exc:
         raise ImageError(f"not a readable image: {exc}") from None
     except Image.DecompressionBombError as exc:
         raise ImageError(str(exc)) from None
     if width < 1 or height < 1 or width * height > max_pixels:
         raise ImageError(f"{width}x{height} is over the limit of {max_pixels} pixels")
     if image.format not in FORMAT_TYPES:
-        raise ImageError(f"format {image.format} is not supported")
+        raise UnknownFormat(f"format {image.format} is not supported")
     return image
+
+
+def _eight_bit(image: Image.Image) -> Image.Image:
+    """16-bit grayscale (PNG, TIFF, JPEG 2000; Pillow's "I" holds it too) scaled to 8
+    bits: Pillow's own conversion clips at 255, so a gradient would come out white."""
+    if image.mode not in _SIXTEEN_BIT:
+        return image
+    return image.convert("I").point(lambda value: value / 257).convert("L")
+
+
+def _frame(image: Image.Image) -> Image.Image:
+    """The current frame as RGB, or RGBA when it may be transparent."""
+    image = _eight_bit(image)
+    return image.convert("RGBA" if image.mode in ("RGBA", "LA", "P", "PA") else "RGB")
 
 
 def _flatten(frame: Image.Image) -> Image.Image:
@@ -139,12 +180,35 @@ def _encode(frame: Image.Image, ctype: str) -> bytes:
         frame = _flatten(frame)
         frame.save(out, fmt, quality=MAX_QUALITY)
     elif fmt == "GIF":
-        frame.convert("P", palette=Image.Palette.ADAPTIVE).save(out, fmt)
+        paletted = _gif_palette(frame)
+        paletted.save(out, fmt, transparency=paletted.info.get("transparency"))
     elif fmt == "BMP":
         _flatten(frame).save(out, fmt)
     else:
         frame.save(out, fmt, optimize=True)
     return out.getvalue()
+
+
+def _gif_palette(frame: Image.Image) -> Image.Image:
+    """A GIF-ready paletted frame: 255 colours of the picture flattened on white, and
+    index 255 for the pixels that were (mostly) transparent. An adaptive palette of
+    the RGBA data alone has no transparent entry, and the clear areas come out black."""
+    lowest_alpha = frame.getchannel("A").getextrema()[0] if frame.mode == "RGBA" else 255
+    if not isinstance(lowest_alpha, int) or lowest_alpha >= 128:
+        return _flatten(frame).convert("P", palette=Image.Palette.ADAPTIVE)
+    paletted = _flatten(frame).convert("P", palette=Image.Palette.ADAPTIVE, colors=255)
+    clear = frame.getchannel("A").point(lambda alpha: 255 if alpha < 128 else 0)
+    paletted.paste(255, mask=clear.convert("1"))
+    paletted.info["transparency"] = 255
+    return paletted
+
+
+def _animation_is_cheap(image: Image.Image) -> bool:
+    """Whether decoding every frame we would keep stays within MAX_ANIMATION_PIXELS.
+    Counting frames only reads block headers, nothing is decoded."""
+    frames = min(int(getattr(image, "n_frames", 1)), MAX_FRAMES)
+    width, height = image.size
+    return frames * width * height <= MAX_ANIMATION_PIXELS
 
 
 def _animated_gif(image: Image.Image, size: tuple[int, int], budget: int) -> bytes | None:
@@ -196,6 +260,7 @@ def adapt_image(data: bytes, content_type: str, limits: ImageLimits) -> AdaptedI
         if (
             animated
             and limits.animation
+            and _animation_is_cheap(image)
             and original_type == "image/gif"
             and accepts(limits.accept, "image/gif")
         ):
@@ -203,7 +268,7 @@ def adapt_image(data: bytes, content_type: str, limits: ImageLimits) -> AdaptedI
             if gif is not None:
                 return AdaptedImage(gif, "image/gif", *target, changed=True)
         image.seek(0)
-        frame = image.convert("RGBA" if image.mode in ("RGBA", "LA", "P") else "RGB")
+        frame = _frame(image)
         if frame.size != target:
             # After draft() the remaining factor is under 2 (see Filter.TRIANGLE); the
             # SIMD resampler runs it in ~0.9 ms for 816x612 -> 640x480 where Pillow's

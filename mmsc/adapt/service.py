@@ -7,8 +7,10 @@ it back (../shared/research/performance.md §2: adapt lazily, cache by
 content and class). Concurrent fetches of one variant share one job. A job
 that fails or runs past ``timeout`` serves the original instead, so a
 hostile picture can cost a handset its adaptation, never the server its
-loop. Each stored variant is recorded as an ``adapted`` event, which is how
-the expiry purge finds it again.
+loop; the failure is remembered for ``retry_after`` seconds, so that every
+fetch of that message does not queue the same doomed job again (a timed-out
+job keeps its worker busy until it ends). Each stored variant is recorded as
+an ``adapted`` event, which is how the expiry purge finds it again.
 """
 
 from __future__ import annotations
@@ -33,22 +35,46 @@ log = logging.getLogger("mmsc.adapt")
 
 
 class AdaptationService:
-    def __init__(self, core: Mmsc, *, workers: int | None = None, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        core: Mmsc,
+        *,
+        workers: int | None = None,
+        timeout: float = 10.0,
+        retry_after: float = 600.0,
+    ) -> None:
         self.core = core
         self.workers = workers or max(1, os.cpu_count() or 1)
         self.timeout = timeout
+        self.retry_after = retry_after
         self._pool: ProcessPoolExecutor | None = None
         self._inflight: dict[str, asyncio.Task[str]] = {}
         # Variants known to exist / known not to be needed (the message already fits):
         # the common retrieval then costs no extra payload-store call.
         self._known: dict[str, None] = {}
         self._fits: dict[str, None] = {}
+        # Variants whose adaptation failed or timed out -> monotonic time to try again.
+        self._failed: dict[str, float] = {}
 
     @staticmethod
     def _remember(table: dict[str, None], key: str) -> None:
         if len(table) >= 100_000:
             table.pop(next(iter(table)))
         table[key] = None
+
+    def _failed_recently(self, key: str) -> bool:
+        until = self._failed.get(key)
+        if until is None:
+            return False
+        if until <= time.monotonic():
+            del self._failed[key]
+            return False
+        return True
+
+    def _remember_failure(self, key: str) -> None:
+        if len(self._failed) >= 100_000:
+            self._failed.pop(next(iter(self._failed)))
+        self._failed[key] = time.monotonic() + self.retry_after
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
@@ -78,6 +104,9 @@ class AdaptationService:
             self._remember(self._known, key)
             metrics.adaptation_cache.labels("hit").inc()
             return key
+        if self._failed_recently(key):  # the original, without queueing the job again
+            metrics.adaptation_cache.labels("failed").inc()
+            return original
         pending = self._inflight.get(key)
         if pending is not None:
             metrics.adaptation_cache.labels("shared").inc()
@@ -104,6 +133,7 @@ class AdaptationService:
                 self.timeout,
             )
         except TimeoutError:
+            self._remember_failure(key)
             metrics.adaptation_failures.labels("timeout").inc()
             metrics.adaptation_seconds.observe(time.perf_counter() - started)  # the slow tail
             log.warning(
@@ -111,6 +141,7 @@ class AdaptationService:
             )
             return original
         except Exception as exc:  # a bug or a worker that died: never the handset's problem
+            self._remember_failure(key)
             metrics.adaptation_failures.labels("error").inc()
             log.exception("adapting %s failed (%s); serving the original", row.message_id, exc)
             return original

@@ -3,9 +3,11 @@
 A SMIL presentation references parts by ``cid:`` URL or by Content-Location.
 When a part is converted it keeps its Content-ID, so only a changed name
 (``photo.png`` -> ``photo.jpg``) needs rewriting; when a part is dropped the
-media element that shows it goes, and a slide (``par``) left with nothing to
-show goes too. Anchors such as Mbuni leave such references dangling, which
-some handsets render as an error slide (feature-matrix §1).
+media element that shows it goes, a slide (``par``) left with nothing to
+show goes too, and a last slide shows the note that says what was removed
+(a handset shows only what the SMIL references). Anchors such as Mbuni leave
+such references dangling, which some handsets render as an error slide
+(feature-matrix §1).
 
 The SMIL is parsed with the same hardening as MM7 (no DTD, no entities, no
 network); a SMIL we cannot parse is left out and the message is sent as
@@ -41,13 +43,16 @@ def _key(src: str) -> str:
     return src
 
 
-def rewrite(smil: bytes, *, renamed: Mapping[str, str], dropped: set[str]) -> bytes:
-    """``smil`` with references to ``dropped`` parts removed and ``renamed`` ones rewritten.
+def rewrite(
+    smil: bytes, *, renamed: Mapping[str, str], dropped: set[str], note: str | None = None
+) -> bytes:
+    """``smil`` with references to ``dropped`` parts removed and ``renamed`` ones rewritten,
+    and, with ``note`` (a Content-ID), a last slide showing that text part.
 
-    Keys are what ``src`` attributes name (a Content-ID without brackets, or a
-    Content-Location); ``renamed`` maps an old name to the new one.
+    Keys are what ``src`` attributes name (a Content-ID without brackets, a
+    Content-Location or a name); ``renamed`` maps an old name to the new one.
     """
-    if not renamed and not dropped and b"<!ENTITY" not in smil.upper():
+    if not renamed and not dropped and note is None and b"<!ENTITY" not in smil.upper():
         return smil  # nothing to change: keep the author's bytes
     if b"<!DOCTYPE" in smil[:2048].upper() or b"<!ENTITY" in smil.upper():
         # Some authoring tools write the SMIL 1.0 DOCTYPE; we never load it, and
@@ -80,8 +85,24 @@ def rewrite(smil: bytes, *, renamed: Mapping[str, str], dropped: set[str]) -> by
             parent = par.getparent()
             if parent is not None:
                 parent.remove(par)
+    if note is not None:
+        _add_text_slide(root, note)
     result: bytes = etree.tostring(root, encoding="utf-8", xml_declaration=False)
     return result
+
+
+def _add_text_slide(root: etree._Element, cid: str) -> None:
+    """A last ``par`` showing the text part ``cid``, in the layout's text region if any."""
+    namespace = root.tag[: -len("smil")] if isinstance(root.tag, str) else ""
+    body = next((e for e in root if _local(e.tag) == "body"), None)
+    if body is None:
+        body = etree.SubElement(root, f"{namespace}body")
+    par = etree.SubElement(body, f"{namespace}par", dur="5000ms")
+    text = etree.SubElement(par, f"{namespace}text", src=f"cid:{cid}")
+    regions = [e.get("id") for e in root.iter() if _local(e.tag) == "region" and e.get("id")]
+    region = next((r for r in regions if "text" in r.lower()), None)
+    if region is not None:
+        text.set("region", region)
 
 
 def _strip_doctype(data: bytes) -> bytes:

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import ipaddress
+import json
 import logging
 import socket
 import time
@@ -32,7 +34,7 @@ from sqlalchemy.engine import Connection
 from yarl import URL
 
 from mmsc import config as settings
-from mmsc.adapt.pipeline import Target
+from mmsc.adapt.pipeline import PIPELINE_VERSION, Target
 from mmsc.core import Mmsc
 from mmsc.devices import DeviceClass, default_caps, load_classes, resolve
 from protocol.uaprof import (
@@ -480,5 +482,19 @@ class TargetResolver:
 @functools.lru_cache(maxsize=1024)  # a handful of classes and profiles, fetched over and over
 def _variant(key: str, caps: Capabilities, generate_smil: bool) -> tuple[str, Target]:
     target = target_of(caps, generate_smil=generate_smil)
-    digest = hashlib.sha1(f"{key}|{target!r}".encode()).hexdigest()[:12]
+    digest = hashlib.sha1(_canonical(key, target)).hexdigest()[:12]
     return f"v-{digest}", target
+
+
+def _canonical(key: str, target: Target) -> bytes:
+    """The variant's identity as bytes that every process agrees on: JSON with sorted
+    sets. (``repr`` of a frozenset follows the per-process string hash seed, so each
+    restart or node named the same variant differently and adapted it again.)"""
+    fields = {f.name: getattr(target, f.name) for f in dataclasses.fields(target)}
+    material = {
+        name: sorted(value) if isinstance(value, frozenset) else value
+        for name, value in fields.items()
+    }
+    return json.dumps(
+        [PIPELINE_VERSION, key, material], sort_keys=True, separators=(",", ":")
+    ).encode()
