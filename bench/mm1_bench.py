@@ -1300,7 +1300,8 @@ def main(argv: list[str] | None = None) -> int:
         "--no-sms",
         dest="sms",
         action="store_false",
-        help='notify.backend "none": the scheduler and its statements run, but no sendsms'
+        help='notify.backend "none": the scheduler and its statements run (each push claimed'
+        " and recorded as dropped: its outbox row, its recipient, one event), but no sendsms"
         " request leaves the server (shows what the SMS exchange costs; the goal needs SMS)",
     )
     parser.add_argument(
@@ -1384,7 +1385,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"  notifications: kannel backend -> sendsms sink (pid {sink.pid})"
                     if args.sms
                     else "  notifications: none backend (--no-sms): the scheduler claims each"
-                    " push and records it sent; no SMS leaves the server"
+                    " push and records it dropped; no SMS leaves the server"
                 )
                 print(
                     f"  {args.warmup:g} s warm-up + {args.duration:g} s measured per level; "

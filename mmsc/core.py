@@ -613,8 +613,10 @@ class Mmsc:
             for row in rows:
                 repo.set_recipient_state(conn, row.id, repo.EXPIRED, now, next_attempt_at=None)
                 out.append(repo.Event(row.message_id, "expired", now, row.id, repo.EXPIRED))
+                out += repo.drop_queued_notification(
+                    conn, row.message_id, row.id, now, "recipient expired"
+                )
                 out += self._delivery_report(conn, row, "Expired", now)
-            repo.drop_queued_notifications(conn, [row.id for row in rows])
             repo.add_events(conn, out)
             return len(rows), out
 
@@ -863,24 +865,39 @@ class Mmsc:
         now = time.time()
 
         def unit(conn: Connection) -> tuple[bool, list[repo.Event]]:
-            # retrieved_at keeps the time of the first fetch when there was one (fetched).
-            fetched_at = row.retrieved_at or now
-            moved = repo.set_recipient_state(
-                conn, row.id, repo.RETRIEVED, now, retrieved_at=fetched_at, next_attempt_at=None
-            )
-            if not moved:
-                return False, []
-            out = [repo.Event(row.message_id, "retrieved", now, row.id, repo.RETRIEVED, cause)]
-            out += self._delivery_report(conn, row, "Retrieved", now, report_allowed)
+            out = self.retrieved(conn, row, now, cause=cause, report_allowed=report_allowed)
             repo.add_events(conn, out)
-            return True, out
+            return bool(out), out
 
         moved: bool = await self.write(unit)
         if moved:
-            metrics.messages_delivered.labels(interface).inc()
-            metrics.delivery_latency.observe(max(now - row.m_created_at, 0.0))
-            self._wake()
+            self.delivered(row, now, interface)
         return moved
+
+    def retrieved(
+        self, conn: Connection, row: Any, now: float, *, cause: str, report_allowed: bool = True
+    ) -> list[repo.Event]:
+        """Make an open recipient Retrieved and queue the sender's delivery report, in the
+        caller's unit: the two are one commit, so a crash cannot leave a delivered
+        recipient open (and its sender told "Expired" later). The events, for the caller
+        to add; none when the recipient was no longer open. After the commit the caller
+        calls :meth:`delivered`."""
+        # retrieved_at keeps the time of the first fetch when there was one (fetched).
+        fetched_at = row.retrieved_at or now
+        moved = repo.set_recipient_state(
+            conn, row.id, repo.RETRIEVED, now, retrieved_at=fetched_at, next_attempt_at=None
+        )
+        if not moved:
+            return []
+        out = [repo.Event(row.message_id, "retrieved", now, row.id, repo.RETRIEVED, cause)]
+        return out + self._delivery_report(conn, row, "Retrieved", now, report_allowed)
+
+    def delivered(self, row: Any, now: float, interface: str) -> None:
+        """After the commit that made ``row`` Retrieved (:meth:`retrieved`): count the
+        delivery, and wake the scheduler for the report that commit queued."""
+        metrics.messages_delivered.labels(interface).inc()
+        metrics.delivery_latency.observe(max(now - row.m_created_at, 0.0))
+        self._wake()
 
     async def fetched(self, row: Any, version: str) -> bool:
         """A handset got its message (an m-retrieve-conf with Retrieve-Status Ok): stop
@@ -904,6 +921,9 @@ class Mmsc:
             if not repo.mark_fetched(conn, row.message_id, row.id, now):
                 return False, []  # another node (or request) recorded it first
             out = [repo.Event(row.message_id, "fetched", now, row.id, None, f"MMS {version}")]
+            out += repo.drop_queued_notification(
+                conn, row.message_id, row.id, now, "recipient fetched the message"
+            )
             repo.add_events(conn, out)
             return True, out
 

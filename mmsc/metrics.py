@@ -32,7 +32,10 @@ messages_delivered = Counter(
     "mmsc_messages_delivered", "Messages retrieved by a recipient", ["interface"]
 )
 notifications = Counter(
-    "mmsc_notifications", "Pushes handed to the notification backend, by result", ["result"]
+    "mmsc_notifications",
+    "Pushes handed to the notification backend, by kind (notification, delivery-ind,"
+    " read-orig-ind) and result (sent, retry, failed, dropped: no backend sends them)",
+    ["kind", "result"],
 )
 delivery_latency = Histogram(
     "mmsc_delivery_latency_seconds",

@@ -60,11 +60,16 @@ async def cancel(core: Mmsc, message_id: str, vasp: str) -> OpResult:
         ]
         if not cancelled:
             return OpResult(TOO_LATE, "already retrieved or expired: nothing to cancel"), []
-        repo.drop_queued_notifications(conn, cancelled, reason="cancelled by the VASP")
-        events = [
-            repo.Event(message_id, "cancelled", now, rid, repo.CANCELLED, f"CancelReq from {vasp}")
-            for rid in cancelled
-        ]
+        events: list[repo.Event] = []
+        for rid in cancelled:
+            events.append(
+                repo.Event(
+                    message_id, "cancelled", now, rid, repo.CANCELLED, f"CancelReq from {vasp}"
+                )
+            )
+            events += repo.drop_queued_notification(
+                conn, message_id, rid, now, "cancelled by the VASP"
+            )
         if len(cancelled) == len(open_ids) and not any(
             r.state == repo.RETRIEVED for r in repo.list_recipients(conn, message_id)
         ):

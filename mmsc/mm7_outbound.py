@@ -6,7 +6,8 @@ push back-off when the VASP cannot be reached, its answer cannot be read, or it
 answers 3000 Server Error, 4000 General service error or 4006 Service
 unavailable. Any other failure status is final for that request (``is_permanent``).
 A DeliverReq that ends without success closes its recipient (Rejected, or
-Unreachable when the attempts ran out), and the handset that sent the message
+Unreachable when the attempts ran out), one the VASP took makes it Retrieved,
+in the commit that records the answer, and the handset that sent the message
 gets that delivery report if it asked for one. Every answer is an event on the
 message (TS 23.140 §5.3, §5.7, §5.8 for the three operations).
 """
@@ -245,6 +246,11 @@ class Mm7Outbound:
         )
 
     async def _finish(self, row: Any, *, ok: bool, permanent: bool, detail: str) -> None:
+        """Record the VASP's answer to a request. A DeliverReq the VASP took makes its
+        recipient Retrieved, with the sender's delivery report queued, in the same unit
+        as the answer: apart, a crash in between left the recipient open until expiry
+        and told the sender "Expired" for a message the VASP had. Metrics follow the
+        commit, for answers still this node's to record."""
         core = self.core
         now = time.time()
         policy = core.policy
@@ -254,11 +260,11 @@ class Mm7Outbound:
             state, retry_at, label = repo.FAILED, None, "failed"
         else:
             state, retry_at, label = repo.QUEUED, now + policy.push_delay(row.attempts), "retry"
-        metrics.mm7_outbound.labels(row.kind, label).inc()
         if not ok:
             log.warning("%s %s to %s: %s (%s)", row.kind, row.id, row.destination, detail, label)
 
-        def record(conn: Connection) -> tuple[None, list[repo.Event]]:
+        def record(conn: Connection) -> tuple[tuple[bool, Any], list[repo.Event]]:
+            """(still this node's row, the recipient row if it became Retrieved), events."""
             owned = repo.finish_push(
                 conn,
                 row.id,
@@ -269,19 +275,27 @@ class Mm7Outbound:
                 retry_at=retry_at,
             )
             if not owned or row.message_id is None:
-                return None, []
+                return (owned, None), []
             out = [
                 repo.Event(
                     row.message_id, f"{row.kind}-{label}", now, row.recipient_id, None, detail
                 )
             ]
-            if state == repo.FAILED and row.kind == "mm7-deliver" and row.recipient_id is not None:
-                out += self._undelivered(conn, row.recipient_id, now, permanent, detail)
+            delivered = None
+            if row.kind == "mm7-deliver" and row.recipient_id is not None:
+                if state == repo.FAILED:
+                    out += self._undelivered(conn, row.recipient_id, now, permanent, detail)
+                elif ok:
+                    recipient = repo.get_recipient_by_id(conn, row.recipient_id)
+                    if recipient is not None:
+                        moved = core.retrieved(conn, recipient, now, cause="delivered to the VASP")
+                        delivered = recipient if moved else None
+                        out += moved
             repo.add_events(conn, out)
-            return None, out
+            return (owned, delivered), out
 
-        await core.write(record)
-        if ok and row.kind == "mm7-deliver" and row.recipient_id is not None:
-            recipient = await core.read(repo.get_recipient_by_id, row.recipient_id)
-            if recipient is not None:
-                await core.mark_retrieved(recipient, cause="delivered to the VASP", interface="mm7")
+        owned, delivered = await core.write(record)
+        if owned:
+            metrics.mm7_outbound.labels(row.kind, label).inc()
+        if delivered is not None:
+            core.delivered(delivered, now, "mm7")

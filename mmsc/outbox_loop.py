@@ -85,10 +85,13 @@ class OutboxLoop:
             await asyncio.gather(*self._in_flight, return_exceptions=True)
 
     async def claim(self, now: float, limit: int) -> list[Any]:
+        """Take up to ``limit`` due rows for this node, under a lease."""
         owner = self.core.node_id
 
         def unit(conn: Connection) -> tuple[list[Any], list[repo.Event]]:
             rows = repo.claim_outbox(conn, now, limit, owner, self.lease, kinds=self.kinds)
+            # No event: a claim (queued -> sending) is a lease, undone by itself when this
+            # node dies, not a step of the message. The outcome the sender records is.
             return rows, []
 
         rows: list[Any] = await self.core.write(unit)

@@ -24,6 +24,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
+from prometheus_client import Counter
 from sqlalchemy.engine import Connection
 
 from mmsc import metrics
@@ -98,7 +99,8 @@ class Scheduler:
         self._last_depths = 0.0
         self.depths_interval = self.sweep_interval  # see update_depths
         core.wakeup_callbacks.append(self.wake)
-        self._records: RecordBatcher[_Outcome, float | None] = RecordBatcher(core, self._record)
+        self._records: RecordBatcher[_Outcome, _Recorded] = RecordBatcher(core, self._record)
+        self._counters: dict[tuple[str, str], Counter] = {}  # see _counter
 
     def wake(self) -> None:
         self._wake.set()
@@ -249,29 +251,45 @@ class Scheduler:
                 log.exception("backend %s raised", self.backend.name)
                 result = SendResult(ok=False, permanent=False, detail=f"backend error: {exc}")
         now = time.time()
-        if result.ok:
+        if result.dropped:
+            state, retry_at, label = repo.DROPPED, None, "dropped"
+        elif result.ok:
             state, retry_at, label = repo.SENT, None, "sent"
         elif result.permanent or row.attempts >= policy.push_max_attempts:
             state, retry_at, label = repo.FAILED, None, "failed"
         else:
             state, retry_at, label = repo.QUEUED, now + policy.push_delay(row.attempts), "retry"
-        metrics.notifications.labels(label).inc()
         outcome = _Outcome(
             row,
             result,
             label,
             repo.PushOutcome(row.id, state, None if result.ok else result.detail, retry_at, now),
         )
-        created_at = await self._records.add(outcome)
+        owned, created_at = await self._records.add(outcome)
+        # Counted once committed, and only by the node whose outcome was recorded: after a
+        # lease takeover the other node's outcome stands, and one push is one count.
+        if owned:
+            self._counter(row.kind, label).inc()
         if created_at is not None:
             metrics.notification_latency.observe(max(now - created_at, 0.0))
 
+    def _counter(self, kind: str, result: str) -> Counter:
+        """The mmsc_notifications_total child (labels() looks it up under a lock, per call)."""
+        counter = self._counters.get((kind, result))
+        if counter is None:
+            counter = self._counters[kind, result] = metrics.notifications.labels(kind, result)
+        return counter
+
     def _record(
         self, conn: Connection, outcomes: list[_Outcome]
-    ) -> tuple[list[float | None], list[repo.Event]]:
+    ) -> tuple[list[_Recorded], list[repo.Event]]:
         """Record a batch of push outcomes in a fixed number of statements; per outcome,
-        the message's acceptance time when it was the recipient's first notification
-        (for the latency metric), else None."""
+        whether it was still this node's to record, and the message's acceptance time
+        when it was the recipient's first notification (for the latency metric).
+
+        A dropped notification (no backend sends pushes) leaves its recipient as it is,
+        open for a fetch, but ends its re-notification: every later push would be
+        dropped the same way, and each would only add events."""
         core = self.core
         owned = repo.finish_pushes(conn, core.node_id, [o.push for o in outcomes])
         mine = [o for o in outcomes if o.row.id in owned]
@@ -284,17 +302,17 @@ class Scheduler:
             ],
         )
         now = max((o.push.now for o in mine), default=0.0)
+        notifications = [
+            o for o in mine if o.row.kind == "notification" and o.row.recipient_id is not None
+        ]
         first = repo.mark_notified(
-            conn,
-            [
-                o.row.recipient_id
-                for o in mine
-                if o.result.ok and o.row.kind == "notification" and o.row.recipient_id is not None
-            ],
-            now,
+            conn, [o.row.recipient_id for o in notifications if o.result.ok], now
+        )
+        repo.stop_renotifying(
+            conn, [o.row.recipient_id for o in notifications if o.result.dropped], now
         )
         out: list[repo.Event] = []
-        created: list[float | None] = []
+        recorded: list[_Recorded] = []
         for o in outcomes:
             row, result = o.row, o.result
             is_mine = row.id in owned
@@ -303,7 +321,7 @@ class Scheduler:
             )
             if first_notification:
                 first.discard(row.recipient_id)  # one "notified" per recipient
-            created.append(row.m_created_at if first_notification else None)
+            recorded.append((is_mine, row.m_created_at if first_notification else None))
             if not is_mine or row.message_id is None:
                 continue
             detail = f"{row.kind} to {row.destination}: {result.detail}".strip()
@@ -326,12 +344,18 @@ class Scheduler:
                     )
                 )
         repo.add_events(conn, out)
-        return created, out
+        return recorded, out
 
 
 @dataclass(slots=True, eq=False)
 class _Outcome:
     row: Any  # the claimed outbox row
     result: SendResult
-    label: str  # sent | failed | retry
+    label: str  # sent | failed | retry | dropped
     push: repo.PushOutcome
+
+
+# What recording one outcome found: whether the push was still this node's (else another
+# node took it over and records its own outcome), and the message's acceptance time when
+# it was the recipient's first notification.
+_Recorded = tuple[bool, float | None]

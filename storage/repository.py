@@ -75,7 +75,7 @@ QUEUED = "queued"
 SENDING = "sending"
 SENT = "sent"
 FAILED = "failed"
-DROPPED = "dropped"  # no longer worth sending (its recipient expired)
+DROPPED = "dropped"  # not sent, on purpose: fetched, expired, cancelled, or no backend
 
 
 # The rows written per message are plain (not frozen) dataclasses: a frozen one's
@@ -283,24 +283,6 @@ def get_recipient_by_id(conn: Connection, recipient_id: int) -> Row[Any] | None:
     return conn.execute(_BY_ID, {"rid": recipient_id}).first()
 
 
-def drop_queued_notifications(
-    conn: Connection, recipient_ids: Sequence[int], reason: str = "recipient expired"
-) -> int:
-    """Notification pushes not yet sent for these recipients will not be sent."""
-    if not recipient_ids:
-        return 0
-    result = conn.execute(
-        update(outbox)
-        .where(
-            outbox.c.recipient_id.in_(list(recipient_ids)),
-            outbox.c.kind == "notification",
-            outbox.c.state == QUEUED,
-        )
-        .values(state=DROPPED, last_error=reason)
-    )
-    return int(result.rowcount or 0)
-
-
 def find_recipient(conn: Connection, message_id: str, address: str | None) -> Row[Any] | None:
     q = select(recipients).where(recipients.c.message_id == message_id)
     if address is not None:
@@ -347,39 +329,59 @@ _MARK_FETCHED = FastStatement(
     )
     .values(retrieved_at=bindparam("now"), next_attempt_at=null(), updated_at=bindparam("now"))
 )
-_DROP_QUEUED_NOTIFICATION = FastStatement(
+_QUEUED_NOTIFICATION = (
+    outbox.c.message_id == bindparam("message_id"),  # indexed; the recipient is not
+    outbox.c.recipient_id == bindparam("rid"),
+    outbox.c.kind == bindparam("kind"),
+    outbox.c.state == bindparam("queued"),
+)
+_DROP_QUEUED_NOTIFICATION = (
     update(outbox)
-    .where(
-        outbox.c.message_id == bindparam("message_id"),  # indexed; the recipient is not
-        outbox.c.recipient_id == bindparam("rid"),
-        outbox.c.kind == bindparam("kind"),
-        outbox.c.state == bindparam("queued"),
-    )
+    .where(*_QUEUED_NOTIFICATION)
     .values(state=bindparam("dropped"), last_error=bindparam("reason"))
 )
+_DROP_RETURNING = FastStatement(_DROP_QUEUED_NOTIFICATION.returning(outbox.c.destination))
+_FIND_QUEUED_NOTIFICATION = FastStatement(select(outbox.c.destination).where(*_QUEUED_NOTIFICATION))
+_DROP_FOUND = FastStatement(_DROP_QUEUED_NOTIFICATION)
 
 
 def mark_fetched(conn: Connection, message_id: str, recipient_id: int, now: float) -> bool:
-    """The first successful fetch of an open recipient: ``retrieved_at`` is set, no
-    further notification is planned, and one still queued is dropped. The state stays:
-    only the handset's own confirmation makes it Retrieved. False when the recipient
-    was fetched before (or is closed), so that only the first fetch is recorded."""
+    """The first successful fetch of an open recipient: ``retrieved_at`` is set and no
+    further notification is planned (the caller drops one still queued:
+    drop_queued_notification). The state stays: only the handset's own confirmation
+    makes it Retrieved. False when the recipient was fetched before (or is closed), so
+    that only the first fetch is recorded."""
     values: dict[str, Any] = {"rid": recipient_id, "now": now}
     values.update({f"open_{i}": state for i, state in enumerate(OPEN_STATES)})
-    if not _MARK_FETCHED.rowcount(conn, values):
-        return False
-    _DROP_QUEUED_NOTIFICATION.rowcount(
-        conn,
-        {
-            "message_id": message_id,
-            "rid": recipient_id,
-            "kind": "notification",
-            "queued": QUEUED,
-            "dropped": DROPPED,
-            "reason": "recipient fetched the message",
-        },
-    )
-    return True
+    return bool(_MARK_FETCHED.rowcount(conn, values))
+
+
+def drop_queued_notification(
+    conn: Connection, message_id: str, recipient_id: int, now: float, reason: str
+) -> list[Event]:
+    """The recipient's notification pushes not yet sent will not be sent (it fetched,
+    expired or was cancelled): a ``push-dropped`` event per push, with ``reason``, for
+    the caller to add in the same unit, so that every push of a trace ends in an event.
+
+    One claimed meanwhile (being sent) is left alone: its outcome is its event."""
+    values = {
+        "message_id": message_id,
+        "rid": recipient_id,
+        "kind": "notification",
+        "queued": QUEUED,
+        "dropped": DROPPED,
+        "reason": reason,
+    }
+    if conn.dialect.update_returning:
+        destinations = _DROP_RETURNING.first_column(conn, values)
+    else:  # one writer at a time (SQLite before 3.35): nothing moves in between
+        destinations = _FIND_QUEUED_NOTIFICATION.first_column(conn, values)
+        if destinations:
+            _DROP_FOUND.rowcount(conn, values)
+    return [
+        Event(message_id, "push-dropped", now, recipient_id, None, f"notification to {d}: {reason}")
+        for d in destinations
+    ]
 
 
 def _skip_locked(conn: Connection, query: Any, *of: Any) -> Any:
@@ -547,7 +549,11 @@ def claim_outbox(
 
     Where the database has UPDATE ... RETURNING (SQLite 3.35+, PostgreSQL) this is one
     statement run on the DBAPI cursor (the push loop claims many times a second);
-    otherwise three Core statements."""
+    otherwise three Core statements.
+
+    A claim (queued -> sending) writes no event: it is a lease, not a step of the
+    message, and is undone by itself when the sender dies. The outcome the sender
+    records (push-sent, -retry, -failed, -dropped) is the event."""
     if conn.dialect.update_returning:
         sqlite = conn.dialect.name == "sqlite"
         claim = _claim_statement(tuple(kinds) if kinds is not None else None, not sqlite)
@@ -787,6 +793,24 @@ def _mark_notified(count: int) -> FastStatement:
             updated_at=bindparam("v_now"),
         )
         .returning(recipients.c.id)
+    )
+
+
+def stop_renotifying(conn: Connection, recipient_ids: Sequence[int], now: float) -> None:
+    """Plan no further notification for these recipients: their push was dropped, not
+    sent (no backend: mmsc.notify.none), and so would every later one be. They keep their
+    state, open for a fetch until they expire."""
+    for ids in _chunks(list(recipient_ids)):
+        _stop_renotifying(len(ids)).rowcount(conn, {**_id_values(ids), "v_now": now})
+
+
+@functools.lru_cache(maxsize=IN_LIST_CHUNK)
+def _stop_renotifying(count: int) -> FastStatement:
+    """UPDATE for ``count`` recipient ids (see _owned_pushes for why)."""
+    return FastStatement(
+        update(recipients)
+        .where(recipients.c.id.in_(_id_params(count)), recipients.c.next_attempt_at.is_not(None))
+        .values(next_attempt_at=null(), updated_at=bindparam("v_now"))
     )
 
 

@@ -23,6 +23,7 @@ from prometheus_client.metrics import MetricWrapperBase
 
 from mmsc import metrics
 from mmsc.mm7_outbound import MM7_KINDS
+from mmsc.scheduler import PUSH_KINDS
 from protocol.mm7_ops import OPERATION_TYPES
 from protocol.mms_tables import MESSAGE_TYPE_CODES
 from protocol.smpp import COMMAND_STATUS
@@ -83,6 +84,7 @@ SAMPLES = exported_samples()
 
 # Label values that form a closed set, from the code that writes them.
 _PUSH_RESULTS = frozenset({"sent", "retry", "failed"})  # scheduler.py, mm7_outbound.py _finish
+_NOTIFY_RESULTS = _PUSH_RESULTS | {"dropped"}  # scheduler.py: notify.backend "none"
 _OPERATIONS = (
     frozenset(MESSAGE_TYPE_CODES)  # MM1: the PDU's message type
     | {t.__name__ for t in OPERATION_TYPES}  # MM7: the SOAP body element
@@ -91,7 +93,8 @@ _OPERATIONS = (
 KNOWN_VALUES: dict[tuple[str, str], frozenset[str]] = {
     ("mmsc_messages_received", "interface"): frozenset({"mm1", "mm7"}),
     ("mmsc_messages_delivered", "interface"): frozenset({"mm1", "mm7"}),
-    ("mmsc_notifications", "result"): _PUSH_RESULTS,
+    ("mmsc_notifications", "result"): _NOTIFY_RESULTS,
+    ("mmsc_notifications", "kind"): frozenset(PUSH_KINDS),
     ("mmsc_mm7_outbound", "result"): _PUSH_RESULTS,
     ("mmsc_mm7_outbound", "operation"): frozenset(MM7_KINDS),
     ("mmsc_queue_depth", "state"): frozenset({*OPEN_STATES, "outbox"}),
@@ -343,6 +346,8 @@ def test_the_checker_catches_mistakes() -> None:
         'mmsc_queue_depth{stat="outbox"}': "no label",
         'mmsc_queue_depth{state="outbx"}': "not written",
         'mmsc_notifications_total{result=~"sent|failure"}': "not written",
+        'mmsc_notifications_total{kind="notifications"}': "not written",
+        'mmsc_mm7_outbound_total{result="dropped"}': "not written",
         "sum by (result) (rate(mmsc_messages_received_total[5m]))": "no such label",
         "sum(rate(mmsc_smpp_submits_total[5m])) by (bnd)": "no such label",
         "mmsc_smpp_connected == 0 unless on (bnd) mmsc_smpp_in_flight": "no metric",
@@ -404,6 +409,34 @@ def test_alerts_watch_what_an_operator_needs() -> None:
         "mmsc_commit_stage_seconds_bucket",
     } <= used
     assert any(re.search(r"\bup\{", rule["expr"]) for rule in alert_rules())
+
+
+def _selected(op: str, value: str, known: frozenset[str]) -> frozenset[str]:
+    """The values of ``known`` a label matcher selects."""
+    if op in ("=", "!="):
+        hit = frozenset({value}) & known
+    else:
+        hit = frozenset(v for v in known if re.fullmatch(value, v))
+    return hit if op in ("=", "=~") else known - hit
+
+
+def test_notification_alerts_judge_notifications_a_gateway_was_given() -> None:
+    """The failure ratios are of m-notification-ind pushes alone (a report to a sender
+    is not a recipient left unnotified), and of pushes handed to a gateway: with
+    notify.backend "none" every push is dropped, on purpose, and must not page anyone."""
+    watched = [r for r in alert_rules() if "mmsc_notifications_total" in r["expr"]]
+    assert watched
+    for rule in watched:
+        expr = rule["expr"]
+        selectors = re.findall(r"mmsc_notifications_total\{([^}]*)\}", expr)
+        assert len(selectors) == expr.count("mmsc_notifications_total"), rule["alert"]
+        for inside in selectors:
+            matchers = {
+                label: _selected(op, value, KNOWN_VALUES[("mmsc_notifications", label)])
+                for label, op, value in (m.groups() for m in _MATCHER.finditer(inside))
+            }
+            assert matchers.get("kind") == {"notification"}, (rule["alert"], inside)
+            assert "dropped" not in matchers.get("result", _NOTIFY_RESULTS), rule["alert"]
 
 
 def test_dashboard_structure() -> None:

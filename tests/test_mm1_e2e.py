@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 import time
 import urllib.parse
 from collections import Counter
@@ -16,7 +17,7 @@ from protocol import mms
 from protocol.mms import MmsPdu
 from protocol.wsp import Part
 from tests import media, tshark
-from tests.harness import Push, SmsSink, http, start_server
+from tests.harness import Push, ServerProcess, SmsSink, http, start_server
 
 A, B, C = "+15550000001", "+15550000002", "+15550000003"
 MMS_TYPE = {"Content-Type": "application/vnd.wap.mms-message"}
@@ -262,7 +263,8 @@ def test_send_notify_fetch_and_reports(
         text = body.decode()
         assert 'mmsc_messages_received_total{interface="mm1"} 1.0' in text
         assert 'mmsc_messages_delivered_total{interface="mm1"} 2.0' in text
-        assert 'mmsc_notifications_total{result="sent"}' in text
+        assert 'mmsc_notifications_total{kind="notification",result="sent"} 2.0' in text
+        assert 'mmsc_notifications_total{kind="delivery-ind",result="sent"}' in text
         assert "mmsc_delivery_latency_seconds_count 2.0" in text
         assert "mmsc_notification_latency_seconds_count 2.0" in text
         # Every write went through a commit batch, and each batch reported its stages
@@ -379,6 +381,108 @@ def test_a_fetch_stops_renotification(tmp_path: Path, sink: SmsSink) -> None:
         assert [e["event"] for e in trace["events"]].count("fetched") == 1  # the first only
     finally:
         server.stop()
+
+
+def wait_for_event(server: ServerProcess, message_id: str, event: str) -> dict[str, Any]:
+    """The message's trace once it holds ``event`` (the scheduler works in its own time)."""
+    deadline = time.monotonic() + 20
+    while True:
+        trace: dict[str, Any] = json.loads(
+            http("GET", f"{server.admin}/api/messages/{message_id}")[1]
+        )
+        if any(e["event"] == event for e in trace["events"]):
+            return trace
+        assert time.monotonic() < deadline, f"no {event} event: {trace['events']}"
+        time.sleep(0.05)
+
+
+def fetch_token(workdir: Path, message_id: str) -> str:
+    """A recipient's fetch token, read from the server's database (no push carried it)."""
+    with sqlite3.connect(workdir / "mmsc.db") as db:
+        (token,) = db.execute(
+            "SELECT token FROM recipients WHERE message_id = ?", (message_id,)
+        ).fetchone()
+    return str(token)
+
+
+def metrics_once(server: ServerProcess, sample: str, value: float) -> dict[str, float]:
+    """Every mmsc_ sample, once ``sample`` reads ``value``. Counts follow the commit's
+    log sync, so a trace (read from the database) may show an event a moment before
+    its count."""
+    deadline = time.monotonic() + 20
+    while True:
+        text = http("GET", server.admin + "/metrics")[1].decode()
+        samples = {
+            name: float(number)
+            for name, _, number in (line.rpartition(" ") for line in text.splitlines())
+            if name.startswith("mmsc_")
+        }
+        if samples.get(sample) == value:
+            return samples
+        assert time.monotonic() < deadline, f"{sample}: {samples.get(sample)}, not {value}"
+        time.sleep(0.05)
+
+
+def test_without_a_notification_backend_pushes_are_dropped_not_sent(tmp_path: Path) -> None:
+    """notify.backend "none" (the default): the push is recorded and counted as dropped,
+    not sent; the recipient stays pending, not notified, and can still fetch."""
+    server = start_server(tmp_path, {"mm1": {"public_url": "http://mmsc.test/mms"}})
+    try:
+        _status, body = post_pdu(server.mm1 + "/mms", send_req("N1", [B], report=False), A)
+        message_id = mms.decode(body).headers["Message-ID"]
+        trace = wait_for_event(server, message_id, "push-dropped")
+        (dropped,) = [e for e in trace["events"] if e["event"] == "push-dropped"]
+        assert dropped["detail"] == (
+            f"notification to {B}: no notification backend (notify.backend is none)"
+        )
+        assert [r["state"] for r in trace["recipients"]] == ["pending"]
+        assert "notified" not in [e["event"] for e in trace["events"]]
+        counts = metrics_once(
+            server, 'mmsc_notifications_total{kind="notification",result="dropped"}', 1.0
+        )
+        assert 'mmsc_notifications_total{kind="notification",result="sent"}' not in counts
+        assert counts["mmsc_notification_latency_seconds_count"] == 0.0
+        assert counts['mmsc_events_total{event="push-dropped"}'] == 1.0
+
+        location = f"http://mmsc.test/mms/{fetch_token(tmp_path, message_id)}"
+        got = retrieve_conf(http("GET", fetch_url(server.mm1, location))[1])
+        assert got.headers["Message-ID"] == message_id
+    finally:
+        assert server.stop() == 0, "".join(server.log)
+
+
+def test_a_fetch_while_the_sms_gateway_is_down_drops_the_queued_push_with_an_event(
+    tmp_path: Path,
+) -> None:
+    """The gateway refuses (503), so the notification waits in the outbox for its retry;
+    the handset, told some other way, fetches meanwhile: the push is dropped, and the
+    trace and mmsc_events_total say so, rather than leave it queued with no story."""
+    with SmsSink(status=503) as down:
+        server = start_server(
+            tmp_path,
+            {
+                "mm1": {"public_url": "http://mmsc.test/mms"},
+                "notify": {"backend": "kannel", "sendsms_url": down.url, "retry_initial": 600},
+            },
+        )
+        try:
+            _status, body = post_pdu(server.mm1 + "/mms", send_req("D1", [B], report=False), A)
+            message_id = mms.decode(body).headers["Message-ID"]
+            wait_for_event(server, message_id, "push-retry")
+            location = f"http://mmsc.test/mms/{fetch_token(tmp_path, message_id)}"
+            retrieve_conf(http("GET", fetch_url(server.mm1, location))[1])
+
+            trace = wait_for_event(server, message_id, "push-dropped")
+            pushes = [
+                (e["event"], e["detail"]) for e in trace["events"] if e["event"].startswith("push-")
+            ]
+            assert pushes == [
+                ("push-retry", f"notification to {B}: segment 1/1: HTTP 503 refused"),
+                ("push-dropped", f"notification to {B}: recipient fetched the message"),
+            ]
+            metrics_once(server, 'mmsc_events_total{event="push-dropped"}', 1.0)
+        finally:
+            assert server.stop() == 0, "".join(server.log)
 
 
 def test_bad_requests_get_protocol_answers(tmp_path: Path) -> None:

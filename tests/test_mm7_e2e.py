@@ -32,7 +32,7 @@ from protocol.wsp import Part
 from tests import media
 from tests.conftest import CORPUS, ROOT
 from tests.harness import ServerProcess, SmsSink, http, start_server
-from tests.test_mm1_e2e import fetch_url, post_pdu, send_req
+from tests.test_mm1_e2e import fetch_url, metrics_once, post_pdu, send_req
 from tests.vasp_sink import VaspSink
 
 A, B, C = "+15550000001", "+15550000002", "+15550000003"
@@ -249,6 +249,20 @@ def test_mo_message_to_a_short_code_reaches_the_vasp(
         report = sink.next()
         assert report.to == A and report.pdu.message_type == "m-delivery-ind"
         assert report.pdu.headers["X-Mms-Status"] == "Retrieved"
+        # Recorded in one unit with the VASP's answer (one clock reading): a crash after
+        # that commit cannot leave the recipient open and its sender told "Expired".
+        story = trace(server, str(conf.headers["Message-ID"]))
+        assert [r["state"] for r in story["recipients"]] == ["retrieved"]
+        together = {
+            e["event"]: e["at"]
+            for e in story["events"]
+            if e["event"] in ("mm7-deliver-sent", "retrieved", "delivery-report-queued")
+        }
+        assert len(together) == 3 and len(set(together.values())) == 1, together
+        counts = metrics_once(
+            server, 'mmsc_mm7_outbound_total{operation="mm7-deliver",result="sent"}', 1.0
+        )
+        assert counts['mmsc_messages_delivered_total{interface="mm7"}'] == 1.0
     finally:
         server.stop()
 

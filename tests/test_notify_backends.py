@@ -381,13 +381,22 @@ def test_push_request_needs_segments() -> None:
 # ----------------------------------------------------------------------------- none and factory
 
 
-def test_none_backend_accepts_and_drops() -> None:
+def test_none_backend_drops_and_says_so() -> None:
+    """No gateway: the push is reported dropped, not sent (the scheduler must not count
+    it as a notification), and not worth retrying (no transient failure)."""
+
     async def body() -> None:
         backend = NoneBackend()
         await backend.start()
         result = await backend.send(push_of(LONG_LOCATION))
         await backend.close()
-        assert result == SendResult(ok=True, permanent=False, detail="notify.backend is none")
+        assert result == SendResult(
+            ok=False,
+            permanent=True,
+            detail="no notification backend (notify.backend is none)",
+            dropped=True,
+        )
+        assert not result.transient
 
     run(body)
 

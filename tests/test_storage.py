@@ -35,10 +35,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql import Select
 
+from mmsc import mm7_ops
 from mmsc.addresses import NumberPlan, parse_address
 from mmsc.core import Accepted, Mmsc, Policy, SendRefused
 from mmsc.ids import new_id
+from mmsc.mm7_outbound import MM7_KINDS, Mm7Outbound
 from mmsc.notify.base import NotificationBackend, PushRequest, SendResult
+from mmsc.notify.none import DETAIL as NO_BACKEND
+from mmsc.notify.none import NoneBackend
 from mmsc.receipts import ReceiptRecorder
 from mmsc.scheduler import DEPTHS_MAX_SHARE, LEASE_SECONDS, Scheduler, depths_interval
 from protocol import mms, wap_push
@@ -228,6 +232,17 @@ async def recipient_row(engine: AsyncEngine, recipient_id: int) -> Row[Any]:
 
 async def pushes_for(engine: AsyncEngine, recipient_id: int) -> list[Row[Any]]:
     q = select(outbox).where(outbox.c.recipient_id == recipient_id).order_by(outbox.c.id)
+    return await fetch(engine, q)
+
+
+def sample(name: str, **labels: str) -> float:
+    """A metric's value in the process's registry (0 before its first count). Counters
+    are shared by every test: compare before and after."""
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def message_events(engine: AsyncEngine, message_id: str) -> list[Row[Any]]:
+    q = select(events).where(events.c.message_id == message_id).order_by(events.c.id)
     return await fetch(engine, q)
 
 
@@ -1030,6 +1045,107 @@ def test_push_of_dead_node_is_taken_over_after_lease(db_url: str) -> None:
     run(body)
 
 
+def test_without_a_backend_pushes_are_dropped_and_the_recipient_stays_pending(
+    db_url: str,
+) -> None:
+    """notify.backend "none": a push is recorded dropped (its event, its own count), not
+    as a notification: the recipient stays pending and open for a fetch, is not notified
+    again (every push would be dropped), and no notification latency is observed. The
+    scheduler still claims and records each push: bench/mm1_bench.py --no-sms measures
+    exactly those statements."""
+
+    def notifications(kind: str, result: str) -> float:
+        return sample("mmsc_notifications_total", kind=kind, result=result)
+
+    async def body() -> None:
+        async with open_db(db_url) as engine, running_core(engine) as core:
+            sched = Scheduler(core, NoneBackend())
+            accepted = await accept(core, [B], report=True)
+            ((rid, _),) = accepted.recipients
+            t0 = (await message_row(engine, accepted.message_id)).created_at
+            kinds = ("notification", "delivery-ind")
+            before = {(k, r): notifications(k, r) for k in kinds for r in ("sent", "dropped")}
+            latencies = sample("mmsc_notification_latency_seconds_count")
+
+            assert await sched.run_once(now=t0) is True
+            (push,) = await pushes_for(engine, rid)
+            assert (push.state, push.attempts, push.last_error, push.sent_at) == (
+                repo.DROPPED,
+                1,
+                NO_BACKEND,
+                None,
+            )
+            row = await recipient_row(engine, rid)
+            assert (row.state, row.notified_at, row.next_attempt_at) == (repo.PENDING, None, None)
+            evs = await message_events(engine, accepted.message_id)
+            assert [(e.event, e.recipient_id, e.detail) for e in evs][-2:] == [
+                ("notification-queued", rid, "attempt 1"),
+                ("push-dropped", rid, f"notification to {B}: {NO_BACKEND}"),
+            ]
+            assert await sched.run_once(now=t0 + 10 * POLICY.notify_backoff_max) is False
+            assert len(await pushes_for(engine, rid)) == 1  # never queued again
+
+            # Told out of band, the handset fetches and confirms; its sender's report is
+            # dropped too, and counted as a delivery-ind.
+            token = row.token
+            assert await core.fetched(await core.recipient(token), "1.2") is True
+            await core.notify_response(await core.recipient(token), "Retrieved", True)
+            assert await sched.run_once(now=time.time()) is True
+            assert (await recipient_row(engine, rid)).state == repo.RETRIEVED
+            (report,) = await fetch(engine, select(outbox).where(outbox.c.kind == "delivery-ind"))
+            assert (report.state, report.last_error) == (repo.DROPPED, NO_BACKEND)
+
+            counted = {k: notifications(*k) - v for k, v in before.items()}
+            assert counted == {
+                ("notification", "sent"): 0,
+                ("notification", "dropped"): 1,
+                ("delivery-ind", "sent"): 0,
+                ("delivery-ind", "dropped"): 1,
+            }
+            assert sample("mmsc_notification_latency_seconds_count") == latencies
+            kinds_written = [e.event for e in await message_events(engine, accepted.message_id)]
+            assert "notified" not in kinds_written
+            assert kinds_written.count("push-dropped") == 2
+
+    run(body)
+
+
+def test_a_push_taken_over_during_its_send_is_counted_by_the_node_that_records_it(
+    db_url: str,
+) -> None:
+    """The gateway took so long that the lease ran out and another node claimed the push
+    (and sends it, and counts it): this node's late outcome is not recorded, so it is
+    not counted either, and it notifies nobody."""
+
+    async def body() -> None:
+        async with open_db(db_url) as engine, running_core(engine) as core:
+            accepted = await accept(core, [B])
+            ((rid, _),) = accepted.recipients
+            t0 = (await message_row(engine, accepted.message_id)).created_at
+
+            def take_over(conn: Connection) -> tuple[None, list[repo.Event]]:
+                conn.execute(update(outbox).values(claimed_by="node-b"))
+                return None, []
+
+            class SlowGateway(RecordingBackend):
+                async def send(self, push: PushRequest) -> SendResult:
+                    await core.write(take_over)  # meanwhile, node-b claimed the push
+                    return await super().send(push)
+
+            backend = SlowGateway()
+            sent = sample("mmsc_notifications_total", kind="notification", result="sent")
+            assert await Scheduler(core, backend).run_once(now=t0) is True
+            assert len(backend.sent) == 1
+            assert sample("mmsc_notifications_total", kind="notification", result="sent") == sent
+            (push,) = await pushes_for(engine, rid)
+            assert (push.state, push.claimed_by) == (repo.SENDING, "node-b")  # node-b's now
+            assert (await recipient_row(engine, rid)).state == repo.PENDING
+            evs = [e.event for e in await message_events(engine, accepted.message_id)]
+            assert not [e for e in evs if e.startswith("push-") or e == "notified"], evs
+
+    run(body)
+
+
 # ----------------------------------------------------------------------------- 5. expiry
 
 
@@ -1365,6 +1481,58 @@ def test_expiry_drops_notifications_not_yet_sent(db_url: str) -> None:
     run(body)
 
 
+@pytest.mark.parametrize("cause", ["fetched", "expired", "cancelled"])
+def test_every_queued_push_that_is_dropped_is_an_event(db_url: str, cause: str) -> None:
+    """The SMSC is down (the backend is not ready: nothing is claimed), so the notification
+    push waits in the outbox; its recipient fetches, expires or is cancelled by the VASP.
+    The push is dropped in that same unit, and so is a push-dropped event with the reason:
+    the trace (GET /api/messages/{id}) shows every push resolved, and mmsc_events_total
+    counts it."""
+
+    async def body() -> None:
+        async with open_db(db_url) as engine, running_core(engine) as core:
+            backend = RecordingBackend()
+            backend.ready = False  # type: ignore[misc]  # no bind up
+            sched = Scheduler(core, backend)
+            pdu, raw = send_req([plmn(B)], expiry=3600)
+            accepted = await core.accept(pdu, raw, SENDER, interface="mm7", vasp="acme")
+            ((rid, _),) = accepted.recipients
+            message = await message_row(engine, accepted.message_id)
+            assert await sched.run_once(now=message.created_at) is True
+            (push,) = await pushes_for(engine, rid)
+            assert push.state == repo.QUEUED and backend.sent == []
+            counted = sample("mmsc_events_total", event="push-dropped")
+
+            if cause == "fetched":
+                token = (await recipient_row(engine, rid)).token
+                assert await core.fetched(await core.recipient(token), "1.2") is True
+                reason = "recipient fetched the message"
+            elif cause == "expired":
+                assert await core.expire_due(message.expires_at + 1) == 1
+                reason = "recipient expired"
+            else:
+                answer = await mm7_ops.cancel(core, accepted.message_id, "acme")
+                assert answer.status == mm7_ops.OK
+                reason = "cancelled by the VASP"
+
+            (push,) = await pushes_for(engine, rid)
+            assert (push.state, push.last_error) == (repo.DROPPED, reason)
+            trace = await core.trace(accepted.message_id)
+            assert trace is not None
+            assert [
+                (e["recipient_id"], e["state"], e["detail"])
+                for e in trace["events"]
+                if e["event"] == "push-dropped"
+            ] == [(rid, None, f"notification to {B}: {reason}")]
+            assert sample("mmsc_events_total", event="push-dropped") == counted + 1
+
+            backend.ready = True  # type: ignore[misc]  # the SMSC is back: nothing to send
+            await sched.run_once(now=message.created_at + 1)
+            assert backend.sent == []
+
+    run(body)
+
+
 def test_expired_messages_lose_their_payload_but_keep_their_trace(db_url: str) -> None:
     """The payload store is bounded by the expiry window; rows and events stay for the trace."""
 
@@ -1609,6 +1777,41 @@ def test_both_claim_paths_take_the_same_rows(db_url: str, returning: bool) -> No
             for row in [*first, *rest]:  # each with its own message's acceptance time
                 assert row.m_created_at == created[row.message_id]
             assert await claim(5, None) == []  # claimed rows are not taken again in the lease
+
+    run(body)
+
+
+@pytest.mark.parametrize("returning", [True, False], ids=["update-returning", "select-update"])
+def test_both_drop_paths_drop_a_queued_notification_once(db_url: str, returning: bool) -> None:
+    """Dropping a recipient's queued notification, with UPDATE ... RETURNING or the
+    fallback for databases without it, drops only that recipient's and gives one event
+    per push dropped: none a second time, none for another recipient's push."""
+
+    async def body() -> None:
+        async with open_db(db_url) as engine, running_core(engine) as core:
+            accepted = await accept(core, [B, C])
+            (rid_b, _), (rid_c, _) = accepted.recipients
+            assert await core.notify_due(time.time() + 1) == 2
+
+            def drop(conn: Connection) -> tuple[list[repo.Event], list[repo.Event]]:
+                saved = conn.dialect.update_returning
+                conn.dialect.update_returning = returning
+                try:
+                    found = [
+                        repo.drop_queued_notification(conn, accepted.message_id, rid_b, 5.0, "why")
+                        for _ in range(2)
+                    ]
+                    return found[0] + found[1], []
+                finally:
+                    conn.dialect.update_returning = saved
+
+            dropped = await core.write(drop)
+            assert [(e.event, e.recipient_id, e.at, e.detail) for e in dropped] == [
+                ("push-dropped", rid_b, 5.0, f"notification to {B}: why")
+            ]
+            states = [(p.state, p.last_error) for p in await pushes_for(engine, rid_b)]
+            assert states == [(repo.DROPPED, "why")]
+            assert [p.state for p in await pushes_for(engine, rid_c)] == [repo.QUEUED]
 
     run(body)
 
@@ -1859,6 +2062,59 @@ def test_mm7_sender_renews_a_lease_half_used_by_waiting(db_url: str) -> None:
 
             await core.write(take_over)
             assert await sender.requests.keep_claim(row) is False  # the other node sends it
+
+    run(body)
+
+
+def test_a_deliver_req_the_vasp_took_makes_its_recipient_retrieved_in_the_same_commit(
+    db_url: str,
+) -> None:
+    """The VASP's success, the recipient becoming Retrieved and the sender's delivery
+    report are one commit: the process dying right after the commit that records the
+    answer (before anything else runs) leaves the recipient Retrieved and the report
+    queued, not the recipient open until expiry and its sender told "Expired"."""
+
+    class Died(Exception):
+        pass
+
+    async def body() -> None:
+        policy = dataclasses.replace(POLICY, vasp_shortcodes={"12345": "acme"})
+        async with open_db(db_url) as engine, running_core(engine, policy=policy) as core:
+            accepted = await accept(core, ["12345"], report=True)
+            ((rid, _),) = accepted.recipients
+            now = time.time() + 1
+
+            def claim(conn: Connection) -> tuple[list[Any], list[repo.Event]]:
+                return repo.claim_outbox(conn, now, 10, core.node_id, 120.0, kinds=MM7_KINDS), []
+
+            (row,) = await core.write(claim)
+            assert (row.kind, row.recipient_id) == ("mm7-deliver", rid)
+            write = core.write
+
+            async def write_then_die(unit: Any, barrier: Any = None) -> Any:
+                await write(unit, barrier)
+                raise Died  # right after this commit
+
+            core.write = write_then_die  # type: ignore[method-assign]
+            with pytest.raises(Died):
+                await Mm7Outbound(core, {})._finish(
+                    row, ok=True, permanent=False, detail="1000 Success"
+                )
+            core.write = write  # type: ignore[method-assign]
+
+            recipient = await recipient_row(engine, rid)
+            assert (recipient.state, recipient.next_attempt_at) == (repo.RETRIEVED, None)
+            (request,) = await fetch(engine, select(outbox).where(outbox.c.id == row.id))
+            assert request.state == repo.SENT
+            (report,) = await fetch(engine, select(outbox).where(outbox.c.kind == "delivery-ind"))
+            assert report.destination == A
+            assert mms.decode(report.pdu).headers["X-Mms-Status"] == "Retrieved"
+            evs = await message_events(engine, accepted.message_id)
+            assert [(e.event, e.detail) for e in evs][-3:] == [
+                ("mm7-deliver-sent", "1000 Success"),
+                ("retrieved", "delivered to the VASP"),
+                ("delivery-report-queued", "Retrieved"),
+            ]
 
     run(body)
 

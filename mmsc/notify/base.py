@@ -64,12 +64,18 @@ class SendResult:
     sending the same push again will never succeed (the gateway rejected it as
     malformed, or the destination is invalid), so the scheduler should stop
     retrying this recipient; False means "try again later".
+
+    ``dropped`` (with ``ok`` False and ``permanent`` True) says that nothing was
+    even tried, on purpose: no backend is configured (``notify.backend = "none"``).
+    The scheduler records that as such, neither a notification nor a refusal of
+    the recipient, so that counts and recipient states stay truthful.
     """
 
     ok: bool
     permanent: bool = False
     detail: str = ""
     gateway_ids: tuple[str, ...] = ()
+    dropped: bool = False
 
     @property
     def transient(self) -> bool:

@@ -2,8 +2,12 @@
 
 It is the default so that ``mmsc serve`` starts and accepts messages on a
 machine with no SMS gateway (a developer laptop, a CI job, a lab where handsets
-poll or are told out of band). Reporting success keeps the scheduler from
-retrying forever; the debug log still shows each push that would have gone out.
+poll or are told out of band, a deployment that only delivers to VASPs). Each
+push is reported *dropped*, not sent: the scheduler records it as such
+(``push-dropped`` event, ``mmsc_notifications_total{result="dropped"}``), leaves
+the recipient pending (it can still fetch; it expires as usual) and plans no
+further notification for it, since every one would be dropped the same way.
+The debug log shows each push that would have gone out.
 """
 
 from __future__ import annotations
@@ -14,11 +18,11 @@ from mmsc.notify.base import PushRequest, SendResult
 
 log = logging.getLogger("mmsc.notify.none")
 
-DETAIL = "notify.backend is none"
+DETAIL = "no notification backend (notify.backend is none)"
 
 
 class NoneBackend:
-    """Accepts and drops every push."""
+    """Drops every push and says so."""
 
     name = "none"
     ready = True
@@ -27,7 +31,7 @@ class NoneBackend:
         """Nothing to acquire."""
 
     async def send(self, push: PushRequest) -> SendResult:
-        """Drop the push and report success, so the recipient is not retried."""
+        """Drop the push: not sent, and not worth sending again."""
         log.debug(
             "dropping push %s to %s (%d segment(s)): %s",
             push.reference,
@@ -35,7 +39,7 @@ class NoneBackend:
             len(push.segments),
             DETAIL,
         )
-        return SendResult(ok=True, permanent=False, detail=DETAIL)
+        return SendResult(ok=False, permanent=True, detail=DETAIL, dropped=True)
 
     async def close(self) -> None:
         """Nothing to release."""
