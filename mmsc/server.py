@@ -152,6 +152,7 @@ async def run(
     coalesce = settings.number(sched_cfg, "scheduler", "coalesce", 0.005)
     adapt_workers = settings.integer(adapt_cfg, "adapt", "workers", 0, low=0) or None
     adapt_timeout = settings.number(adapt_cfg, "adapt", "timeout", 10.0, positive=True)
+    adapt_retry_after = settings.number(adapt_cfg, "adapt", "retry_after", 600.0)
     backend = make_backend(config)
     _check_lease(backend, lease)
     vasps = load_vasps(config)
@@ -199,7 +200,9 @@ async def run(
     await scheduler.start()
 
     targets.attach(core)
-    adapter = AdaptationService(core, workers=adapt_workers, timeout=adapt_timeout)
+    adapter = AdaptationService(
+        core, workers=adapt_workers, timeout=adapt_timeout, retry_after=adapt_retry_after
+    )
     admin_app = admin.make_app(
         core=core,
         backend=backend,

@@ -139,6 +139,7 @@ def test_serve_with_no_configuration(tmp_path: Path) -> None:
         ("MMSC_SCHEDULER__BATCH", "many", "scheduler.batch"),
         ("MMSC_STORAGE__PAYLOAD_FSYNC", "sometimes", "storage.payload_fsync"),
         ("MMSC_ADAPT__TIMEOUT", "0", "adapt.timeout"),
+        ("MMSC_ADAPT__RETRY_AFTER", "later", "adapt.retry_after"),
     ],
 )
 def test_serve_refuses_a_bad_value_before_starting(
