@@ -38,7 +38,7 @@ from storage.writer import CommitUncertain, GroupCommitWriter
 
 log = logging.getLogger("mmsc.core")
 
-# Recipient states whose copy can no longer be forwarded (m-forward-req).
+# Recipient states whose copy can no longer be fetched or forwarded (mmsc.mm1).
 UNFORWARDABLE = frozenset((repo.CANCELLED, repo.REJECTED, repo.EXPIRED, repo.UNRECOGNISED))
 
 # The MMS versions we encode, oldest first (OMA-MMS-ENC 1.0-1.3).
@@ -131,7 +131,9 @@ class Policy:
                 storage, "storage", "keep_after_expiry", cls.keep_after_expiry
             ),
             keep_pushes=settings.number(storage, "storage", "keep_pushes", cls.keep_pushes),
-            keep_records=settings.number(storage, "storage", "keep_records", cls.keep_records),
+            keep_records=settings.number(  # negative: records are kept forever
+                storage, "storage", "keep_records", cls.keep_records, low=None
+            ),
             notify_backoff=seconds(sched, "scheduler", "notify_backoff", cls.notify_backoff),
             notify_backoff_max=seconds(
                 sched, "scheduler", "notify_backoff_max", cls.notify_backoff_max
@@ -295,7 +297,9 @@ class Mmsc:
         self.engine = engine
         self.payloads = payloads
         if isinstance(payloads, InlinePayloadStore):
-            payloads.bind(self.read, self.write)  # its bodies are rows, read and written here
+            payloads.bind(
+                self.read, self.write, self.read_in_thread
+            )  # its bodies are rows, read and written here
         self.policy = policy
         self._addresses: dict[str, Address] = {}  # see _address
         self.node_id = node_id or random_id(12)
@@ -1068,7 +1072,7 @@ class Mmsc:
         row = await self.recipient(token) if token else None
         if row is None or row.m_expires_at < time.time() or row.state in UNFORWARDABLE:
             # A copy the VASP cancelled, or the recipient rejected, is not theirs to send
-            # on, as it is not theirs to fetch (mmsc.mm1 refuses the same).
+            # on, as it is not theirs to fetch (mmsc.mm1 refuses the same states).
             raise SendRefused("Error-permanent-message-not-found", "no such message")
         if row.address != str(forwarder):
             raise SendRefused("Error-permanent-service-denied", "not a recipient of that message")

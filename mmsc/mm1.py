@@ -23,7 +23,7 @@ from mmsc import metrics
 from mmsc.adapt.service import AdaptationService
 from mmsc.adapt.targets import TargetResolver
 from mmsc.addresses import Address, resolve_sender
-from mmsc.core import MMS_VERSIONS, Mmsc, SendRefused
+from mmsc.core import MMS_VERSIONS, UNFORWARDABLE, Mmsc, SendRefused
 from mmsc.devices import capabilities_from_table
 from protocol import mms
 from protocol.errors import DecodeError, EncodeError
@@ -404,7 +404,7 @@ class Mm1Handlers:
             row = await self.core.recipient(token) if token else None
             if (
                 row is None
-                or row.state in ("expired", "cancelled")
+                or row.state in UNFORWARDABLE  # expired, cancelled, rejected: not theirs
                 or row.m_expires_at < time.time()
             ):
                 return _pdu_response(

@@ -43,6 +43,13 @@ def _owned(conn: Connection, message_id: str, vasp: str) -> Any:
     return message
 
 
+def _fetched(recipient: Any) -> bool:
+    """Whether the recipient's handset has the message: it confirmed (Retrieved) or it
+    fetched and has not confirmed yet (``retrieved_at`` set by Mmsc.fetched). Either way
+    cancelling or replacing it would tell the VASP something untrue."""
+    return bool(recipient.state == repo.RETRIEVED or recipient.retrieved_at is not None)
+
+
 async def cancel(core: Mmsc, message_id: str, vasp: str) -> OpResult:
     """Stop delivery to every recipient that has not fetched yet."""
     now = time.time()
@@ -51,7 +58,9 @@ async def cancel(core: Mmsc, message_id: str, vasp: str) -> OpResult:
         if _owned(conn, message_id, vasp) is None:
             return OpResult(NOT_FOUND, "no such message of this VASP"), []
         open_ids = [
-            r.id for r in repo.list_recipients(conn, message_id) if r.state in repo.OPEN_STATES
+            r.id
+            for r in repo.list_recipients(conn, message_id)
+            if r.state in repo.OPEN_STATES and not _fetched(r)
         ]
         cancelled = [
             rid
@@ -71,7 +80,7 @@ async def cancel(core: Mmsc, message_id: str, vasp: str) -> OpResult:
                 conn, message_id, rid, now, "cancelled by the VASP"
             )
         if len(cancelled) == len(open_ids) and not any(
-            r.state == repo.RETRIEVED for r in repo.list_recipients(conn, message_id)
+            _fetched(r) for r in repo.list_recipients(conn, message_id)
         ):
             repo.set_message_state(conn, message_id, "cancelled")
         repo.add_events(conn, events)
@@ -104,9 +113,7 @@ async def replace(
         if message is None:
             return OpResult(NOT_FOUND, "no such message of this VASP"), None
         rows = repo.list_recipients(conn, message_id)
-        if any(r.state == repo.RETRIEVED for r in rows) or not any(
-            r.state in repo.OPEN_STATES for r in rows
-        ):
+        if any(_fetched(r) for r in rows) or not any(r.state in repo.OPEN_STATES for r in rows):
             return OpResult(TOO_LATE, "already retrieved or expired: cannot replace"), None
         return None, message
 

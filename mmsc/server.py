@@ -191,7 +191,8 @@ async def run(
         batch=batch,
         lease=lease,
         coalesce=coalesce,
-        reconcile_interval=reconcile_interval,
+        # One reconciler per database is enough: with [server] workers, worker 0's.
+        reconcile_interval=reconcile_interval if not worker else 0.0,
     )
     outbound = Mm7Outbound(core, vasps) if any(v.deliver_url for v in vasps.values()) else None
     if outbound is not None:

@@ -75,11 +75,13 @@ class InlinePayloadStore:
         self.max_size = max_size
         self._read: Reader | None = None
         self._write: Writer | None = None
+        self._scan: Reader | None = None
 
-    def bind(self, read: Reader, write: Writer) -> None:
-        """The server's lookups and group-commit writer (they need the core, which needs
-        this store: bound once both exist)."""
-        self._read, self._write = read, write
+    def bind(self, read: Reader, write: Writer, scan: Reader | None = None) -> None:
+        """The server's lookups, group-commit writer and, for reads of the whole table,
+        a reader off the event loop (they need the core, which needs this store: bound
+        once both exist)."""
+        self._read, self._write, self._scan = read, write, scan
 
     def inline_unit(
         self, key: str, data: bytes | memoryview
@@ -126,7 +128,7 @@ class InlinePayloadStore:
         in their message's own transaction, so whatever age one has, a body no message
         names is left over from a delete that did not happen."""
         files = await self.files.stale_keys(older_than_seconds)
-        return [*files, *await self._reader()(_blob_keys)]
+        return [*files, *await (self._scan or self._reader())(_blob_keys)]
 
     async def close(self) -> None:
         await self.files.close()

@@ -755,7 +755,8 @@ def finish_pushes(conn: Connection, owner: str, outcomes: Sequence[PushOutcome])
 
 def mark_notified(conn: Connection, recipient_ids: Sequence[int], now: float) -> set[int]:
     """Pending recipients whose notification the gateway took become Notified; the ids
-    that moved (a recipient notified before, or that fetched meanwhile, stays as it is)."""
+    that moved (a recipient notified before, or closed meanwhile, stays as it is; one
+    that fetched without confirming is still open and becomes Notified)."""
     if not recipient_ids:
         return set()
     if conn.dialect.update_returning:

@@ -753,3 +753,28 @@ def smil_tree(data: bytes) -> object:
     from lxml import etree
 
     return etree.fromstring(data)
+
+
+def test_a_jpeg_with_more_pictures_after_it_is_a_jpeg() -> None:
+    """Pillow reads Android's Ultra HDR and 3D-camera photos as MPO: a JPEG to a handset,
+    served as it is when it fits, scaled like any JPEG when it does not."""
+
+    def mpo(width: int, height: int) -> bytes:
+        first = Image.open(io.BytesIO(photo(width, height)))
+        second = Image.new("RGB", (width // 4, height // 4), "gray")
+        out = io.BytesIO()
+        first.save(out, "MPO", save_all=True, append_images=[second])
+        assert Image.open(io.BytesIO(out.getvalue())).format == "MPO"
+        return out.getvalue()
+
+    def message(data: bytes) -> bytes:
+        part = Part("image/jpeg", {}, {"Content-Location": "p.jpg"}, data)
+        headers = {"From": "+15550000001/TYPE=PLMN", "To": ["+15550000002/TYPE=PLMN"]}
+        return mms.encode(MmsPdu("m-send-req", "T1", "1.2", headers, MIXED, {}, [part]))
+
+    small = message(mpo(320, 240))
+    assert needs_adaptation(small, Target()) is False
+    big = message(mpo(2000, 1500))
+    assert needs_adaptation(big, Target())
+    (part,) = mms.decode(adapt_submission(big, Target())[0]).parts
+    assert info(bytes(part.data)) == ("JPEG", (640, 480))

@@ -189,3 +189,8 @@ def test_a_send_that_can_outlast_half_the_lease_is_warned_about(
         assert not caplog.records  # 30 s of waiting at most, under half of 60
         _check_lease(SmppBackend(load_settings({"smpp": {"submit_timeout": 45}})), 60.0)
     assert "push_lease" in caplog.text
+
+
+def test_negative_keep_records_means_forever() -> None:
+    policy = Policy.from_config(env_config(STORAGE__KEEP_RECORDS="-1"))
+    assert policy.keep_records == -1.0

@@ -294,6 +294,10 @@ def test_cancel_and_replace_before_retrieval_and_not_after(
         conf = fetch(server, push.pdu.headers["X-Mms-Content-Location"])
         assert bytes(conf.parts[1].data) == b"New text"
         assert conf.headers["Subject"] == "Coupon"  # what the ReplaceReq did not touch stays
+        # Fetched but not yet confirmed: the handset has it, so both are refused already.
+        assert call(server, replace).status_code == 3001
+        early_cancel = mm7.CancelReq(**common, vasp_id="acme-id", message_id=second.message_id)
+        assert call(server, early_cancel).status_code == 3001
         ack = MmsPdu("m-acknowledge-ind", conf.transaction_id, "1.2", {})
         post_pdu(server.mm1 + "/mms", ack, C)
         # After retrieval both are refused, and another VASP cannot touch the message.

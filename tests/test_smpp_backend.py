@@ -322,6 +322,35 @@ def test_a_refusal_is_tried_once_on_every_other_bind(
         assert first.submits.empty() and second.submits.empty()
 
 
+def test_a_refusal_with_another_bind_silent_stays_a_retry() -> None:
+    """Bind a refuses the number for good, bind b never answers before the deadline: b
+    gave no verdict, so the push is a retry, not an Unreachable recipient."""
+    with SmscDouble() as first, SmscDouble() as second:
+        first.submit_script = lambda pdu: smpp.ESME_RINVDSTADR
+        second.silent_links.update(range(1, 100))  # answers enquire_link, never a submit
+        tables = [
+            bind_table(first, name="a"),
+            # one unanswered submit and b is dropped to bind again, after the deadline
+            bind_table(
+                second,
+                name="b",
+                response_timeout=0.2,
+                max_response_timeouts=1,
+                reconnect_min=5,
+                reconnect_max=5,
+            ),
+        ]
+
+        async def body(backend: SmppBackend) -> None:
+            for bind in backend.binds:
+                assert await bind.wait_bound(5)
+            result = await backend.send(push())
+            assert result.transient, result.detail
+
+        run_with(backend_for(first, *tables, submit_timeout=1), body)
+        assert first.next_submit().status == smpp.ESME_RINVDSTADR
+
+
 @pytest.mark.parametrize("status", [smpp.ESME_RINVDSTTON, smpp.ESME_RINVDSTNPI])
 def test_dest_ton_or_npi_refusal_is_a_bind_setting_not_the_subscriber(
     double: SmscDouble, status: int, caplog: pytest.LogCaptureFixture

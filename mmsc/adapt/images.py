@@ -111,9 +111,15 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
         raise ImageError(str(exc)) from None
     if width < 1 or height < 1 or width * height > max_pixels:
         raise ImageError(f"{width}x{height} is over the limit of {max_pixels} pixels")
-    if image.format not in FORMAT_TYPES:
+    if real_format(image) not in FORMAT_TYPES:
         raise UnknownFormat(f"format {image.format} is not supported")
     return image
+
+
+def real_format(image: Image.Image) -> str:
+    """Pillow's format name, but MPO (a JPEG with more pictures after it: Android's
+    Ultra HDR, 3D cameras) is the JPEG it starts with, to a handset and to us."""
+    return "JPEG" if image.format == "MPO" else image.format or ""
 
 
 def _eight_bit(image: Image.Image) -> Image.Image:
@@ -236,9 +242,13 @@ def _animated_gif(image: Image.Image, size: tuple[int, int], budget: int) -> byt
 def adapt_image(data: bytes, content_type: str, limits: ImageLimits) -> AdaptedImage:
     """``data`` as the handset can show it within ``limits``; ImageError when impossible."""
     image = _open(data, limits.max_pixels)
-    original_type = FORMAT_TYPES[image.format or ""]
+    original_type = FORMAT_TYPES[real_format(image)]
     width, height = image.size
-    animated = bool(getattr(image, "is_animated", False)) and getattr(image, "n_frames", 1) > 1
+    animated = (
+        image.format != "MPO"  # its other pictures are not frames
+        and bool(getattr(image, "is_animated", False))
+        and getattr(image, "n_frames", 1) > 1
+    )
     target = _fit(width, height, limits.max_width, limits.max_height)
     orientation = image.getexif().get(0x0112, 1) if original_type == "image/jpeg" else 1
     if (

@@ -249,7 +249,7 @@ def _cut_to_fit(result: Adapted, target: Target, measure: Callable[[Adapted], in
     parts = list(result.parts)
     for _ in range(len(parts) + 2):  # each round cuts one text to what is left of it
         excess = measure(replace(result, parts=parts)) - target.max_message_size
-        if excess <= 0:
+        if excess <= 0 or not parts:
             break
         index = max(range(len(parts)), key=lambda i: len(parts[i].data))
         longest = parts[index]

@@ -12,7 +12,7 @@ from typing import Any
 from PIL import Image, UnidentifiedImageError
 
 from mmsc.adapt.formats import accepts, normalise
-from mmsc.adapt.images import FORMAT_TYPES, READABLE_TYPES
+from mmsc.adapt.images import FORMAT_TYPES, READABLE_TYPES, real_format
 from mmsc.adapt.pipeline import MIXED, RELATED, SMIL, Adapted, Target, adapt
 from protocol import mms
 from protocol.errors import DecodeError
@@ -69,9 +69,10 @@ def _image_needs_adaptation(part: Part, ctype: str, target: Target) -> bool:
     for a handset that is not. A type we do not decode (SVG, WBMP) goes as it is."""
     try:
         with Image.open(io.BytesIO(bytes(part.data))) as image:
-            real = FORMAT_TYPES.get(image.format or "")
+            mpo = image.format == "MPO"  # a JPEG with more pictures after it
+            real = FORMAT_TYPES.get(real_format(image))
             width, height = image.size
-            if getattr(image, "is_animated", False) and not target.animation:
+            if getattr(image, "is_animated", False) and not mpo and not target.animation:
                 return True
             rotated = real == "image/jpeg" and image.getexif().get(0x0112, 1) not in (0, 1)
     except UnidentifiedImageError:

@@ -230,8 +230,8 @@ class SmppBackend:
         while index < total:
             bind = await self._choose(deadline, congestion_deadline, refused)
             if bind is None:
-                if refused:  # the binds left to try never came
-                    return self._refused(push, index, refusals, refused)
+                if refused:  # the binds left to try never came: no verdict from them
+                    return self._refused(push, index, refusals, refused, every_bind=False)
                 why = "no SMPP bind available" if last is None else f"last answer: {last.detail}"
                 waited = f"not sent after {loop.time() - started:.1f} s"
                 return self._give_up(push, index, f"segment {index + 1}/{total} {waited} ({why})")
@@ -286,11 +286,20 @@ class SmppBackend:
         )
 
     def _refused(
-        self, push: PushRequest, sent: int, refusals: list[str], refused: dict[SmppBind, bool]
+        self,
+        push: PushRequest,
+        sent: int,
+        refusals: list[str],
+        refused: dict[SmppBind, bool],
+        *,
+        every_bind: bool = True,
     ) -> SendResult:
-        """Permanent only when every bind tried said the destination is unreachable."""
+        """Permanent only when every bind that can send said, for good, that the destination
+        is unreachable (``every_bind``: none was left to try; a bind that timed out or went
+        down before answering gave no verdict, so the push stays a retry)."""
         detail = f"segment {sent + 1}/{len(push.segments)} refused by {'; '.join(refusals)}"
-        return self._give_up(push, sent, detail, permanent=all(refused.values()))
+        permanent = every_bind and all(refused.values())
+        return self._give_up(push, sent, detail, permanent=permanent)
 
     def _give_up(
         self, push: PushRequest, sent: int, detail: str, *, permanent: bool = False
