@@ -145,12 +145,13 @@ class Mm7Outbound:
         account = self.vasps.get(row.destination)
         if account is None or not account.deliver_url:
             why = "no such VASP" if account is None else "the VASP has no deliver_url"
-            await self._finish(row, ok=False, permanent=True, detail=why)
+            await self._finish(row, ok=False, permanent=True, detail=why, by_vasp=False)
             return
         try:
             request = await self._build(row, account)
         except (KeyError, ValueError) as exc:  # message or body gone (expired, purged)
-            await self._finish(row, ok=False, permanent=True, detail=f"cannot build: {exc}")
+            detail = f"cannot build: {exc}"
+            await self._finish(row, ok=False, permanent=True, detail=detail, by_vasp=False)
             return
         assert self._session is not None
         async with self._limits[account.name]:
@@ -245,12 +246,16 @@ class Mm7Outbound:
             status_text=info.get("status"),
         )
 
-    async def _finish(self, row: Any, *, ok: bool, permanent: bool, detail: str) -> None:
+    async def _finish(
+        self, row: Any, *, ok: bool, permanent: bool, detail: str, by_vasp: bool = True
+    ) -> None:
         """Record the VASP's answer to a request. A DeliverReq the VASP took makes its
         recipient Retrieved, with the sender's delivery report queued, in the same unit
         as the answer: apart, a crash in between left the recipient open until expiry
         and told the sender "Expired" for a message the VASP had. Metrics follow the
-        commit, for answers still this node's to record."""
+        commit, for answers still this node's to record. ``by_vasp`` False: the request
+        never reached the VASP (our configuration, or the message is gone), so a final
+        failure is not the VASP's refusal."""
         core = self.core
         now = time.time()
         policy = core.policy
@@ -284,7 +289,8 @@ class Mm7Outbound:
             delivered = None
             if row.kind == "mm7-deliver" and row.recipient_id is not None:
                 if state == repo.FAILED:
-                    out += self._undelivered(conn, row.recipient_id, now, permanent, detail)
+                    refused = permanent and by_vasp
+                    out += self._undelivered(conn, row.recipient_id, now, refused, detail)
                 elif ok:
                     recipient = repo.get_recipient_by_id(conn, row.recipient_id)
                     if recipient is not None:

@@ -1051,3 +1051,31 @@ def test_replace_with_an_earlier_delivery_time_notifies_at_that_time(
         assert story["message"]["earliest_delivery_at"] <= time.time()
     finally:
         server.stop()
+
+
+def test_an_mo_message_to_a_vasp_without_deliver_url_is_unreachable_not_rejected(
+    tmp_path: Path, sink: SmsSink, vasp: VaspSink
+) -> None:
+    """The DeliverReq never reaches a VASP that has no deliver_url: our configuration,
+    not the VASP's refusal, so the sender hears "Unreachable"."""
+    server = mm7_server(tmp_path, sink, vasp)
+    try:
+        request = MmsPdu(
+            "m-send-req",
+            "MO-2",
+            "1.2",
+            {"From": None, "To": [f"{OTHER_SHORTCODE}/TYPE=PLMN"], "X-Mms-Delivery-Report": "Yes"},
+            "text/plain",
+            {"charset": "utf-8"},
+            None,
+            b"HELLO",
+        )
+        status, body = post_pdu(server.mm1 + "/mms", request, A)
+        conf = mms.decode(body)
+        assert status == 200 and conf.headers["X-Mms-Response-Status"] == "Ok"
+        report = sink.next()
+        assert report.to == A and report.pdu.headers["X-Mms-Status"] == "Unreachable"
+        story = trace(server, str(conf.headers["Message-ID"]))
+        assert [r["state"] for r in story["recipients"]] == ["unreachable"]
+    finally:
+        server.stop()
