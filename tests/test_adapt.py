@@ -442,6 +442,25 @@ def test_media_are_settled_before_the_pictures_share_the_room(
     assert max(info(bytes(picture.data))[1]) >= 480
 
 
+def test_a_voice_note_that_fits_beside_a_smaller_photo_is_kept(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A 70 KB voice note the handset plays and a photo, 130 KB in all: the note stays
+    (it cannot be made smaller without ffmpeg) and the photo takes what is left."""
+    no_ffmpeg(monkeypatch)
+    note = b"#!AMR\n" + random.Random(1).randbytes(70_000)
+    parts = [
+        Part("image/jpeg", {"name": "p.jpg"}, {"Content-ID": "<p>"}, photo(1600, 1200)),
+        Part("audio/amr", {"name": "v.amr"}, {"Content-ID": "<a>"}, note),
+    ]
+    target = Target(max_message_size=130_000)
+    result = adapt(MIXED, {}, parts, target, measure)
+    assert measure(result) <= target.max_message_size
+    kept = {p.headers.get("Content-ID"): p for p in result.parts}
+    assert bytes(kept["<a>"].data) == note
+    assert info(bytes(kept["<p>"].data))[0] == "JPEG"
+
+
 def test_text_alone_over_the_limit_is_cut_to_fit() -> None:
     text = ("Lorem ipsum dolor sit amet, consectetur adipiscing elit. " * 2200)[:120_000]
     parts = [

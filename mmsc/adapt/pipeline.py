@@ -318,7 +318,10 @@ def _adapt_once(
         else:
             work.drop(part, f"{ctype} not accepted")
     room = available - smil_size - work.size()
-    _settle_media(parts, media, work, target, room - _picture_reserve(parts, images, target, room))
+    reserve = _picture_reserve(parts, images, target, room)
+    # Media that cannot be made smaller may use part of the pictures' reserve, down to a
+    # quarter of it, rather than be dropped: a voice note is worth a smaller photo.
+    _settle_media(parts, media, work, target, room - reserve, spare=reserve - reserve // 4)
     _fit_images(parts, images, work, target, available - smil_size - work.size())
     # Still too big (pictures at their smallest): the largest media go first, text stays.
     while work.size() + smil_size > available:
@@ -356,13 +359,14 @@ def _picture_reserve(parts: list[Part], images: list[int], target: Target, room:
 
 
 def _settle_media(
-    parts: list[Part], media: list[int], work: _Work, target: Target, room: int
+    parts: list[Part], media: list[int], work: _Work, target: Target, room: int, spare: int = 0
 ) -> None:
     """Audio and video within ``room``, before the pictures are sized: what the handset
     cannot play is transcoded (or dropped), then the largest is transcoded smaller or
     dropped until they fit. Deciding this first is what lets a photo sent with a video
     use the room the video gives up, instead of being sized for a share of the room the
-    video had before it was dropped (a 3 KB thumbnail)."""
+    video had before it was dropped (a 3 KB thumbnail). ``spare``: room the pictures can
+    give up for a part that would otherwise be dropped."""
     for index in media:
         part = parts[index]
         if accepts(target.accept, part.content_type):
@@ -383,6 +387,9 @@ def _settle_media(
         if smaller is not None and len(smaller.data) < len(largest.data):
             work.convert(index, parts[index], smaller.content_type, smaller.data)
             settled.append(index)
+        elif work.size(settled) + len(largest.data) <= room + spare:
+            work.kept[index] = largest  # kept as it is: the pictures make do with less
+            break
         else:
             work.drop(parts[index], f"does not fit with the rest of the message ({room} bytes)")
 
