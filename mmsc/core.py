@@ -685,10 +685,11 @@ class Mmsc:
         removed = 0
         for start in range(0, len(keys), chunk):
             part = keys[start : start + chunk]
-            owners = {key: key.split(".", 1)[0].split("-", 1)[0] for key in part}
+            bases = {key: key.split(".", 1)[0] for key in part}  # a variant's original
+            owners = {key: base.split("-", 1)[0] for key, base in bases.items()}
             live = await self.read_in_thread(repo.live_payload_keys, sorted(set(owners.values())))
             for key in part:
-                if live.get(owners[key]) != key.split(".", 1)[0]:
+                if live.get(owners[key]) != bases[key]:
                     removed += await self.payloads.delete(key)
         if removed:
             log.warning(

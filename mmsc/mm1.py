@@ -54,12 +54,9 @@ def _pdu_response(data: bytes) -> web.Response:
     return web.Response(body=data, content_type=MMS_TYPE)
 
 
-VERSIONS = MMS_VERSIONS  # the versions we encode, oldest first
-
-
 def _supported(version: str | None) -> str:
     """``version`` if we encode it, else 1.2 (what handsets in the field all read)."""
-    return version if version in VERSIONS else "1.2"
+    return version if version in MMS_VERSIONS else "1.2"
 
 
 def _answer_version(pdu: MmsPdu) -> str:
@@ -76,7 +73,7 @@ def retrieve_version(stored: str | None, handset: str | None) -> str:
     fields that version does not define (OMA-MMS-ENC §7; feature-matrix §4.10: do not
     send 1.3-only fields to older clients, and track each handset's version).
     """
-    return min(_supported(stored), _supported(handset), key=VERSIONS.index)
+    return min(_supported(stored), _supported(handset), key=MMS_VERSIONS.index)
 
 
 def send_conf(

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from mmsc import config as settings
 from mmsc.config import ConfigError
 
 DEFAULT_NAMESPACE = "REL-6-MM7-1-4"
@@ -80,12 +81,10 @@ def password_variable(name: str, kind: str = "PASSWORD") -> str:
 
 
 def _text(where: str, table: Mapping[str, Any], key: str, default: str | None = None) -> str | None:
-    value = table.get(key, default)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        raise ConfigError(f"{where}.{key}: expected a string, got {value!r}")
-    return str(value)
+    """The typed readers of mmsc.config, in this module's argument order."""
+    if default is None:
+        return settings.optional_text(table, where, key)
+    return settings.text(table, where, key, default)
 
 
 def _vasp(index: int, table: Mapping[str, Any], environ: Mapping[str, str]) -> VaspAccount:
